@@ -1,0 +1,1 @@
+"""The Canvas side: typed models and the async API client."""

@@ -1,0 +1,1 @@
+"""``calbridge canvas …``: placeholder, filled in by the Canvas client work."""

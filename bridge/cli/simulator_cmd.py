@@ -1,0 +1,1 @@
+"""``calbridge simulator``: placeholder, filled in by the simulator work."""
