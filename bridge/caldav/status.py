@@ -1,0 +1,72 @@
+"""What calbridge remembers about each event it wrote into a CalDAV calendar.
+
+This is the sync *status* in vdirsyncer's sense: the third input of the planner besides what
+Canvas wants (desired) and what the server holds (actual). It is plain data; the state store
+(``bridge.state``) persists it, an in-memory store serves tests and ``--dry-run``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class ItemStatus:
+    """One event calbridge owns in one CalDAV calendar.
+
+    ``href`` is where it lives on the server, ``etag`` the server's ETag after our last write
+    (or last read), ``content_hash`` the hash of the meaningful content we last wrote (DTSTAMP,
+    LAST-MODIFIED and SEQUENCE excluded), ``ics`` exactly the text we last wrote — needed to tell
+    what the person changed and to keep what they added.
+    """
+
+    uid: str
+    href: str
+    etag: str | None
+    content_hash: str
+    ics: str
+
+
+class StatusStore(Protocol):
+    """Where the sync status of every CalDAV target lives. Writes are transactional."""
+
+    def load(self, target_id: str) -> dict[str, ItemStatus]:
+        """Every item calbridge owns in this target, by UID."""
+        ...
+
+    def apply(self, target_id: str, upserts: list[ItemStatus], deletes: list[str]) -> None:
+        """Record written items and forget deleted UIDs, all in one transaction."""
+        ...
+
+    def sync_token(self, target_id: str) -> str | None:
+        """The last RFC 6578 sync token seen for this target, if any."""
+        ...
+
+    def set_sync_token(self, target_id: str, token: str | None) -> None:
+        """Remember (or forget, with None) the sync token."""
+        ...
+
+
+class MemoryStatusStore:
+    """A :class:`StatusStore` in memory, for tests and dry runs."""
+
+    def __init__(self) -> None:
+        self._items: dict[str, dict[str, ItemStatus]] = {}
+        self._tokens: dict[str, str | None] = {}
+
+    def load(self, target_id: str) -> dict[str, ItemStatus]:
+        return dict(self._items.get(target_id, {}))
+
+    def apply(self, target_id: str, upserts: list[ItemStatus], deletes: list[str]) -> None:
+        items = self._items.setdefault(target_id, {})
+        for item in upserts:
+            items[item.uid] = item
+        for uid in deletes:
+            items.pop(uid, None)
+
+    def sync_token(self, target_id: str) -> str | None:
+        return self._tokens.get(target_id)
+
+    def set_sync_token(self, target_id: str, token: str | None) -> None:
+        self._tokens[target_id] = token
