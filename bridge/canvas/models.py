@@ -22,7 +22,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 
-def _to_utc(value: Any) -> Any:
+def to_utc(value: Any) -> Any:
     """Accept ISO 8601 strings, datetimes and integer epochs (s or ms); return aware UTC."""
     if value is None or value == "":
         return None
@@ -59,7 +59,7 @@ def _comma_list(value: Any) -> Any:
     return value
 
 
-UtcDateTime = Annotated[datetime | None, BeforeValidator(_to_utc)]
+UtcDateTime = Annotated[datetime | None, BeforeValidator(to_utc)]
 EmptyList = BeforeValidator(_none_to_empty)
 CodeList = Annotated[list[str], BeforeValidator(_comma_list)]
 
@@ -312,4 +312,4 @@ class AccountSnapshot(CanvasModel):
     @field_validator("fetched_at", mode="before")
     @classmethod
     def _fetched_utc(cls, value: Any) -> Any:
-        return _to_utc(value)
+        return to_utc(value)

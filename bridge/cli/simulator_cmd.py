@@ -1,1 +1,66 @@
-"""``calbridge simulator``: placeholder, filled in by the simulator work."""
+"""``calbridge simulator``: the Canvas simulator alone, for trying other tools against it."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from datetime import datetime
+
+import typer
+
+from bridge.canvas.models import to_utc
+from bridge.cli import app
+from bridge.errors import UserError
+
+
+@app.command("simulator")
+def simulator(
+    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
+    port: int = typer.Option(8900, help="Port to listen on (0: any free port)."),
+    control: bool = typer.Option(
+        False, "--control", help="Enable the /_sim/ test control surface."
+    ),
+    now: str | None = typer.Option(None, help="Start the simulated clock at this ISO 8601 time."),
+) -> None:
+    """Serve the Canvas simulator with its sample data until Ctrl-C."""
+    from bridge.simulator.app import create_app
+    from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
+    from bridge.simulator.server import serve_in_thread
+
+    start: datetime | None = None
+    if now:
+        try:
+            start = to_utc(now)
+        except ValueError as exc:
+            raise UserError(f"--now: {now!r} is not an ISO 8601 time") from exc
+    world = sample_world(start)
+    server = serve_in_thread(create_app(world, control=control), host=host, port=port)
+    print(f"Canvas simulator on {server.url}  (sample data; clock {world.clock.now().isoformat()})")
+    print("Tokens:")
+    for name, token in SAMPLE_TOKENS.items():
+        print(f"  {name:8} {token}")
+    print("Try:")
+    print(
+        f"  curl -H 'Authorization: Bearer {SAMPLE_TOKENS['alice']}' {server.url}/api/v1/users/self"
+    )
+    print(
+        f"  curl -H 'Authorization: Bearer {SAMPLE_TOKENS['alice']}' "
+        f"'{server.url}/api/v1/appointment_groups?include[]=reserved_times'"
+    )
+    if control:
+        print(f'  curl -X POST -d \'{{"kind": "status", "status": 503}}\' {server.url}/_sim/faults')
+    sys.stdout.flush()
+    stop = {"now": False}
+
+    def _stop(signum: int, frame: object) -> None:
+        stop["now"] = True
+
+    signal.signal(signal.SIGTERM, _stop)
+    try:
+        while not stop["now"]:
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.stop()

@@ -1,0 +1,365 @@
+"""The simulated Canvas: its data, its clock, its faults and its request statistics.
+
+Everything lives in memory behind one lock, because the ASGI server runs in a thread while
+tests and benches poke the world directly. Ids are allocated from one counter per kind, so a
+world built the same way always has the same ids.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal
+
+_ID = re.compile(r"/\d+")
+
+Role = Literal["student", "teacher", "ta"]
+
+
+class Clock:
+    """A settable clock; by default it follows real time from the moment it was set."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._offset = timedelta(0)
+        if now is not None:
+            self.set(now)
+
+    def now(self) -> datetime:
+        return (datetime.now(UTC) + self._offset).replace(microsecond=0)
+
+    def set(self, now: datetime) -> None:
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
+        self._offset = now - datetime.now(UTC)
+
+    def advance(self, seconds: float) -> None:
+        self._offset += timedelta(seconds=seconds)
+
+
+@dataclass
+class SimUser:
+    id: int
+    name: str
+    token: str
+    login_id: str
+    time_zone: str = "UTC"
+    token_state: Literal["active", "revoked", "expired"] = "active"
+
+    @property
+    def sortable_name(self) -> str:
+        parts = self.name.split()
+        return f"{parts[-1]}, {' '.join(parts[:-1])}" if len(parts) > 1 else self.name
+
+    @property
+    def short_name(self) -> str:
+        return self.name
+
+
+@dataclass
+class Course:
+    id: int
+    name: str
+    course_code: str
+    conferences_enabled: bool = True
+    concluded: bool = False
+    roles: dict[int, Role] = field(default_factory=dict)  # user id -> role
+
+    @property
+    def code(self) -> str:
+        return f"course_{self.id}"
+
+
+@dataclass
+class StudentGroup:
+    id: int
+    name: str
+    course_id: int
+    category_id: int
+    members: list[int] = field(default_factory=list)
+
+
+@dataclass
+class SimRecording:
+    recording_id: str
+    title: str
+    duration_minutes: int
+    created_at_ms: int
+    url: str
+
+
+@dataclass
+class SimConference:
+    id: int
+    context_type: Literal["Course", "Group"]
+    context_id: int
+    title: str
+    conference_type: str = "BigBlueButton"
+    description: str = ""
+    duration: int | None = 60
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    start_at: datetime | None = None
+    end_at: datetime | None = None
+    participants: dict[int, str] = field(default_factory=dict)  # user id -> invitee/attendee
+    recordings: list[SimRecording] = field(default_factory=list)
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class SimAppointmentGroup:
+    id: int
+    title: str
+    context_codes: list[str]
+    description: str = ""
+    location_name: str = ""
+    location_address: str = ""
+    sub_context_codes: list[str] = field(default_factory=list)
+    workflow_state: Literal["pending", "active", "deleted"] = "pending"
+    participants_per_appointment: int | None = None
+    min_appointments_per_participant: int | None = None
+    max_appointments_per_participant: int | None = None
+    participant_visibility: Literal["private", "protected"] = "private"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @property
+    def participant_type(self) -> Literal["User", "Group"]:
+        if any(code.startswith("group_category_") for code in self.sub_context_codes):
+            return "Group"
+        return "User"
+
+    @property
+    def group_category_id(self) -> int | None:
+        for code in self.sub_context_codes:
+            if code.startswith("group_category_"):
+                return int(code.removeprefix("group_category_"))
+        return None
+
+
+@dataclass
+class Slot:
+    id: int
+    group_id: int
+    start_at: datetime
+    end_at: datetime
+    participants_per_appointment: int | None = None  # per-slot override
+    workflow_state: Literal["active", "locked", "deleted"] = "active"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Reservation:
+    id: int
+    slot_id: int
+    participant_type: Literal["User", "Group"]
+    participant_id: int
+    made_by: int
+    comments: str = ""
+    workflow_state: Literal["locked", "deleted"] = "locked"
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    updated_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+
+FaultKind = Literal[
+    "status", "delay", "throttle403", "throttle429", "malformed", "html", "truncated", "reset"
+]
+
+
+@dataclass
+class Fault:
+    """An injected fault: applies to requests whose path matches ``path`` (a regex)."""
+
+    kind: FaultKind
+    path: str = ".*"
+    count: int | None = 1  # None: until cleared
+    status: int = 503
+    delay: float = 0.0
+    method: str | None = None
+
+    def matches(self, method: str, path: str) -> bool:
+        if self.method and self.method.upper() != method.upper():
+            return False
+        return re.search(self.path, path) is not None
+
+
+class Faults:
+    """Faults waiting to be served, consumed first-added first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._faults: list[Fault] = []
+
+    def add(self, kind: FaultKind, path: str = ".*", count: int | None = 1, **kw: Any) -> Fault:
+        fault = Fault(kind=kind, path=path, count=count, **kw)
+        with self._lock:
+            self._faults.append(fault)
+        return fault
+
+    def clear(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def take(self, method: str, path: str) -> Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.matches(method, path):
+                    if fault.count is not None:
+                        fault.count -= 1
+                        if fault.count <= 0:
+                            self._faults.remove(fault)
+                    return fault
+        return None
+
+
+class Stats:
+    """Requests served, by ``METHOD path`` and by status; what benches count."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_route: Counter[str] = Counter()
+        self.by_status: Counter[int] = Counter()
+        self.total = 0
+
+    def record(self, method: str, path: str, status: int) -> None:
+        with self._lock:
+            self.total += 1
+            self.by_route[f"{method} {_ID.sub('/:id', path)}"] += 1
+            self.by_status[status] += 1
+
+    def reset(self) -> None:
+        with self._lock:
+            self.by_route.clear()
+            self.by_status.clear()
+            self.total = 0
+
+    def as_dict(self) -> dict[str, object]:
+        with self._lock:
+            return {
+                "total": self.total,
+                "by_route": dict(self.by_route),
+                "by_status": {str(k): v for k, v in self.by_status.items()},
+            }
+
+
+@dataclass
+class Throttle:
+    """Canvas's leaky bucket per token (§5): ``hwm`` units, leaking ``outflow`` per second."""
+
+    hwm: float = 600.0
+    outflow: float = 10.0
+    cost: float = 1.0  # cost charged per request (real Canvas: CPU + DB seconds)
+    mode: Literal[403, 429] = 403
+    levels: dict[str, tuple[float, float]] = field(default_factory=dict)  # token -> (level, t)
+
+    def charge(self, token: str, now: float) -> tuple[bool, float]:
+        """Charge one request; return (allowed, remaining)."""
+        level, last = self.levels.get(token, (0.0, now))
+        level = max(0.0, level - (now - last) * self.outflow)
+        if level >= self.hwm:
+            self.levels[token] = (level, now)
+            return False, 0.0
+        level += self.cost
+        self.levels[token] = (level, now)
+        return True, max(0.0, self.hwm - level)
+
+
+class World:
+    """All the simulated Canvas's data, plus clock, faults, stats and throttle."""
+
+    def __init__(self, now: datetime | None = None, host: str = "canvas.sim") -> None:
+        self.lock = threading.RLock()
+        self.clock = Clock(now)
+        self.faults = Faults()
+        self.stats = Stats()
+        self.throttle = Throttle()
+        self.host = host
+        self._ids = {k: itertools.count(1) for k in ("user", "course", "group", "conf", "ag")}
+        self._event_ids = itertools.count(1001)  # slots and reservations share one sequence
+        self.users: dict[int, SimUser] = {}
+        self.courses: dict[int, Course] = {}
+        self.groups: dict[int, StudentGroup] = {}
+        self.conferences: dict[int, SimConference] = {}
+        self.appointment_groups: dict[int, SimAppointmentGroup] = {}
+        self.slots: dict[int, Slot] = {}
+        self.reservations: dict[int, Reservation] = {}
+
+    # --- building ---------------------------------------------------------------------------
+
+    def add_user(self, name: str, token: str, time_zone: str = "UTC") -> SimUser:
+        uid = next(self._ids["user"])
+        login = name.lower().replace(" ", ".")
+        user = SimUser(uid, name, token, login_id=login, time_zone=time_zone)
+        self.users[uid] = user
+        return user
+
+    def add_course(self, name: str, code: str, **kw: Any) -> Course:
+        course = Course(next(self._ids["course"]), name, code, **kw)
+        self.courses[course.id] = course
+        return course
+
+    def enroll(self, course: Course, user: SimUser, role: Role = "student") -> None:
+        course.roles[user.id] = role
+
+    def add_group(
+        self, course: Course, name: str, category_id: int, members: list[int]
+    ) -> StudentGroup:
+        group = StudentGroup(next(self._ids["group"]), name, course.id, category_id, members)
+        self.groups[group.id] = group
+        return group
+
+    def add_conference(
+        self, context: Course | StudentGroup, title: str, **kw: Any
+    ) -> SimConference:
+        ctype: Literal["Course", "Group"] = "Course" if isinstance(context, Course) else "Group"
+        kw.setdefault("created_at", self.clock.now())
+        conf = SimConference(next(self._ids["conf"]), ctype, context.id, title, **kw)
+        self.conferences[conf.id] = conf
+        return conf
+
+    def add_appointment_group(
+        self, title: str, context_codes: list[str], **kw: Any
+    ) -> SimAppointmentGroup:
+        now = self.clock.now()
+        kw.setdefault("created_at", now)
+        kw.setdefault("updated_at", now)
+        group = SimAppointmentGroup(next(self._ids["ag"]), title, context_codes, **kw)
+        self.appointment_groups[group.id] = group
+        return group
+
+    def add_slot(
+        self, group: SimAppointmentGroup, start: datetime, end: datetime, **kw: Any
+    ) -> Slot:
+        now = self.clock.now()
+        slot = Slot(
+            next(self._event_ids), group.id, start, end, created_at=now, updated_at=now, **kw
+        )
+        self.slots[slot.id] = slot
+        return slot
+
+    def new_event_id(self) -> int:
+        return next(self._event_ids)
+
+    # --- lookups ----------------------------------------------------------------------------
+
+    def user_by_token(self, token: str) -> SimUser | None:
+        for user in self.users.values():
+            if user.token == token:
+                return user
+        return None
+
+    def revoke_token(self, token: str, state: Literal["revoked", "expired"] = "revoked") -> None:
+        user = self.user_by_token(token)
+        if user is not None:
+            user.token_state = state
+
+    def role_in(self, user: SimUser, course_id: int) -> Role | None:
+        course = self.courses.get(course_id)
+        return course.roles.get(user.id) if course else None
+
+    def user_groups(self, user: SimUser) -> list[StudentGroup]:
+        return [g for g in self.groups.values() if user.id in g.members]
