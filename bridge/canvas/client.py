@@ -1,0 +1,337 @@
+"""The async Canvas API client: one typed method per endpoint calbridge uses.
+
+Covers every endpoint of the Conferences and Appointment Groups API documents, plus the
+Calendar Events calls the bridge needs (reserve, cancel, show) and ``/users/self``. Lists are
+followed through the ``Link`` header (numbered and bookmark pages alike, URLs treated as
+opaque) with ``per_page=100``. Writes are form-encoded the way Canvas documents them.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from types import TracebackType
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from bridge import errors
+from bridge.canvas.models import (
+    AppointmentGroup,
+    CalendarEvent,
+    Conference,
+    Group,
+    Profile,
+    User,
+)
+from bridge.canvas.transport import ResponseInfo, RetryPolicy, Transport, decode_json
+
+M = TypeVar("M", bound=BaseModel)
+
+PER_PAGE = 100
+MAX_PAGES = 1000
+_LINK = re.compile(r'<([^>]+)>\s*;\s*rel="?([a-z]+)"?', re.IGNORECASE)
+
+
+def next_link(header: str | None) -> str | None:
+    """The ``rel="next"`` URL of a Link header, if any."""
+    for url, rel in _LINK.findall(header or ""):
+        if rel.lower() == "next":
+            return str(url)
+    return None
+
+
+def validate_base_url(base_url: str) -> str:
+    """``https://canvas.example.edu`` (a trailing slash is fine); a clear error otherwise."""
+    parts = urlsplit(base_url.strip())
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise errors.ConfigError(
+            f"{base_url!r} is not an http(s) URL of a Canvas instance", key="canvas_url"
+        )
+    if parts.query or parts.fragment:
+        raise errors.ConfigError(
+            "the Canvas URL must not have a query string or fragment", key="canvas_url"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def _slots(pairs: Iterable[tuple[datetime | str, datetime | str]]) -> list[tuple[str, str]]:
+    out = []
+    for index, (start, end) in enumerate(pairs):
+        for value in (start, end):
+            text = value.isoformat() if isinstance(value, datetime) else value
+            out.append((f"appointment_group[new_appointments][{index}][]", text))
+    return out
+
+
+class CanvasClient:
+    """An async Canvas client for one token. Use as ``async with CanvasClient(...) as c``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        timeout: float = 30.0,
+        max_concurrency: int = 4,
+        max_retries: int = 5,
+        backoff_base: float = 0.5,
+        backoff_cap: float = 30.0,
+        on_response: Callable[[ResponseInfo], None] | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        if not token or not token.strip():
+            raise errors.ConfigError("the Canvas token is empty", key="token")
+        self.base_url = validate_base_url(base_url)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            timeout=timeout,
+            transport=transport,
+            follow_redirects=False,
+        )
+        self._transport = Transport(
+            self._http,
+            policy=RetryPolicy(max_retries, backoff_base, backoff_cap),
+            max_concurrency=max_concurrency,
+            on_response=on_response,
+        )
+
+    def __repr__(self) -> str:
+        return f"CanvasClient({self.base_url!r})"
+
+    @property
+    def requests_made(self) -> int:
+        """HTTP requests sent so far (retries included)."""
+        return self._transport.requests
+
+    async def __aenter__(self) -> CanvasClient:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    # --- plumbing ---------------------------------------------------------------------------
+
+    def _parse(self, model: type[M], data: Any, method: str, path: str) -> M:
+        try:
+            return model.model_validate(data)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(p) for p in first["loc"]) or "body"
+            raise errors.CanvasBadResponse(
+                f"unexpected {model.__name__} from Canvas: {where}: {first['msg']}",
+                method=method,
+                path=path,
+            ) from None
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        data: Any = None,
+        idempotent: bool = True,
+    ) -> Any:
+        response = await self._transport.request(
+            method, path, params=params, data=data, idempotent=idempotent
+        )
+        return decode_json(method, path, response)
+
+    async def _one(self, model: type[M], method: str, path: str, **kw: Any) -> M:
+        return self._parse(model, await self._json(method, path, **kw), method, path)
+
+    async def _list(
+        self,
+        model: type[M],
+        path: str,
+        params: Sequence[tuple[str, Any]] = (),
+        *,
+        key: str | None = None,
+    ) -> list[M]:
+        """Every page of a list endpoint. ``key`` unwraps ``{"conferences": [...]}``."""
+        items: list[M] = []
+        url: str | None = path
+        query: list[tuple[str, Any]] | None = [*params, ("per_page", PER_PAGE)]
+        seen: set[str] = set()
+        for _ in range(MAX_PAGES):
+            assert url is not None
+            response = await self._transport.request("GET", url, params=query)
+            data = decode_json("GET", path, response)
+            if key is not None and isinstance(data, dict):
+                data = data.get(key, [])
+            if not isinstance(data, list):
+                raise errors.CanvasBadResponse(
+                    f"expected a list, got {type(data).__name__}", method="GET", path=path
+                )
+            items.extend(self._parse(model, entry, "GET", path) for entry in data)
+            url = next_link(response.headers.get("link"))
+            if url is None or url in seen or not data:
+                return items
+            seen.add(url)
+            query = None  # the next URL carries every parameter
+        raise errors.CanvasBadResponse(
+            f"more than {MAX_PAGES} pages; stopping", method="GET", path=path
+        )
+
+    # --- users ------------------------------------------------------------------------------
+
+    async def me(self) -> Profile:
+        """``GET /api/v1/users/self``: who the token belongs to."""
+        return await self._one(Profile, "GET", "/api/v1/users/self")
+
+    # --- conferences ------------------------------------------------------------------------
+
+    async def conferences(self, live: bool = False) -> list[Conference]:
+        """Conferences of all the user's courses and groups (bookmark pages)."""
+        params = [("state", "live")] if live else []
+        return await self._list(Conference, "/api/v1/conferences", params, key="conferences")
+
+    async def course_conferences(self, course_id: int) -> list[Conference]:
+        return await self._list(
+            Conference, f"/api/v1/courses/{int(course_id)}/conferences", key="conferences"
+        )
+
+    async def group_conferences(self, group_id: int) -> list[Conference]:
+        return await self._list(
+            Conference, f"/api/v1/groups/{int(group_id)}/conferences", key="conferences"
+        )
+
+    # --- appointment groups -----------------------------------------------------------------
+
+    async def appointment_groups(
+        self,
+        scope: str = "reservable",
+        include: Sequence[str] = (),
+        context_codes: Sequence[str] = (),
+        include_past_appointments: bool = False,
+    ) -> list[AppointmentGroup]:
+        if scope not in ("reservable", "manageable"):
+            raise errors.UserError(f"scope must be reservable or manageable, not {scope!r}")
+        params: list[tuple[str, Any]] = [("scope", scope)]
+        params += [("include[]", i) for i in include]
+        params += [("context_codes[]", c) for c in context_codes]
+        if include_past_appointments:
+            params.append(("include_past_appointments", "true"))
+        return await self._list(AppointmentGroup, "/api/v1/appointment_groups", params)
+
+    async def appointment_group(
+        self, group_id: int, include: Sequence[str] = ()
+    ) -> AppointmentGroup:
+        params = [("include[]", i) for i in include]
+        return await self._one(
+            AppointmentGroup, "GET", f"/api/v1/appointment_groups/{int(group_id)}", params=params
+        )
+
+    def _group_form(self, fields: dict[str, Any]) -> list[tuple[str, str]]:
+        form: list[tuple[str, str]] = []
+        for name in (
+            "title",
+            "description",
+            "location_name",
+            "location_address",
+            "participant_visibility",
+            "participants_per_appointment",
+            "min_appointments_per_participant",
+            "max_appointments_per_participant",
+        ):
+            value = fields.get(name)
+            if value is not None:
+                form.append((f"appointment_group[{name}]", str(value)))
+        for code in fields.get("context_codes") or ():
+            form.append(("appointment_group[context_codes][]", code))
+        for code in fields.get("sub_context_codes") or ():
+            form.append(("appointment_group[sub_context_codes][]", code))
+        if fields.get("publish"):
+            form.append(("appointment_group[publish]", "1"))
+        form += _slots(fields.get("new_appointments") or ())
+        return form
+
+    async def create_appointment_group(
+        self, context_codes: Sequence[str], title: str, **fields: Any
+    ) -> AppointmentGroup:
+        """``POST /api/v1/appointment_groups`` (201). Pending unless ``publish=True``."""
+        form = self._group_form({"context_codes": context_codes, "title": title, **fields})
+        return await self._one(
+            AppointmentGroup, "POST", "/api/v1/appointment_groups", data=form, idempotent=False
+        )
+
+    async def update_appointment_group(self, group_id: int, **fields: Any) -> AppointmentGroup:
+        form = self._group_form(fields)
+        path = f"/api/v1/appointment_groups/{int(group_id)}"
+        return await self._one(AppointmentGroup, "PUT", path, data=form, idempotent=False)
+
+    async def delete_appointment_group(
+        self, group_id: int, cancel_reason: str | None = None
+    ) -> AppointmentGroup:
+        data = {"cancel_reason": cancel_reason} if cancel_reason else None
+        path = f"/api/v1/appointment_groups/{int(group_id)}"
+        return await self._one(AppointmentGroup, "DELETE", path, data=data, idempotent=False)
+
+    async def appointment_group_users(
+        self, group_id: int, registration_status: str = "all"
+    ) -> list[User]:
+        path = f"/api/v1/appointment_groups/{int(group_id)}/users"
+        return await self._list(User, path, [("registration_status", registration_status)])
+
+    async def appointment_group_groups(
+        self, group_id: int, registration_status: str = "all"
+    ) -> list[Group]:
+        path = f"/api/v1/appointment_groups/{int(group_id)}/groups"
+        return await self._list(Group, path, [("registration_status", registration_status)])
+
+    async def next_appointment(
+        self, appointment_group_ids: Sequence[int] = ()
+    ) -> CalendarEvent | None:
+        params = [("appointment_group_ids[]", str(i)) for i in appointment_group_ids]
+        path = "/api/v1/appointment_groups/next_appointment"
+        data = await self._json("GET", path, params=params)
+        if not isinstance(data, list):
+            raise errors.CanvasBadResponse(
+                "expected a list of 0 or 1 events", method="GET", path=path
+            )
+        return self._parse(CalendarEvent, data[0], "GET", path) if data else None
+
+    # --- calendar events: slots and reservations --------------------------------------------
+
+    async def calendar_event(self, event_id: int) -> CalendarEvent:
+        return await self._one(CalendarEvent, "GET", f"/api/v1/calendar_events/{int(event_id)}")
+
+    async def reserve(
+        self,
+        slot_id: int,
+        *,
+        participant_id: int | None = None,
+        comments: str | None = None,
+        cancel_existing: bool = False,
+    ) -> CalendarEvent:
+        """Reserve a slot; ``cancel_existing`` swaps atomically. Never retried after sending."""
+        path = f"/api/v1/calendar_events/{int(slot_id)}/reservations"
+        if participant_id is not None:
+            path += f"/{int(participant_id)}"
+        form = []
+        if comments:
+            form.append(("comments", comments))
+        if cancel_existing:
+            form.append(("cancel_existing", "true"))
+        return await self._one(CalendarEvent, "POST", path, data=form, idempotent=False)
+
+    async def cancel_reservation(
+        self, reservation_id: int, cancel_reason: str | None = None
+    ) -> CalendarEvent:
+        """``DELETE /api/v1/calendar_events/:id`` on a reservation. Never retried after sending."""
+        data = {"cancel_reason": cancel_reason} if cancel_reason else None
+        path = f"/api/v1/calendar_events/{int(reservation_id)}"
+        return await self._one(CalendarEvent, "DELETE", path, data=data, idempotent=False)

@@ -1,0 +1,95 @@
+"""One poll of one Canvas account: everything the calendars need, in the fewest requests.
+
+The minimum the API allows: ``/users/self`` (1), the user's conferences (one request per
+100), reservable appointment groups with their slots and the user's reservations (one per
+100) and manageable groups with slots and reservations (one per 100, at least 1) — plus one
+request per extra conference context asked for. Each list comes with its ``include[]`` so
+nothing is fetched per group (no N+1). Independent lists run concurrently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from datetime import UTC, datetime
+
+from bridge.canvas.client import PER_PAGE, CanvasClient
+from bridge.canvas.models import AccountSnapshot, Conference
+from bridge.errors import ConfigError
+
+RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
+MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
+
+
+def _context(code: str) -> tuple[str, int]:
+    kind, _, ident = code.partition("_")
+    if kind not in ("course", "group") or not ident.isdigit():
+        raise ConfigError(
+            f"{code!r} is not a course_<id> or group_<id> context code", key="conference_contexts"
+        )
+    return kind, int(ident)
+
+
+async def _conferences(client: CanvasClient, contexts: tuple[str, ...]) -> list[Conference]:
+    lists = [client.conferences()]
+    for code in contexts:
+        kind, ident = _context(code)
+        lists.append(
+            client.course_conferences(ident)
+            if kind == "course"
+            else client.group_conferences(ident)
+        )
+    seen: dict[int, Conference] = {}
+    for found in await asyncio.gather(*lists):
+        for conf in found:
+            seen.setdefault(conf.id, conf)
+    return sorted(seen.values(), key=lambda c: c.id)
+
+
+async def poll_account(
+    client: CanvasClient,
+    canvas_host: str,
+    *,
+    conference_contexts: tuple[str, ...] = (),
+    include_managed: bool = True,
+) -> AccountSnapshot:
+    """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll."""
+    for code in conference_contexts:
+        _context(code)  # fail before sending anything
+    user, conferences, reservable, *rest = await asyncio.gather(
+        client.me(),
+        _conferences(client, conference_contexts),
+        client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
+        *(
+            [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]
+            if include_managed
+            else []
+        ),
+    )
+    return AccountSnapshot(
+        canvas_host=canvas_host,
+        user=user,
+        conferences=conferences,
+        reservable=reservable,
+        manageable=rest[0] if rest else [],
+        fetched_at=datetime.now(UTC),
+    )
+
+
+def minimum_requests(
+    conferences: int,
+    reservable_groups: int,
+    manageable_groups: int = 0,
+    *,
+    contexts: int = 0,
+    include_managed: bool = True,
+) -> int:
+    """The fewest requests :func:`poll_account` can make for these counts (``per_page=100``)."""
+
+    def pages(n: int) -> int:
+        return max(1, math.ceil(n / PER_PAGE))
+
+    total = 1 + pages(conferences) + pages(reservable_groups) + contexts
+    if include_managed:
+        total += pages(manageable_groups)
+    return total

@@ -1,0 +1,37 @@
+"""Fixtures shared by the whole suite: the Canvas simulator served over real HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import pytest
+
+from bridge.simulator.app import create_app
+from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
+from bridge.simulator.server import RunningServer, serve_in_thread
+from bridge.simulator.world import World
+
+# A fixed "now" keeps sample data, and so every expectation built on it, deterministic.
+SAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@dataclass
+class Sim:
+    """A simulator world and the server exposing it."""
+
+    world: World
+    server: RunningServer
+    tokens: dict[str, str]
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+
+@pytest.fixture
+def sim() -> Iterator[Sim]:
+    world = sample_world(SAMPLE_NOW)
+    with serve_in_thread(create_app(world, control=True)) as server:
+        yield Sim(world, server, dict(SAMPLE_TOKENS))
