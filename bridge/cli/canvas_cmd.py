@@ -71,10 +71,10 @@ def resolve_credentials(
         if not token:
             raise UserError(f"--token-file {token_file} is empty")
         return base, token
-    token = _env("CANVAS_TOKEN", "CALBRIDGE_CANVAS_TOKEN")
-    if not token:
+    env_token = _env("CANVAS_TOKEN", "CALBRIDGE_CANVAS_TOKEN")
+    if not env_token:
         raise UserError("no Canvas token: pass --token-file, set CANVAS_TOKEN, or use -c CONFIG")
-    return base, token
+    return base, env_token
 
 
 def _run(ctx: typer.Context, call: Callable[[CanvasClient], Awaitable[T]]) -> T:
