@@ -1,0 +1,33 @@
+"""Canvas objects to iCalendar: a pure core (no I/O, no clock).
+
+``collect_events`` maps a snapshot to :class:`CalEvent` values, ``render_feed`` writes a feed
+with stable versions, ``render_event_ics`` writes one event for CalDAV. See
+docs/calendar-mapping.md for the rules.
+"""
+
+from bridge.calendar.event import CalEvent
+from bridge.calendar.feed import (
+    CollectResult,
+    FeedOptions,
+    RenderCache,
+    RenderedFeed,
+    SkippedEvent,
+    collect_events,
+    render_event_ics,
+    render_feed,
+)
+from bridge.calendar.versions import EventVersion, next_versions
+
+__all__ = [
+    "CalEvent",
+    "CollectResult",
+    "EventVersion",
+    "FeedOptions",
+    "RenderCache",
+    "RenderedFeed",
+    "SkippedEvent",
+    "collect_events",
+    "next_versions",
+    "render_event_ics",
+    "render_feed",
+]

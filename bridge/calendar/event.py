@@ -1,0 +1,65 @@
+"""The plain description of one calendar event, between Canvas objects and iCalendar text.
+
+The mapping modules build :class:`CalEvent` values from Canvas data; the ICS writer turns them
+into text; the CalDAV planner and the write-back rules compare them. ``content_hash`` covers the
+meaningful content only, never DTSTAMP, LAST-MODIFIED or SEQUENCE, so a version only moves
+when something a person would notice changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Literal
+
+Kind = Literal["conference", "reservation", "open_slot", "managed_slot"]
+Status = Literal["CONFIRMED", "TENTATIVE", "CANCELLED"]
+
+
+@dataclass(frozen=True)
+class CalEvent:
+    """One event. ``start``/``end`` are aware UTC datetimes (or dates for all-day events);
+    ``end`` equal to ``start`` means a zero-length event (rendered without DTEND)."""
+
+    uid: str
+    kind: Kind
+    summary: str
+    start: datetime | date
+    end: datetime | date
+    description: str = ""
+    location: str = ""
+    url: str | None = None
+    conference_uri: str | None = None
+    status: Status = "CONFIRMED"
+    transparent: bool = False
+    categories: tuple[str, ...] = ()
+    # What write-back needs to act on Canvas (ids of the Canvas objects behind the event).
+    canvas_id: int = 0
+    slot_id: int | None = None
+    appointment_group_id: int | None = None
+    context_code: str | None = None
+    extra: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def all_day(self) -> bool:
+        return not isinstance(self.start, datetime)
+
+    def content_hash(self) -> str:
+        """SHA-256 over everything a person would see; stable across runs and processes."""
+        parts = [
+            self.uid,
+            self.kind,
+            self.summary,
+            self.start.isoformat(),
+            self.end.isoformat(),
+            self.description,
+            self.location,
+            self.url or "",
+            self.conference_uri or "",
+            self.status,
+            "T" if self.transparent else "O",
+            "\x1f".join(self.categories),
+            "\x1f".join(f"{k}={v}" for k, v in self.extra),
+        ]
+        return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()

@@ -1,0 +1,186 @@
+"""A whole feed: which events (include kinds, time window, size cap) and the ICS bytes.
+
+``collect_events`` is the pure mapping of one account's snapshot to events; ``render_feed``
+adds versions and writes the calendar; ``render_event_ics`` writes one event as a calendar of
+its own for CalDAV. Nothing here reads the clock or does I/O: ``now`` and the previous versions
+are parameters, the caller stores the new versions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bridge.calendar import ics
+from bridge.calendar.bookings import managed_slot_events, open_slot_events, reservation_events
+from bridge.calendar.conferences import NoTime, conference_event
+from bridge.calendar.event import CalEvent
+from bridge.calendar.text import fold
+from bridge.calendar.timezones import vtimezone_lines
+from bridge.calendar.versions import EventVersion, next_versions
+from bridge.canvas.models import AccountSnapshot
+
+ALL_KINDS = frozenset({"conferences", "reservations", "open_slots", "managed_slots"})
+GOOGLE_LIMIT = 1_000_000
+
+
+@dataclass(frozen=True)
+class FeedOptions:
+    name: str = "Canvas"
+    description: str | None = None
+    include: frozenset[str] = frozenset({"conferences", "reservations"})
+    timezone: str | None = None  # None: UTC
+    window_past: timedelta = timedelta(days=30)
+    window_future: timedelta = timedelta(days=366)
+    color: str | None = None
+    default_alarm: timedelta | None = None
+    refresh_interval: timedelta = timedelta(hours=1)
+    max_bytes: int = 900_000  # under Google's ~1 MB limit, with room to spare
+    reservation_uids: Mapping[int, str] = field(default_factory=dict)  # rebooked → original UID
+
+    def __post_init__(self) -> None:
+        unknown = set(self.include) - ALL_KINDS
+        if unknown:
+            raise ValueError(f"unknown include kinds: {sorted(unknown)}")
+
+
+@dataclass(frozen=True)
+class SkippedEvent:
+    """An event left out of a feed, with why; the daemon logs these."""
+
+    ref: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    events: list[CalEvent]
+    skipped: list[SkippedEvent]
+
+
+@dataclass(frozen=True)
+class RenderedFeed:
+    ics: bytes
+    versions: dict[str, EventVersion]
+    events: list[CalEvent]
+    skipped: list[SkippedEvent]
+
+
+class RenderCache:
+    """Rendered VEVENT text by (uid, version, timezone, alarm): re-renders reuse unchanged events."""
+
+    def __init__(self) -> None:
+        self._text: dict[tuple[object, ...], str] = {}
+
+    def vevent(
+        self, event: CalEvent, version: EventVersion, tzid: str | None, alarm: timedelta | None
+    ) -> str:
+        key = (event.uid, version.content_hash, version.sequence, version.dtstamp, tzid, alarm)
+        text = self._text.get(key)
+        if text is None:
+            text = self._text[key] = ics.vevent(event, version, tzid, alarm)
+        return text
+
+    def retain(self, uids: set[str]) -> None:
+        """Forget events no longer rendered, so the cache does not grow forever."""
+        self._text = {k: v for k, v in self._text.items() if k[0] in uids}
+
+
+def _sort_key(event: CalEvent) -> tuple[str, str]:
+    return (event.start.isoformat(), event.uid)
+
+
+def collect_events(snapshot: AccountSnapshot, options: FeedOptions, now: datetime) -> CollectResult:
+    host = snapshot.canvas_host
+    events: list[CalEvent] = []
+    skipped: list[SkippedEvent] = []
+    if "conferences" in options.include:
+        for conf in snapshot.conferences:
+            try:
+                events.append(conference_event(conf, host, now))
+            except NoTime as exc:
+                skipped.append(SkippedEvent(f"conference {conf.id}", str(exc)))
+    for group in snapshot.reservable:
+        if "reservations" in options.include:
+            events += reservation_events(group, host, options.reservation_uids)
+        if "open_slots" in options.include:
+            events += open_slot_events(group, host, now)
+    if "managed_slots" in options.include:
+        for group in snapshot.manageable:
+            events += managed_slot_events(group, host)
+    earliest, latest = now - options.window_past, now + options.window_future
+    kept, seen = [], set()
+    for event in sorted(events, key=_sort_key):
+        if event.uid in seen:
+            continue
+        seen.add(event.uid)
+        end = event.end if isinstance(event.end, datetime) else None
+        start = event.start if isinstance(event.start, datetime) else None
+        if (end is not None and end < earliest) or (start is not None and start > latest):
+            skipped.append(SkippedEvent(event.uid, "outside the feed's time window"))
+            continue
+        kept.append(event)
+    return CollectResult(kept, skipped)
+
+
+def _header(options: FeedOptions, now: datetime) -> str:
+    head = ics.calendar_header(
+        name=options.name,
+        description=options.description,
+        refresh=options.refresh_interval,
+        color=options.color,
+    )
+    if options.timezone:
+        head += "".join(fold(line) for line in vtimezone_lines(options.timezone, now.year))
+    return head
+
+
+def render_feed(
+    snapshot: AccountSnapshot,
+    options: FeedOptions,
+    previous: Mapping[str, EventVersion],
+    now: datetime,
+    cache: RenderCache | None = None,
+) -> RenderedFeed:
+    """The feed's ICS. Over ``max_bytes``, the events farthest in the future are dropped
+    first, each reported in ``skipped``."""
+    cache = cache or RenderCache()
+    collected = collect_events(snapshot, options, now)
+    versions = next_versions(collected.events, previous, now)
+    texts = [
+        cache.vevent(e, versions[e.uid], options.timezone, options.default_alarm)
+        for e in collected.events
+    ]
+    head = _header(options, now)
+    size = len(head.encode()) + len(ics.FOOTER) + sum(len(t.encode()) for t in texts)
+    events, skipped = list(collected.events), list(collected.skipped)
+    while size > options.max_bytes and events:
+        dropped = events.pop()
+        size -= len(texts.pop().encode())
+        skipped.append(
+            SkippedEvent(
+                dropped.uid,
+                f"feed over {options.max_bytes} bytes (Google ignores feeds over ~1 MB)",
+            )
+        )
+        versions.pop(dropped.uid, None)
+    cache.retain({e.uid for e in events})
+    body = head + "".join(texts) + ics.FOOTER
+    return RenderedFeed(body.encode(), versions, events, skipped)
+
+
+def render_event_ics(
+    event: CalEvent,
+    version: EventVersion,
+    options: FeedOptions | None = None,
+    now: datetime | None = None,
+) -> str:
+    """One event as a complete VCALENDAR: what a CalDAV resource holds."""
+    tzid = options.timezone if options else None
+    head = ics.minimal_header()
+    if tzid:
+        year = (now or version.dtstamp).year
+        head += "".join(fold(line) for line in vtimezone_lines(tzid, year))
+    alarm = options.default_alarm if options else None
+    return head + ics.vevent(event, version, tzid, alarm) + ics.FOOTER

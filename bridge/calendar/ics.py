@@ -1,0 +1,108 @@
+"""Writing iCalendar text (RFC 5545 / RFC 7986) straight from :class:`CalEvent` values.
+
+Written by hand rather than through icalendar's object model because a feed may hold 10,000
+events and is re-rendered every poll; every line goes through :func:`escape` and :func:`fold`,
+and the output is checked by the strict ``ical`` parser, libical and Radicale in the tests.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from bridge.calendar.event import CalEvent
+from bridge.calendar.text import escape, fold
+from bridge.calendar.versions import EventVersion
+
+PRODID = "-//calbridge//Canvas conferences and bookings//EN"
+
+
+def _utc(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def _when(name: str, value: datetime | date, tzid: str | None) -> str:
+    if not isinstance(value, datetime):
+        return f"{name};VALUE=DATE:{value:%Y%m%d}"
+    if tzid is None:
+        return f"{name}:{_utc(value)}"
+    local = value.astimezone(ZoneInfo(tzid))
+    return f"{name};TZID={tzid}:{local:%Y%m%dT%H%M%S}"
+
+
+def _before(delta: timedelta) -> str:
+    """A TRIGGER ``delta`` before the start."""
+    minutes = int(delta.total_seconds() // 60)
+    return f"-PT{minutes}M" if minutes else "PT0M"
+
+
+def vevent(
+    event: CalEvent, version: EventVersion, tzid: str | None = None, alarm: timedelta | None = None
+) -> str:
+    """One VEVENT, folded, CRLF-terminated."""
+    lines = [
+        "BEGIN:VEVENT",
+        f"UID:{escape(event.uid)}",
+        f"DTSTAMP:{_utc(version.dtstamp)}",
+        f"LAST-MODIFIED:{_utc(version.last_modified)}",
+        f"SEQUENCE:{version.sequence}",
+        _when("DTSTART", event.start, tzid),
+    ]
+    if event.end != event.start:  # zero-length: no DTEND (RFC 5545 §3.6.1), not DTEND = DTSTART
+        lines.append(_when("DTEND", event.end, tzid))
+    lines.append(f"SUMMARY:{escape(event.summary)}")
+    if event.description:
+        lines.append(f"DESCRIPTION:{escape(event.description)}")
+    if event.location:
+        lines.append(f"LOCATION:{escape(event.location)}")
+    if event.url:
+        lines.append(f"URL:{event.url}")
+    if event.conference_uri:
+        lines.append(f"CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join:{event.conference_uri}")
+    lines.append(f"STATUS:{event.status}")
+    lines.append(f"TRANSP:{'TRANSPARENT' if event.transparent else 'OPAQUE'}")
+    if event.categories:
+        lines.append("CATEGORIES:" + ",".join(escape(c) for c in event.categories))
+    lines.append("CLASS:PUBLIC")
+    lines.append(f"X-CALBRIDGE-KIND:{event.kind}")
+    if alarm is not None:
+        lines += [
+            "BEGIN:VALARM",
+            "ACTION:DISPLAY",
+            f"DESCRIPTION:{escape(event.summary)}",
+            f"TRIGGER:{_before(alarm)}",
+            "END:VALARM",
+        ]
+    lines.append("END:VEVENT")
+    return "".join(fold(line) for line in lines)
+
+
+def calendar_header(
+    *,
+    name: str,
+    description: str | None,
+    refresh: timedelta,
+    color: str | None,
+    method: bool = True,
+) -> str:
+    minutes = max(int(refresh.total_seconds() // 60), 1)
+    lines = ["BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}", "CALSCALE:GREGORIAN"]
+    if method:
+        lines.append("METHOD:PUBLISH")
+    lines += [f"NAME:{escape(name)}", f"X-WR-CALNAME:{escape(name)}"]
+    if description:
+        lines += [f"DESCRIPTION:{escape(description)}", f"X-WR-CALDESC:{escape(description)}"]
+    lines += [f"REFRESH-INTERVAL;VALUE=DURATION:PT{minutes}M", f"X-PUBLISHED-TTL:PT{minutes}M"]
+    if color:
+        if color.startswith("#"):
+            lines.append(f"X-APPLE-CALENDAR-COLOR:{color}")
+        else:
+            lines.append(f"COLOR:{escape(color)}")
+    return "".join(fold(line) for line in lines)
+
+
+def minimal_header() -> str:
+    return "".join(fold(line) for line in ("BEGIN:VCALENDAR", "VERSION:2.0", f"PRODID:{PRODID}"))
+
+
+FOOTER = "END:VCALENDAR\r\n"

@@ -1,0 +1,119 @@
+"""Text for calendars: HTML descriptions to readable plain text, and iCalendar escaping/folding.
+
+Canvas descriptions are HTML written by people (and sometimes hostile). Calendar apps mostly
+show DESCRIPTION as plain text, so the HTML becomes text with paragraphs, line breaks, list
+bullets and link targets kept; scripts and styles are dropped; entities are decoded.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from html.parser import HTMLParser
+
+_BLOCK = {
+    "p",
+    "div",
+    "br",
+    "li",
+    "tr",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "ul",
+    "ol",
+    "table",
+    "blockquote",
+    "pre",
+    "hr",
+}
+_SKIP = {"script", "style", "head", "title", "template", "iframe", "object"}
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
+class _TextExtractor(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self._skip = 0
+        self._href: list[str | None] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _SKIP:
+            self._skip += 1
+        elif tag in _BLOCK:
+            self.parts.append("\n")
+            if tag == "li":
+                self.parts.append("• ")
+        if tag == "a":
+            self._href.append(dict(attrs).get("href"))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in _SKIP and self._skip:
+            self._skip -= 1
+        elif tag in ("p", "div", "ul", "ol", "table", "blockquote", "pre", "h1", "h2", "h3"):
+            self.parts.append("\n")
+        if tag == "a" and self._href:
+            href = self._href.pop()
+            if (
+                href
+                and href.startswith(("http://", "https://", "mailto:"))
+                and href not in self.parts[-1:]
+            ):
+                self.parts.append(f" ({href})")
+
+    def handle_data(self, data: str) -> None:
+        if not self._skip:
+            self.parts.append(re.sub(r"\s+", " ", data))
+
+
+def html_to_text(value: str | None) -> str:
+    """Readable plain text from Canvas HTML; plain text passes through (entities decoded)."""
+    if not value:
+        return ""
+    if "<" not in value:
+        return clean(html.unescape(value))
+    parser = _TextExtractor()
+    try:
+        parser.feed(value)
+        parser.close()
+    except Exception:  # a parser error on hostile input must not lose the text
+        return clean(re.sub(r"<[^>]*>", " ", html.unescape(value)))
+    text = "".join(parser.parts)
+    lines = [line.strip() for line in text.split("\n")]
+    return clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)))
+
+
+def clean(text: str) -> str:
+    """Strip control characters iCalendar TEXT cannot hold (tabs and newlines stay)."""
+    return _CONTROL.sub("", text.replace("\r\n", "\n").replace("\r", "\n")).strip()
+
+
+def escape(text: str) -> str:
+    """RFC 5545 §3.3.11 TEXT escaping."""
+    return (
+        clean(text)
+        .replace("\\", "\\\\")
+        .replace(";", "\\;")
+        .replace(",", "\\,")
+        .replace("\n", "\\n")
+    )
+
+
+def fold(line: str) -> str:
+    """RFC 5545 §3.1: lines of at most 75 octets, folded on UTF-8 character boundaries."""
+    raw = line.encode()
+    if len(raw) <= 75:
+        return line + "\r\n"
+    out: list[str] = []
+    start, limit = 0, 75
+    while start < len(raw):
+        end = min(start + limit, len(raw))
+        while end < len(raw) and (raw[end] & 0xC0) == 0x80:  # don't split a character
+            end -= 1
+        out.append(raw[start:end].decode())
+        start, limit = end, 74  # continuation lines start with a space
+    return "\r\n ".join(out) + "\r\n"
