@@ -74,12 +74,25 @@ class RenderCache:
         self._text: dict[tuple[object, ...], str] = {}
 
     def vevent(
-        self, event: CalEvent, version: EventVersion, tzid: str | None, alarm: timedelta | None
+        self,
+        event: CalEvent,
+        version: EventVersion,
+        tzid: str | None,
+        alarm: timedelta | None,
+        organizer: str,
     ) -> str:
-        key = (event.uid, version.content_hash, version.sequence, version.dtstamp, tzid, alarm)
+        key = (
+            event.uid,
+            version.content_hash,
+            version.sequence,
+            version.dtstamp,
+            tzid,
+            alarm,
+            organizer,
+        )
         text = self._text.get(key)
         if text is None:
-            text = self._text[key] = ics.vevent(event, version, tzid, alarm)
+            text = self._text[key] = ics.vevent(event, version, tzid, alarm, organizer)
         return text
 
     def retain(self, uids: set[str]) -> None:
@@ -149,7 +162,9 @@ def render_feed(
     collected = collect_events(snapshot, options, now)
     versions = next_versions(collected.events, previous, now)
     texts = [
-        cache.vevent(e, versions[e.uid], options.timezone, options.default_alarm)
+        cache.vevent(
+            e, versions[e.uid], options.timezone, options.default_alarm, snapshot.canvas_host
+        )
         for e in collected.events
     ]
     head = _header(options, now)

@@ -37,9 +37,18 @@ def _before(delta: timedelta) -> str:
 
 
 def vevent(
-    event: CalEvent, version: EventVersion, tzid: str | None = None, alarm: timedelta | None = None
+    event: CalEvent,
+    version: EventVersion,
+    tzid: str | None = None,
+    alarm: timedelta | None = None,
+    organizer: str | None = None,
 ) -> str:
-    """One VEVENT, folded, CRLF-terminated."""
+    """One VEVENT, folded, CRLF-terminated.
+
+    ``organizer`` (a Canvas host) is set in published feeds: RFC 5546 requires ORGANIZER in a
+    METHOD:PUBLISH VEVENT, and libical's iTIP check enforces it. CalDAV resources carry no
+    METHOD and so no ORGANIZER, which keeps phones from treating them as invitations.
+    """
     lines = [
         "BEGIN:VEVENT",
         f"UID:{escape(event.uid)}",
@@ -51,6 +60,9 @@ def vevent(
     if event.end != event.start:  # zero-length: no DTEND (RFC 5545 §3.6.1), not DTEND = DTSTART
         lines.append(_when("DTEND", event.end, tzid))
     lines.append(f"SUMMARY:{escape(event.summary)}")
+    if organizer:
+        domain = organizer.split(":")[0]  # a host may carry a port; an address may not
+        lines.append(f'ORGANIZER;CN="Canvas ({organizer})":mailto:no-reply@{domain}')
     if event.description:
         lines.append(f"DESCRIPTION:{escape(event.description)}")
     if event.location:

@@ -1,0 +1,91 @@
+"""Golden files: Canvas JSON in, ICS out, for every case in corpus/cases.json.
+
+Regenerate after an intended change with ``CALBRIDGE_REGEN_GOLDEN=1 pytest tests/calendar`` and
+review the diff; without the flag a mismatch fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge.calendar import FeedOptions, render_feed
+from bridge.canvas.models import AccountSnapshot, to_utc
+from tests.validators import assert_valid
+
+CORPUS = Path(__file__).parent / "corpus"
+CASES = json.loads((CORPUS / "cases.json").read_text())
+
+
+def build(case: dict[str, object]) -> tuple[AccountSnapshot, FeedOptions, object]:
+    snapshot = AccountSnapshot.model_validate_json(
+        (CORPUS / f"{case['snapshot']}.json").read_text()
+    )
+    options = FeedOptions(
+        name=str(case.get("name", "Canvas")),
+        description=case.get("description"),  # type: ignore[arg-type]
+        include=frozenset(case["include"]),  # type: ignore[arg-type]
+        timezone=case.get("timezone"),  # type: ignore[arg-type]
+        window_past=timedelta(days=int(case.get("window_past_days", 30))),  # type: ignore[call-overload]
+        window_future=timedelta(days=int(case.get("window_future_days", 366))),  # type: ignore[call-overload]
+        color=case.get("color"),  # type: ignore[arg-type]
+        default_alarm=timedelta(minutes=int(case["alarm_minutes"]))
+        if "alarm_minutes" in case
+        else None,  # type: ignore[call-overload]
+        max_bytes=int(case.get("max_bytes", 900_000)),  # type: ignore[call-overload]
+    )
+    return snapshot, options, to_utc(case["now"])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_golden(name: str) -> None:
+    snapshot, options, now = build(CASES[name])
+    feed = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
+    expected = CORPUS / f"{name}.ics"
+    if os.environ.get("CALBRIDGE_REGEN_GOLDEN"):
+        expected.write_bytes(feed.ics)
+    assert feed.ics == expected.read_bytes(), f"{name}: output differs from {expected.name}"
+    assert assert_valid(feed.ics.decode()) == len(feed.events)
+
+
+def test_zero_length_slot_from_the_api_document_is_valid() -> None:
+    snapshot, options, now = build(CASES["api-document-examples"])
+    feed = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
+    text = feed.ics.decode()
+    block = text[text.index("UID:canvas-reservation-987@") :]
+    block = block[: block.index("END:VEVENT")]
+    assert "DTSTART:20120720T210000Z" in block and "DTEND" not in block
+    conf = text[text.index("UID:canvas-conference-170@") :]
+    assert (
+        "LOCATION" not in conf[: conf.index("END:VEVENT")]
+    )  # no url at all: no join link invented
+
+
+def test_hostile_text_is_neutralised() -> None:
+    snapshot, options, now = build(CASES["hostile-text"])
+    feed = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
+    conf = next(e for e in feed.events if e.kind == "conference")
+    assert "alert" not in conf.description and "\x07" not in conf.description
+    assert (
+        "• one & two" in conf.description and "(https://example.edu/x?a=1&b=2)" in conf.description
+    )
+    assert [s.reason for s in feed.skipped] == ["no scheduled or actual start"]
+
+
+def test_window_and_size_cuts_are_reported() -> None:
+    snapshot, options, now = build(CASES["window-cut"])
+    window = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
+    assert any(s.reason == "outside the feed's time window" for s in window.skipped)
+    full = render_feed(snapshot, FeedOptions(include=options.include), {}, now)  # type: ignore[arg-type]
+    snapshot, options, now = build(CASES["size-cut"])
+    cut = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
+    assert len(cut.ics) <= 4000
+    dropped = [s for s in cut.skipped if "bytes" in s.reason]
+    assert dropped and len(cut.events) + len(dropped) == len([e for e in full.events])
+    latest_kept = max(e.start for e in cut.events)  # type: ignore[type-var]
+    dropped_events = [e for e in full.events if e.uid in {s.ref for s in dropped}]
+    assert all(e.start >= latest_kept for e in dropped_events)  # type: ignore[operator]
