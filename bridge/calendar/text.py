@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+from functools import lru_cache
 from html.parser import HTMLParser
 
 _BLOCK = {
@@ -70,8 +71,12 @@ class _TextExtractor(HTMLParser):
             self.parts.append(re.sub(r"\s+", " ", data))
 
 
+@lru_cache(maxsize=8192)
 def html_to_text(value: str | None) -> str:
-    """Readable plain text from Canvas HTML; plain text passes through (entities decoded)."""
+    """Readable plain text from Canvas HTML; plain text passes through (entities decoded).
+
+    Cached: the same descriptions come back on every poll, and parsing HTML is the most
+    expensive step of a re-render."""
     if not value:
         return ""
     if "<" not in value:

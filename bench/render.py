@@ -1,0 +1,90 @@
+"""Rendering speed: a full render of a 10,000-event feed, then a re-render with one changed
+event (using the render cache), printed as a fraction of the full render (goal: under 5%).
+
+The snapshot is synthetic: 2,000 appointment groups with 5 reservations each. Median of a few
+runs; the full render uses a fresh cache each time.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from datetime import UTC, datetime, timedelta
+
+from bridge.calendar import FeedOptions, RenderCache, render_feed
+from bridge.calendar.text import html_to_text
+from bridge.canvas.models import AccountSnapshot
+
+NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
+GROUPS, PER_GROUP, RUNS = 2000, 5, 5
+
+
+def snapshot(changed: bool = False) -> AccountSnapshot:
+    groups = []
+    for g in range(GROUPS):
+        slots, reserved = [], []
+        for s in range(PER_GROUP):
+            start = NOW + timedelta(days=(g * PER_GROUP + s) % 300, hours=s)
+            if changed and g == 0 and s == 0:
+                start += timedelta(minutes=30)
+            sid = g * 100 + s
+            slots.append(
+                {
+                    "id": sid,
+                    "start_at": start,
+                    "end_at": start + timedelta(minutes=20),
+                    "reserved": True,
+                    "appointment_group_id": g,
+                }
+            )
+            reserved.append(
+                {"id": 10_000_000 + sid, "start_at": start, "end_at": start + timedelta(minutes=20)}
+            )
+        groups.append(
+            {
+                "id": g,
+                "title": f"Office hours {g}",
+                "description": f"<p>Group <b>{g}</b>, bring questions.</p>",
+                "location_name": "Room 101",
+                "location_address": "Science Hall",
+                "appointments": slots,
+                "reserved_times": reserved,
+                "html_url": f"https://canvas.example.edu/appointment_groups/{g}",
+            }
+        )
+    return AccountSnapshot.model_validate(
+        {
+            "canvas_host": "canvas.example.edu",
+            "fetched_at": NOW,
+            "user": {"id": 1, "name": "Bench"},
+            "reservable": groups,
+        }
+    )
+
+
+def main() -> None:
+    options = FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9)
+    base, changed = snapshot(), snapshot(changed=True)
+    full_times, rerender_times = [], []
+    for _ in range(RUNS):
+        cache = RenderCache()
+        html_to_text.cache_clear()  # a cold start: nothing parsed before
+        started = time.perf_counter()
+        first = render_feed(base, options, {}, NOW, cache)
+        full_times.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        second = render_feed(changed, options, first.versions, NOW + timedelta(hours=1), cache)
+        rerender_times.append(time.perf_counter() - started)
+    bumped = sum(1 for uid, v in second.versions.items() if v.sequence > 0)
+    full, again = statistics.median(full_times), statistics.median(rerender_times)
+    print(
+        f"events: {len(first.events)}   feed size: {len(first.ics) / 1e6:.2f} MB   events changed: {bumped}"
+    )
+    print(f"full render:      {full * 1000:7.1f} ms  ({len(first.events) / full:,.0f} events/s)")
+    print(
+        f"re-render (1 chg): {again * 1000:6.1f} ms  = {again / full:.1%} of the full render (goal < 5%)"
+    )
+
+
+if __name__ == "__main__":
+    main()
