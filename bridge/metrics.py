@@ -1,0 +1,74 @@
+"""calbridge's Prometheus metrics, in one registry of their own.
+
+Labels are ids from the config (account, feed, target), never secrets or URLs.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+
+POLLS = Counter(
+    "calbridge_polls_total",
+    "Canvas polls by account and outcome",
+    ["account", "outcome"],
+    registry=REGISTRY,
+)
+POLL_SECONDS = Histogram(
+    "calbridge_poll_seconds", "Duration of a Canvas poll", ["account"], registry=REGISTRY
+)
+LAST_POLL_SUCCESS = Gauge(
+    "calbridge_last_poll_success_timestamp_seconds",
+    "Last successful poll",
+    ["account"],
+    registry=REGISTRY,
+)
+CANVAS_REQUESTS = Counter(
+    "calbridge_canvas_requests_total",
+    "Canvas HTTP responses by status",
+    ["status"],
+    registry=REGISTRY,
+)
+CANVAS_THROTTLED = Counter(
+    "calbridge_canvas_throttled_total", "Canvas throttling responses (403/429)", registry=REGISTRY
+)
+RENDERS = Counter(
+    "calbridge_renders_total",
+    "Feed renders by feed and whether the bytes changed",
+    ["feed", "changed"],
+    registry=REGISTRY,
+)
+LAST_RENDER_SUCCESS = Gauge(
+    "calbridge_last_render_success_timestamp_seconds",
+    "Last successful render",
+    ["feed"],
+    registry=REGISTRY,
+)
+FEED_EVENTS = Gauge(
+    "calbridge_feed_events", "Events in the last rendered feed", ["feed"], registry=REGISTRY
+)
+FEED_BYTES = Gauge(
+    "calbridge_feed_bytes", "Size of the last rendered feed", ["feed"], registry=REGISTRY
+)
+FEED_REQUESTS = Counter(
+    "calbridge_feed_requests_total", "Feed HTTP requests by status", ["status"], registry=REGISTRY
+)
+CALDAV_OPERATIONS = Counter(
+    "calbridge_caldav_operations_total",
+    "CalDAV writes by target, operation and outcome",
+    ["target", "op", "outcome"],
+    registry=REGISTRY,
+)
+LAST_PUSH_SUCCESS = Gauge(
+    "calbridge_last_push_success_timestamp_seconds",
+    "Last successful CalDAV push",
+    ["target"],
+    registry=REGISTRY,
+)
+WRITEBACKS = Counter(
+    "calbridge_writebacks_total",
+    "Write-backs to Canvas by action and outcome",
+    ["action", "outcome"],
+    registry=REGISTRY,
+)

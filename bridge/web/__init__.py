@@ -1,0 +1,1 @@
+"""The HTTP side: ICS feeds, subscribe pages, /healthz and /metrics (Starlette + uvicorn)."""

@@ -1,0 +1,96 @@
+"""Rendered feeds held in memory, ready to serve: requests never render.
+
+The daemon publishes a feed after each successful render; a failed poll publishes nothing, so
+the last good feed keeps being served. The gzip variant is compressed once at publish time.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import hmac
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class PublishedFeed:
+    feed_id: str
+    name: str
+    body: bytes
+    etag: str
+    last_modified: datetime
+    refreshed_at: datetime
+    event_count: int
+    includes: tuple[str, ...] = ()
+    description: str = ""
+    gzip_body: bytes = field(default=b"", repr=False)
+
+    @classmethod
+    def build(
+        cls,
+        feed_id: str,
+        name: str,
+        body: bytes,
+        *,
+        refreshed_at: datetime,
+        last_modified: datetime,
+        event_count: int,
+        includes: tuple[str, ...] = (),
+        description: str = "",
+    ) -> PublishedFeed:
+        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
+        # mtime=0 keeps the compressed bytes (and so their ETag) identical for identical input
+        return cls(
+            feed_id,
+            name,
+            body,
+            etag,
+            last_modified.replace(microsecond=0),
+            refreshed_at,
+            event_count,
+            includes,
+            description,
+            gzip.compress(body, compresslevel=6, mtime=0),
+        )
+
+
+class FeedStore:
+    """Feeds by id, each with its secret. Safe to use from the daemon and the server at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._feeds: dict[str, PublishedFeed] = {}
+        self._secrets: dict[str, str] = {}
+
+    def publish(self, feed: PublishedFeed, secret: str) -> None:
+        with self._lock:
+            self._feeds[feed.feed_id] = feed
+            self._secrets[feed.feed_id] = secret
+
+    def set_secret(self, feed_id: str, secret: str) -> None:
+        with self._lock:
+            self._secrets[feed_id] = secret
+
+    def remove(self, feed_id: str) -> None:
+        with self._lock:
+            self._feeds.pop(feed_id, None)
+            self._secrets.pop(feed_id, None)
+
+    def get(self, feed_id: str) -> PublishedFeed | None:
+        with self._lock:
+            return self._feeds.get(feed_id)
+
+    def lookup(self, feed_id: str, secret: str) -> PublishedFeed | None:
+        """The feed if ``secret`` is right, compared in constant time; else None."""
+        with self._lock:
+            expected = self._secrets.get(feed_id)
+            feed = self._feeds.get(feed_id)
+        # Compare against a dummy when the id is unknown, so both paths do the same work.
+        ok = hmac.compare_digest((expected or "\x00" * 32).encode(), secret.encode())
+        return feed if ok and expected is not None else None
+
+    def feeds(self) -> list[PublishedFeed]:
+        with self._lock:
+            return list(self._feeds.values())
