@@ -194,5 +194,5 @@ def test_feed_urls_and_the_google_length_limit() -> None:
         "addfromweb?url=https%3A%2F%2Fcal.example.edu" in urls.outlook_live
         and "name=Alice%20%26%20co" in urls.outlook_live
     )
-    with pytest.raises(ConfigError, match="http.public_url"):
+    with pytest.raises(ConfigError, match=r"http\.public_url"):
         feed_urls("https://cal.example.edu/" + "x" * 200, "alice", secret)
