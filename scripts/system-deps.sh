@@ -7,7 +7,7 @@ set -euo pipefail
 # SabreDAV (third CalDAV server), libical (ICS validation via PyGObject),
 # Chromium (subscribe page screenshot), nginx + wrk (feed-serving benchmark).
 packages=(php-cli php-sqlite3 php-sabre-dav gir1.2-ical-3.0 python3-gi
-          chromium nginx-light wrk systemd)
+          chromium nginx-light wrk bc curl systemd)
 
 missing=()
 for p in "${packages[@]}"; do
