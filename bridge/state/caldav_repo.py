@@ -1,0 +1,69 @@
+"""The CalDAV sync status and hidden events, persisted (implements ``StatusStore``)."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.caldav.status import ItemStatus
+from bridge.state.schema import CalDAVItemRow, CalDAVTokenRow, HiddenEventRow
+
+
+class SqlStatusStore:
+    """:class:`bridge.caldav.status.StatusStore` in the state database."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self._sessions = sessions
+
+    def load(self, target_id: str) -> dict[str, ItemStatus]:
+        with self._sessions.begin() as s:
+            rows = s.scalars(select(CalDAVItemRow).where(CalDAVItemRow.target_id == target_id))
+            return {r.uid: ItemStatus(r.uid, r.href, r.etag, r.content_hash, r.ics) for r in rows}
+
+    def apply(self, target_id: str, upserts: list[ItemStatus], deletes: list[str]) -> None:
+        with self._sessions.begin() as s:
+            for item in upserts:
+                s.merge(
+                    CalDAVItemRow(
+                        target_id=target_id,
+                        uid=item.uid,
+                        href=item.href,
+                        etag=item.etag,
+                        content_hash=item.content_hash,
+                        ics=item.ics,
+                    )
+                )
+            if deletes:
+                s.execute(
+                    delete(CalDAVItemRow).where(
+                        CalDAVItemRow.target_id == target_id, CalDAVItemRow.uid.in_(deletes)
+                    )
+                )
+
+    def sync_token(self, target_id: str) -> str | None:
+        with self._sessions.begin() as s:
+            row = s.get(CalDAVTokenRow, target_id)
+            return row.token if row else None
+
+    def set_sync_token(self, target_id: str, token: str | None) -> None:
+        with self._sessions.begin() as s:
+            s.merge(CalDAVTokenRow(target_id=target_id, token=token))
+
+    # --- events the person deleted that must stay hidden --------------------------------------
+
+    def hide(self, target_id: str, uid: str, content_hash: str) -> None:
+        with self._sessions.begin() as s:
+            s.merge(HiddenEventRow(target_id=target_id, uid=uid, content_hash=content_hash))
+
+    def hidden(self, target_id: str) -> dict[str, str]:
+        with self._sessions.begin() as s:
+            rows = s.scalars(select(HiddenEventRow).where(HiddenEventRow.target_id == target_id))
+            return {r.uid: r.content_hash for r in rows}
+
+    def unhide(self, target_id: str, uid: str) -> None:
+        with self._sessions.begin() as s:
+            s.execute(
+                delete(HiddenEventRow).where(
+                    HiddenEventRow.target_id == target_id, HiddenEventRow.uid == uid
+                )
+            )

@@ -1,0 +1,244 @@
+"""The state store facade: what calbridge saw, rendered and wrote, in short transactions.
+
+Synchronous (the daemon calls it through ``asyncio.to_thread``). Every method is one
+transaction, so a crash at any point leaves either the old or the new state, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from bridge.calendar.versions import EventVersion
+from bridge.state.caldav_repo import SqlStatusStore
+from bridge.state.db import make_engine, upgrade
+from bridge.state.journal import Journal
+from bridge.state.schema import (
+    AccountSnapshotRow,
+    AccountStatusRow,
+    EventVersionRow,
+    FeedSecretRow,
+    LeaseRow,
+    RenderedFeedRow,
+)
+
+
+@dataclass(frozen=True)
+class AccountStatus:
+    account_id: str
+    last_success_at: datetime | None
+    last_error_at: datetime | None
+    last_error: str | None
+    consecutive_failures: int
+
+
+@dataclass(frozen=True)
+class StoredFeed:
+    feed_id: str
+    name: str
+    body: bytes
+    etag: str
+    last_modified: datetime
+    refreshed_at: datetime
+    event_count: int
+    includes: tuple[str, ...]
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class StateStore:
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine = make_engine(url)
+        upgrade(self.engine)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self.caldav = SqlStatusStore(self._sessions)
+        self.journal = Journal(self._sessions)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions.begin() as session:
+            yield session
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # --- snapshots and account status --------------------------------------------------------
+
+    def save_snapshot(self, account_id: str, snapshot_json: str, fetched_at: datetime) -> bool:
+        """Keep the last *good* snapshot (callers save only successful polls). True if it changed."""
+        digest = hashlib.sha256(snapshot_json.encode()).hexdigest()
+        with self.session() as s:
+            row = s.get(AccountSnapshotRow, account_id)
+            if row is None:
+                s.add(
+                    AccountSnapshotRow(
+                        account_id=account_id,
+                        snapshot_json=snapshot_json,
+                        content_hash=digest,
+                        fetched_at=fetched_at,
+                    )
+                )
+                return True
+            changed = row.content_hash != digest
+            row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, digest, fetched_at
+            return changed
+
+    def load_snapshot(self, account_id: str) -> str | None:
+        with self.session() as s:
+            row = s.get(AccountSnapshotRow, account_id)
+            return row.snapshot_json if row else None
+
+    def _status_row(self, s: Session, account_id: str) -> AccountStatusRow:
+        row = s.get(AccountStatusRow, account_id)
+        if row is None:
+            row = AccountStatusRow(account_id=account_id, consecutive_failures=0)
+            s.add(row)
+        return row
+
+    def record_poll_success(self, account_id: str, at: datetime) -> None:
+        with self.session() as s:
+            row = self._status_row(s, account_id)
+            row.last_success_at, row.consecutive_failures = at, 0
+
+    def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
+        with self.session() as s:
+            row = self._status_row(s, account_id)
+            row.last_error_at, row.last_error = at, error[:2000]
+            row.consecutive_failures = (row.consecutive_failures or 0) + 1
+            return row.consecutive_failures
+
+    def account_statuses(self) -> dict[str, AccountStatus]:
+        with self.session() as s:
+            return {
+                r.account_id: AccountStatus(
+                    r.account_id,
+                    r.last_success_at,
+                    r.last_error_at,
+                    r.last_error,
+                    r.consecutive_failures,
+                )
+                for r in s.scalars(select(AccountStatusRow))
+            }
+
+    # --- feed secrets and rendered feeds -----------------------------------------------------
+
+    def feed_secret(self, feed_id: str) -> str:
+        """The feed's secret, created (192 random bits) on first use."""
+        with self.session() as s:
+            row = s.get(FeedSecretRow, feed_id)
+            if row is None:
+                row = FeedSecretRow(
+                    feed_id=feed_id, secret=secrets.token_urlsafe(24), created_at=_now()
+                )
+                s.add(row)
+            return row.secret
+
+    def rotate_feed_secret(self, feed_id: str) -> str:
+        with self.session() as s:
+            row = s.get(FeedSecretRow, feed_id)
+            secret = secrets.token_urlsafe(24)
+            if row is None:
+                s.add(FeedSecretRow(feed_id=feed_id, secret=secret, created_at=_now()))
+            else:
+                row.secret, row.created_at = secret, _now()
+            return secret
+
+    def save_feed(self, feed: StoredFeed, scope_versions: Mapping[str, EventVersion]) -> None:
+        """The rendered feed and its event versions, together: one cannot exist without the other."""
+        with self.session() as s:
+            s.merge(
+                RenderedFeedRow(
+                    feed_id=feed.feed_id,
+                    name=feed.name,
+                    body=feed.body,
+                    etag=feed.etag,
+                    last_modified=feed.last_modified,
+                    refreshed_at=feed.refreshed_at,
+                    event_count=feed.event_count,
+                    includes=",".join(feed.includes),
+                )
+            )
+            self._replace_versions(s, f"feed:{feed.feed_id}", scope_versions)
+
+    def load_feeds(self) -> list[StoredFeed]:
+        with self.session() as s:
+            return [
+                StoredFeed(
+                    r.feed_id,
+                    r.name,
+                    r.body,
+                    r.etag,
+                    r.last_modified,
+                    r.refreshed_at,
+                    r.event_count,
+                    tuple(i for i in r.includes.split(",") if i),
+                )
+                for r in s.scalars(select(RenderedFeedRow))
+            ]
+
+    # --- event versions ----------------------------------------------------------------------
+
+    def load_versions(self, scope: str) -> dict[str, EventVersion]:
+        with self.session() as s:
+            rows = s.scalars(select(EventVersionRow).where(EventVersionRow.scope == scope))
+            return {
+                r.uid: EventVersion(r.uid, r.content_hash, r.sequence, r.dtstamp, r.last_modified)
+                for r in rows
+            }
+
+    def save_versions(self, scope: str, versions: Mapping[str, EventVersion]) -> None:
+        with self.session() as s:
+            self._replace_versions(s, scope, versions)
+
+    @staticmethod
+    def _replace_versions(s: Session, scope: str, versions: Mapping[str, EventVersion]) -> None:
+        s.execute(delete(EventVersionRow).where(EventVersionRow.scope == scope))
+        s.add_all(
+            EventVersionRow(
+                scope=scope,
+                uid=v.uid,
+                content_hash=v.content_hash,
+                sequence=v.sequence,
+                dtstamp=v.dtstamp,
+                last_modified=v.last_modified,
+            )
+            for v in versions.values()
+        )
+
+    # --- leases ------------------------------------------------------------------------------
+
+    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
+        """Take ``name`` for ``holder`` unless someone else holds it unexpired. Atomic."""
+        now = _now()
+        try:
+            with self.session() as s:
+                row = s.get(LeaseRow, name, with_for_update=True)
+                if row is None:
+                    s.add(LeaseRow(name=name, holder=holder, expires_at=now + ttl))
+                    return True
+                if row.holder != holder and row.expires_at > now:
+                    return False
+                row.holder, row.expires_at = holder, now + ttl
+                return True
+        except IntegrityError:  # another process inserted it first
+            return False
+
+    def release_lease(self, name: str, holder: str) -> None:
+        with self.session() as s:
+            s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
+
+
+def open_state(url: str) -> StateStore:
+    """Open (creating or upgrading) the state database at ``url``."""
+    return StateStore(url)
