@@ -1,0 +1,269 @@
+"""``calbridge run | sync | feeds | render | check``: the daemon and its one-shot companions.
+
+Exit codes of ``sync``: 0 all good; 10 a Canvas poll failed; 11 a CalDAV push failed; 12 both;
+13 an account was skipped because another process was syncing it. Config errors exit 3, a bad
+Canvas token 6 (see ``bridge.errors``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from bridge.cli import app
+from bridge.config import Settings, load_config
+from bridge.daemon.logs import register_secret, setup_logging
+from bridge.errors import BridgeError, ConfigError, UserError
+from bridge.state import default_state_url, open_state
+
+ConfigOpt = typer.Option(
+    None, "--config", "-c", envvar="CALBRIDGE_CONFIG", help="The TOML config file."
+)
+JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+
+EXIT_POLL_FAILED, EXIT_PUSH_FAILED, EXIT_BOTH_FAILED, EXIT_BUSY = 10, 11, 12, 13
+
+
+def _settings(config: Path | None) -> Settings:
+    if config is None:
+        raise ConfigError(
+            "no config file: pass -c CONFIG or set CALBRIDGE_CONFIG (see config.example.toml)"
+        )
+    return load_config(config)
+
+
+@app.command("run")
+def run(
+    config: Path | None = ConfigOpt,
+    log_format: str | None = typer.Option(
+        None, "--log-format", help="text or json (overrides [logging] format)."
+    ),
+) -> None:
+    """The daemon: scheduler + HTTP server, until SIGTERM (systemd Type=notify)."""
+    from bridge.daemon.service import Daemon
+
+    settings = _settings(config)
+    fmt = log_format or settings.logging.format
+    if fmt not in ("text", "json"):
+        raise UserError("--log-format must be text or json")
+    setup_logging(settings.logging.level, fmt)
+    raise typer.Exit(asyncio.run(Daemon(settings, config_path=config).run()))
+
+
+@app.command("sync")
+def sync(
+    config: Path | None = ConfigOpt,
+    dry_run: bool = typer.Option(
+        False, "--dry-run", help="Poll and plan; write nothing (no state, no CalDAV, no Canvas)."
+    ),
+    as_json: bool = JsonOpt,
+    account: list[str] = typer.Option([], "--account", help="Only these account ids."),
+    wait: float = typer.Option(
+        30.0, "--wait", help="Seconds to wait for an account the daemon is syncing."
+    ),
+) -> None:
+    """One full cycle for every account, then exit; the exit code says what failed."""
+    from bridge.daemon.cycle import Syncer
+    from bridge.daemon.service import run_leased
+    from bridge.web.store import FeedStore
+
+    settings = _settings(config)
+    setup_logging("warning" if as_json else settings.logging.level, settings.logging.format)
+    chosen = [a for a in settings.accounts if not account or a.id in account]
+    unknown = set(account) - {a.id for a in settings.accounts}
+    if unknown:
+        raise UserError(f"no account with id {', '.join(sorted(unknown))}")
+    state = open_state(settings.state.url or default_state_url())
+    syncer = Syncer(settings, state, FeedStore())
+
+    async def go() -> list[dict[str, Any]]:
+        results = []
+        for acct in chosen:
+            result = await run_leased(state, syncer, acct, dry_run=dry_run, wait=wait)
+            results.append(
+                result.as_dict()
+                if result
+                else {
+                    "account": acct.id,
+                    "ok": False,
+                    "error": "busy: another process is syncing this account",
+                }
+            )
+        return results
+
+    try:
+        results = asyncio.run(go())
+    finally:
+        state.close()
+    if as_json:
+        typer.echo(json.dumps({"dry_run": dry_run, "accounts": results}, indent=2, default=str))
+    else:
+        for r in results:
+            feeds = ", ".join(
+                f"{f['feed_id']} {f['events']} events{' changed' if f['changed'] else ''}"
+                for f in r.get("feeds", [])
+            )
+            status = "ok" if r["ok"] else f"FAILED: {r['error']}"
+            typer.echo(
+                f"{r['account']}: {status}"
+                + (f" ({feeds})" if feeds else "")
+                + (" [dry run]" if dry_run else "")
+            )
+    poll_failed = any(
+        not r["ok"] and not str(r.get("error", "")).startswith("busy") for r in results
+    )
+    push_failed = any(r.get("push_errors") for r in results)
+    busy = any(str(r.get("error", "")).startswith("busy") for r in results)
+    code = (
+        EXIT_BOTH_FAILED
+        if poll_failed and push_failed
+        else EXIT_POLL_FAILED
+        if poll_failed
+        else EXIT_PUSH_FAILED
+        if push_failed
+        else EXIT_BUSY
+        if busy
+        else 0
+    )
+    raise typer.Exit(code)
+
+
+feeds_app = typer.Typer(help="Feed URLs and secrets.", invoke_without_command=True)
+app.add_typer(feeds_app, name="feeds")
+
+
+@feeds_app.callback()
+def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
+    """Each feed with its URLs: https, webcal, Google, Outlook, subscribe page."""
+    if ctx.invoked_subcommand is not None:
+        ctx.obj = config
+        return
+    from bridge.web.links import feed_urls
+
+    settings = _settings(config)
+    state = open_state(settings.state.url or default_state_url())
+    try:
+        rows: list[dict[str, Any]] = []
+        for feed in settings.feeds:
+            urls = feed_urls(
+                settings.http.base_url,
+                feed.id,
+                state.feed_secret(feed.id),
+                feed.name or f"Canvas ({feed.id})",
+            )
+            rows.append(
+                {"id": feed.id, "account": feed.account, "include": feed.include, **vars(urls)}
+            )
+    finally:
+        state.close()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        typer.echo(f"{row['id']} (account {row['account']}: {', '.join(row['include'])})")
+        for key in ("page", "https", "webcal", "google", "outlook_live", "outlook_office"):
+            typer.echo(f"  {key:15} {row[key]}")
+
+
+@feeds_app.command("rotate-secret")
+def rotate_secret(ctx: typer.Context, feed_id: str, config: Path | None = ConfigOpt) -> None:
+    """Give a feed a new secret URL; the old one stops working (restart or SIGHUP the daemon)."""
+    settings = _settings(config or ctx.obj)
+    if feed_id not in {f.id for f in settings.feeds}:
+        raise UserError(f"no feed with id {feed_id!r}")
+    state = open_state(settings.state.url or default_state_url())
+    try:
+        state.rotate_feed_secret(feed_id)
+    finally:
+        state.close()
+    typer.echo(
+        f"{feed_id}: new secret; see `calbridge feeds` for the new URLs (the old URL now answers 404)"
+    )
+
+
+@app.command("render")
+def render(
+    feed_id: str,
+    config: Path | None = ConfigOpt,
+    fresh: bool = typer.Option(
+        False, "--fresh", help="Poll Canvas now instead of using the last good snapshot."
+    ),
+) -> None:
+    """One feed's ICS on stdout (from the last good snapshot, or a fresh poll)."""
+    from datetime import UTC, datetime
+
+    from bridge.calendar import render_feed
+    from bridge.canvas.models import AccountSnapshot
+    from bridge.daemon.cycle import Syncer, feed_options
+    from bridge.web.store import FeedStore
+
+    settings = _settings(config)
+    feed = next((f for f in settings.feeds if f.id == feed_id), None)
+    if feed is None:
+        raise UserError(f"no feed with id {feed_id!r}")
+    state = open_state(settings.state.url or default_state_url())
+    try:
+        stored = None if fresh else state.load_snapshot(feed.account)
+        if stored is not None:
+            snapshot = AccountSnapshot.model_validate_json(stored)
+        else:
+            snapshot, _ = asyncio.run(
+                Syncer(settings, state, FeedStore()).poll(settings.account(feed.account))
+            )
+        rendered = render_feed(
+            snapshot,
+            feed_options(feed, state.journal.aliases(feed.account)),
+            state.load_versions(f"feed:{feed.id}"),
+            datetime.now(UTC),
+        )
+    finally:
+        state.close()
+    sys.stdout.buffer.write(rendered.ics)
+
+
+@app.command("check")
+def check(config: Path | None = ConfigOpt) -> None:
+    """Validate the config, try each Canvas token and each CalDAV server; say what is wrong."""
+    from bridge.canvas.client import CanvasClient
+
+    settings = _settings(config)
+    typer.echo(
+        f"config: ok ({len(settings.accounts)} accounts, {len(settings.feeds)} feeds, {len(settings.caldav)} CalDAV targets)"
+    )
+    failed = 0
+
+    async def try_account(acct_id: str) -> str:
+        acct = settings.account(acct_id)
+        token = acct.token()
+        register_secret(token)
+        async with CanvasClient(acct.canvas_url, token, max_retries=1, backoff_base=0.2) as client:
+            me = await client.me()
+        return f"token of {me.name} (user {me.id})"
+
+    for acct in settings.accounts:
+        try:
+            typer.echo(f"account {acct.id}: ok: {asyncio.run(try_account(acct.id))}")
+        except BridgeError as exc:
+            failed += 1
+            typer.echo(f"account {acct.id}: FAILED: {exc}")
+    for target in settings.caldav:
+        try:
+            from bridge.caldav.target import check_target, settings_for
+
+            typer.echo(f"caldav {target.id}: ok: {asyncio.run(check_target(settings_for(target)))}")
+        except BridgeError as exc:
+            failed += 1
+            typer.echo(f"caldav {target.id}: FAILED: {exc}")
+    try:
+        state = open_state(settings.state.url or default_state_url())
+        state.close()
+        typer.echo("state: ok")
+    except BridgeError as exc:
+        failed += 1
+        typer.echo(f"state: FAILED: {exc}")
+    raise typer.Exit(1 if failed else 0)

@@ -1,0 +1,80 @@
+"""/healthz for the daemon: the scheduler and each account (and CalDAV target).
+
+An account is *degraded* when its last poll failed or when it has not succeeded for three
+poll intervals; the whole daemon is *failing* when no account has ever succeeded and the last
+attempts failed, *starting* before the first cycle finished.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from bridge.config import Settings
+from bridge.state import StateStore
+from bridge.web.health import HealthReport, Status
+
+STALE_INTERVALS = 3
+
+
+class DaemonHealth:
+    def __init__(
+        self,
+        settings: Callable[[], Settings],
+        state: StateStore,
+        scheduler_running: Callable[[], bool],
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._scheduler_running = scheduler_running
+        self.targets: dict[str, dict[str, Any]] = {}
+
+    def health(self) -> HealthReport:
+        settings = self._settings()
+        now = datetime.now(UTC)
+        statuses = self._state.account_statuses()
+        components: dict[str, dict[str, Any]] = {
+            "scheduler": {"running": self._scheduler_running()}
+        }
+        states: list[Status] = []
+        for account in settings.accounts:
+            status = statuses.get(account.id)
+            if status is None:
+                state: Status = "starting"
+                info: dict[str, Any] = {}
+            else:
+                stale = (
+                    status.last_success_at is None
+                    or now - status.last_success_at > account.poll_interval * STALE_INTERVALS
+                )
+                failing = status.consecutive_failures > 0
+                if status.last_success_at is None and failing:
+                    state = "failing"
+                elif failing or stale:
+                    state = "degraded"
+                else:
+                    state = "ok"
+                info = {
+                    "last_success": status.last_success_at,
+                    "last_error_at": status.last_error_at,
+                    "last_error": status.last_error if failing else None,
+                    "consecutive_failures": status.consecutive_failures,
+                }
+            components[f"account:{account.id}"] = {"status": state, **info}
+            states.append(state)
+        for target_id, info in self.targets.items():
+            components[f"caldav:{target_id}"] = info
+            if info.get("status") == "degraded":
+                states.append("degraded")
+        if not self._scheduler_running():
+            overall: Status = "failing"
+        elif not states or all(s == "ok" for s in states):
+            overall = "ok" if states or not settings.accounts else "starting"
+        elif all(s == "starting" for s in states):
+            overall = "starting"
+        elif all(s == "failing" for s in states):
+            overall = "failing"
+        else:
+            overall = "degraded"
+        return HealthReport(overall, components)

@@ -1,0 +1,204 @@
+"""``calbridge run``: the scheduler and the feed server in one asyncio process, until SIGTERM.
+
+* one APScheduler job per account at its poll interval, with jitter, never two at once
+  (``max_instances=1``), missed runs coalesced; a failed poll backs off exponentially;
+* a lease in the state store per account, so a one-off ``calbridge sync`` in another process
+  never runs the same account at the same time;
+* systemd: READY=1 once the HTTP server listens, WATCHDOG=1 while the loop is alive,
+  RELOADING=1 on SIGHUP (the config is re-read; a bad new config keeps the old one),
+  STOPPING=1 on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+
+from bridge.config import AccountConfig, Settings, load_config
+from bridge.daemon.cycle import AccountResult, Syncer
+from bridge.daemon.health import DaemonHealth
+from bridge.daemon.notify import Notifier
+from bridge.errors import BridgeError
+from bridge.state import StateStore, default_state_url, open_state
+from bridge.web.app import create_app
+from bridge.web.server import WebServer
+from bridge.web.store import FeedStore
+
+log = logging.getLogger("bridge.daemon")
+
+MAX_BACKOFF = timedelta(hours=1)
+
+
+def holder_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def lease_ttl(account: AccountConfig) -> timedelta:
+    return max(account.poll_interval * 2, timedelta(minutes=10))
+
+
+async def run_leased(
+    state: StateStore,
+    syncer: Syncer,
+    account: AccountConfig,
+    *,
+    dry_run: bool = False,
+    wait: float = 0.0,
+) -> AccountResult | None:
+    """Run one account's cycle under its lease; None if another process holds it."""
+    name, holder = f"poll:{account.id}", holder_id()
+    deadline = asyncio.get_running_loop().time() + wait
+    while not await asyncio.to_thread(state.acquire_lease, name, holder, lease_ttl(account)):
+        if asyncio.get_running_loop().time() >= deadline:
+            return None
+        await asyncio.sleep(0.5)
+    try:
+        return await syncer.sync_account(account, dry_run=dry_run)
+    finally:
+        await asyncio.to_thread(state.release_lease, name, holder)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        config_path: Path | None = None,
+        on_ready: Callable[[Daemon], None] | None = None,
+        client_options: dict[str, object] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.config_path = config_path
+        self.on_ready = on_ready
+        self.client_options = client_options or {}
+        self.notifier = Notifier()
+        self.feeds = FeedStore()
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self._stop = asyncio.Event()
+        self._failures: dict[str, int] = {}
+        self.state: StateStore | None = None
+        self.syncer: Syncer | None = None
+        self.web: WebServer | None = None
+
+    # --- lifecycle --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._stop.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
+        url = self.settings.state.url or default_state_url()
+        self.state = await asyncio.to_thread(open_state, url)
+        self.syncer = Syncer(
+            self.settings, self.state, self.feeds, client_options=self.client_options
+        )
+        restored = await asyncio.to_thread(self.syncer.publish_stored)
+        health = DaemonHealth(lambda: self.settings, self.state, lambda: self.scheduler.running)
+        app = create_app(self.feeds, health, public_url=self.settings.http.base_url)
+        self.web = WebServer(app, self.settings.http.listen)
+        await self.web.start()
+        self._schedule_all()
+        self.scheduler.start()
+        log.info(
+            "calbridge listening on %s; %d accounts, %d feeds (%d served from the last run)",
+            self.web.url,
+            len(self.settings.accounts),
+            len(self.settings.feeds),
+            restored,
+        )
+        self.notifier.ready(f"serving {len(self.settings.feeds)} feeds on {self.web.url}")
+        if self.on_ready is not None:
+            self.on_ready(self)
+        watchdog = asyncio.create_task(self._watchdog())
+        try:
+            await self._stop.wait()
+        finally:
+            log.info("stopping")
+            self.notifier.stopping()
+            watchdog.cancel()
+            self.scheduler.shutdown(wait=False)
+            await self.web.stop()
+            self.state.close()
+        return 0
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval
+        if interval is None:
+            return
+        while True:
+            self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def reload(self) -> None:
+        if self.config_path is None:
+            return
+        self.notifier.reloading()
+        try:
+            new = await asyncio.to_thread(load_config, self.config_path)
+        except BridgeError as exc:
+            log.error("reload: keeping the old configuration: %s", exc)
+        else:
+            if new.http != self.settings.http or new.state != self.settings.state:
+                log.warning("reload: [http] and [state] changes take effect after a restart")
+            self.settings = new
+            if self.syncer is not None:
+                self.syncer.settings = new
+            self._schedule_all()
+            log.info("reload: %d accounts, %d feeds", len(new.accounts), len(new.feeds))
+        self.notifier.send("READY=1", "STATUS=configuration reloaded")
+
+    # --- scheduling -------------------------------------------------------------------------
+
+    def _schedule_all(self) -> None:
+        self.scheduler.remove_all_jobs()
+        now = datetime.now(UTC)
+        for index, account in enumerate(self.settings.accounts):
+            interval = account.poll_interval
+            jitter = min(interval.total_seconds() * 0.1, 60)
+            self.scheduler.add_job(
+                self._run_account,
+                IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter, timezone=UTC),
+                args=[account.id],
+                id=f"poll:{account.id}",
+                max_instances=1,
+                coalesce=True,
+                misfire_grace_time=int(interval.total_seconds()),
+                next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
+            )
+
+    async def _run_account(self, account_id: str) -> None:
+        assert self.state is not None and self.syncer is not None
+        account = next((a for a in self.settings.accounts if a.id == account_id), None)
+        if account is None:
+            return
+        try:
+            result = await run_leased(self.state, self.syncer, account)
+        except Exception:
+            log.exception("account %s: the cycle failed unexpectedly", account_id)
+            result = AccountResult(account_id, ok=False, error="internal error")
+        if result is None:
+            log.info("account %s: another process is syncing it; skipped this run", account_id)
+            return
+        if result.ok:
+            self._failures.pop(account_id, None)
+            return
+        failures = self._failures[account_id] = self._failures.get(account_id, 0) + 1
+        delay = min(
+            account.poll_interval * 2 ** (failures - 1), max(MAX_BACKOFF, account.poll_interval)
+        )
+        job = self.scheduler.get_job(f"poll:{account_id}")
+        if job is not None and failures > 1:
+            job.modify(next_run_time=datetime.now(UTC) + delay)
+            log.info("account %s: next attempt in %s", account_id, delay)
