@@ -1,0 +1,255 @@
+"""The pure CalDAV sync planner: desired (Canvas) × actual (server) × status (what we wrote).
+
+Like vdirsyncer's sync algorithm it imports nothing that does I/O: it returns a :class:`Plan`
+of actions; the pusher runs them. The rules, which are the product's safety rules:
+
+* only events calbridge wrote (in ``status``) are ever updated or deleted;
+* a failed poll (``desired is None``) deletes nothing; a poll that suddenly wants nothing while
+  we own events aborts (:class:`~bridge.errors.SafetyAbort`) unless explicitly allowed;
+* past events are not deleted unless ``delete_past``;
+* creates and updates come before deletes;
+* what the person did is reported (:class:`PersonChanged`, :class:`PersonDeleted`) and resolved
+  by a *resolver*: by default Canvas's version is restored (keeping the person's additions) and
+  a deleted event comes back unless it is hidden with the same content; the write-back engine
+  brings its own resolver.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bridge.caldav.ics import fingerprint
+from bridge.caldav.merge import merge_person_additions
+from bridge.caldav.status import ItemStatus
+from bridge.errors import CalendarDataError, SafetyAbort
+
+
+@dataclass(frozen=True)
+class DesiredItem:
+    uid: str
+    ics: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class RemoteItem:
+    """An item on the server. ``ics`` is None when it is known unchanged since our status."""
+
+    href: str
+    etag: str | None
+    uid: str | None = None
+    ics: str | None = None
+
+
+@dataclass(frozen=True)
+class Create:
+    uid: str
+    ics: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Update:
+    uid: str
+    href: str
+    etag: str | None
+    ics: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Delete:
+    uid: str
+    href: str
+    etag: str | None
+
+
+@dataclass(frozen=True)
+class Adopt:
+    """The server already holds exactly our content (a write whose status was lost)."""
+
+    uid: str
+    href: str
+    etag: str | None
+    ics: str
+    content_hash: str
+
+
+@dataclass(frozen=True)
+class Forget:
+    uid: str
+
+
+@dataclass(frozen=True)
+class PersonChanged:
+    uid: str
+    href: str
+    etag: str | None
+    theirs_ics: str
+    ours_ics: str
+    desired: DesiredItem | None
+
+
+@dataclass(frozen=True)
+class PersonDeleted:
+    uid: str
+    status: ItemStatus
+    desired: DesiredItem | None
+
+
+@dataclass(frozen=True)
+class Conflict:
+    uid: str
+    reason: str
+
+
+Action = Create | Update | Delete | Adopt | Forget
+Observation = PersonChanged | PersonDeleted
+
+
+@dataclass
+class Plan:
+    actions: list[Action] = field(default_factory=list)
+    observations: list[Observation] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    unchanged: int = 0
+
+    def ordered(self) -> list[Action]:
+        """Writes before deletes; bookkeeping last."""
+        rank = {Create: 0, Update: 0, Adopt: 1, Delete: 2, Forget: 3}
+        return sorted(self.actions, key=lambda a: rank[type(a)])
+
+    @property
+    def empty(self) -> bool:
+        return not self.actions and not self.observations
+
+
+Resolver = Callable[[Observation], list[Action]]
+
+
+def restore_resolver(hidden: Mapping[str, str]) -> Resolver:
+    """The default: Canvas wins, the person's additions stay; hidden events stay deleted."""
+
+    def resolve(observation: Observation) -> list[Action]:
+        if isinstance(observation, PersonDeleted):
+            desired = observation.desired
+            if desired is None:
+                return [Forget(observation.uid)]
+            if hidden.get(desired.uid) == desired.content_hash:
+                return [Forget(observation.uid)]
+            return [Create(desired.uid, desired.ics, desired.content_hash)]
+        desired = observation.desired
+        if desired is None:
+            return [Delete(observation.uid, observation.href, observation.etag)]
+        try:
+            merged = merge_person_additions(desired.ics, observation.theirs_ics)
+        except CalendarDataError:
+            merged = desired.ics  # their copy is unreadable: put ours back whole
+        return [
+            Update(
+                observation.uid, observation.href, observation.etag, merged, desired.content_hash
+            )
+        ]
+
+    return resolve
+
+
+def plan(
+    desired: Mapping[str, DesiredItem] | None,
+    actual: Mapping[str, RemoteItem],
+    status: Mapping[str, ItemStatus],
+    now: datetime,
+    *,
+    delete_past: bool = False,
+    hidden: Mapping[str, str] | None = None,
+    allow_empty: bool = False,
+) -> Plan:
+    """What to do so the calendar matches Canvas. ``actual`` is keyed by href."""
+    hidden = hidden or {}
+    result = Plan()
+    if desired is not None and not desired and status and not allow_empty:
+        raise SafetyAbort(
+            f"Canvas suddenly lists nothing while calbridge owns {len(status)} events; not deleting them"
+        )
+    by_uid: dict[str, RemoteItem] = {}
+    for item in actual.values():
+        if item.uid:
+            by_uid.setdefault(item.uid, item)
+    for uid, mine in status.items():
+        remote = actual.get(mine.href)
+        wanted = desired.get(uid) if desired is not None else None
+        if remote is None:
+            result.observations.append(PersonDeleted(uid, mine, wanted))
+            continue
+        person_changed = (
+            remote.ics is not None and remote.etag != mine.etag and _differs(remote.ics, mine.ics)
+        )
+        if person_changed:
+            assert remote.ics is not None
+            result.observations.append(
+                PersonChanged(uid, mine.href, remote.etag, remote.ics, mine.ics, wanted)
+            )
+            continue
+        if (
+            remote.etag != mine.etag
+        ):  # same content, new ETag (the server rewrote it): adopt the ETag
+            result.actions.append(Adopt(uid, mine.href, remote.etag, mine.ics, mine.content_hash))
+        etag = remote.etag
+        if desired is None:
+            result.unchanged += 1
+        elif wanted is None:
+            past = mine is not None and _is_past(mine, now)
+            if past and not delete_past:
+                result.unchanged += 1
+            else:
+                result.actions.append(Delete(uid, mine.href, etag))
+        elif wanted.content_hash != mine.content_hash:
+            result.actions.append(Update(uid, mine.href, etag, wanted.ics, wanted.content_hash))
+        else:
+            result.unchanged += 1
+    for uid, wanted in (desired or {}).items():
+        if uid in status:
+            continue
+        found = by_uid.get(uid)
+        if found is not None:
+            if found.ics is not None and not _differs(found.ics, wanted.ics):
+                result.actions.append(
+                    Adopt(uid, found.href, found.etag, wanted.ics, wanted.content_hash)
+                )
+            else:
+                result.conflicts.append(
+                    Conflict(
+                        uid, f"{found.href} already holds this UID and calbridge did not write it"
+                    )
+                )
+            continue
+        if hidden.get(uid) == wanted.content_hash:
+            continue
+        result.actions.append(Create(uid, wanted.ics, wanted.content_hash))
+    return result
+
+
+def resolve(result: Plan, resolver: Resolver) -> Plan:
+    """Turn observations into actions with ``resolver`` (the default one, or write-back's)."""
+    for observation in result.observations:
+        result.actions.extend(resolver(observation))
+    return result
+
+
+def _differs(a: str, b: str) -> bool:
+    try:
+        return fingerprint(a) != fingerprint(b)
+    except CalendarDataError:
+        return True
+
+
+def _is_past(mine: ItemStatus, now: datetime) -> bool:
+    from bridge.caldav.ics import event_end
+
+    try:
+        end = event_end(mine.ics)
+    except CalendarDataError:
+        return False
+    return end is not None and end < now
