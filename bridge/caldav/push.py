@@ -168,13 +168,33 @@ class Pusher:
             report.conflicts += [f"{c.uid}: {c.reason}" for c in result.conflicts]
             if dry_run:
                 return report
-            await self._run(dav, result.ordered(), store, report)
-            if listing.token and not report.errors:
-                store.set_sync_token(self.settings.id, listing.token)
+            actions = result.ordered()
+            await self._run(dav, actions, store, report)
+            token = listing.token
+            if token and actions and not report.errors:
+                token = await self._token_after_writes(dav, store, token)
+            if token and not report.errors:
+                store.set_sync_token(self.settings.id, token)
             return report
         finally:
             report.requests = dav.requests
             await dav.aclose()
+
+    async def _token_after_writes(self, dav: Dav, store: StatusStore, token: str) -> str | None:
+        """A token that includes our own writes, so the next delta is relative to them.
+
+        Some servers (Xandikos) derive tokens from content: a token taken before our writes can
+        equal the state after a person undid them, and the delta would then hide the change.
+        If the delta shows anything we did not write, keep the old token (the next cycle
+        looks again)."""
+        try:
+            delta = await dav.sync(token)
+        except SyncTokenInvalid:
+            return None
+        ours = {s.href: s.etag for s in store.load(self.settings.id).values()}
+        changed = [h for h, etag in delta.etags.items() if ours.get(h, "missing") != etag]
+        foreign = changed + [h for h in delta.removed if h in ours]
+        return token if foreign else delta.token
 
     async def _run(
         self, dav: Dav, actions: list[Action], store: StatusStore, report: PushReport

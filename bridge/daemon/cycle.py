@@ -18,12 +18,23 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import metrics
-from bridge.calendar import FeedOptions, RenderCache, RenderedFeed, render_feed
+from bridge.caldav.planner import DesiredItem, Resolver
+from bridge.caldav.push import Pusher
+from bridge.caldav.target import settings_for
+from bridge.calendar import (
+    FeedOptions,
+    RenderCache,
+    RenderedFeed,
+    collect_events,
+    next_versions,
+    render_event_ics,
+    render_feed,
+)
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.models import AccountSnapshot
 from bridge.canvas.poller import poll_account
 from bridge.canvas.transport import ResponseInfo
-from bridge.config import AccountConfig, FeedConfig, Settings
+from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.daemon.logs import register_secret
 from bridge.errors import BridgeError
 from bridge.state import StateStore, StoredFeed
@@ -103,6 +114,11 @@ class Syncer:
         self.clock = clock
         self.client_options = client_options or {}
         self._caches: dict[str, RenderCache] = {}
+        self._pushers: dict[str, Pusher] = {}
+        # The write-back engine plugs in here: (target, snapshot, now, dry_run) -> resolver.
+        self.resolver_for: (
+            Callable[[CalDAVConfig, AccountSnapshot, datetime, bool], Resolver] | None
+        ) = None
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -200,6 +216,70 @@ class Syncer:
             or "no feeds",
         )
         return result
+
+    async def push_target(
+        self,
+        target: CalDAVConfig,
+        snapshot: AccountSnapshot,
+        now: datetime,
+        dry_run: bool,
+        result: AccountResult,
+    ) -> None:
+        """Write the target's events; errors are recorded, never raised (other targets go on)."""
+        scope = f"caldav:{target.id}"
+        try:
+            pusher = self._pushers.get(target.id)
+            if pusher is None:
+                settings = settings_for(target)
+                register_secret(settings.password)
+                pusher = self._pushers[target.id] = Pusher(settings)
+            previous = await asyncio.to_thread(self.state.load_versions, scope)
+            aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
+            options = FeedOptions(
+                include=frozenset(target.include),
+                timezone=target.timezone,
+                reservation_uids=aliases,
+            )
+            collected = collect_events(snapshot, options, now)
+            versions = next_versions(collected.events, previous, now)
+            desired = {
+                e.uid: DesiredItem(
+                    e.uid, render_event_ics(e, versions[e.uid], options, now), e.content_hash()
+                )
+                for e in collected.events
+            }
+            hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
+            resolver = (
+                self.resolver_for(target, snapshot, now, dry_run) if self.resolver_for else None
+            )
+            report = await pusher.push(
+                desired,
+                self.state.caldav,
+                now=now,
+                hidden=hidden,
+                dry_run=dry_run,
+                resolver=resolver,
+            )
+            if not dry_run:
+                await asyncio.to_thread(self.state.save_versions, scope, versions)
+            result.pushes.append(report.as_dict())
+            if report.errors:
+                result.push_errors += [f"{target.id}: {e}" for e in report.errors]
+            elif not dry_run:
+                metrics.LAST_PUSH_SUCCESS.labels(target.id).set(now.timestamp())
+            log.info(
+                "caldav %s: %d created, %d updated, %d deleted, %d unchanged, %d requests%s",
+                target.id,
+                report.created,
+                report.updated,
+                report.deleted,
+                report.unchanged,
+                report.requests,
+                f"; {len(report.conflicts)} conflicts" if report.conflicts else "",
+            )
+        except BridgeError as exc:
+            result.push_errors.append(f"{target.id}: {exc}")
+            log.warning("caldav %s: push failed, calendar left as it was: %s", target.id, exc)
 
     def render_and_publish(
         self, feed: FeedConfig, snapshot: AccountSnapshot, now: datetime, dry_run: bool

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.calendar import CalEvent, EventVersion, render_event_ics
 from bridge.caldav.planner import DesiredItem
 from bridge.caldav.target import TargetSettings
+from bridge.calendar import CalEvent, EventVersion, render_event_ics
 from tests.servers import SERVERS, Server
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -24,14 +24,25 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 
 
 def target_settings(server: Server, calendar: str = "Canvas") -> TargetSettings:
-    return TargetSettings("phone", server.url, server.username, server.password, calendar, "#1f6feb", 10.0, 4)
+    return TargetSettings(
+        "phone", server.url, server.username, server.password, calendar, "#1f6feb", 10.0, 4
+    )
 
 
 def event(n: int, summary: str | None = None, start: datetime | None = None) -> CalEvent:
     begin = start or NOW + timedelta(days=1, hours=n)
-    return CalEvent(uid=f"canvas-reservation-{n}@canvas.test", kind="reservation", summary=summary or f"Office hours {n}",
-                    start=begin, end=begin + timedelta(minutes=20), description=f"Slot {n}", location="Room 101",
-                    canvas_id=n, slot_id=1000 + n, appointment_group_id=7)
+    return CalEvent(
+        uid=f"canvas-reservation-{n}@canvas.test",
+        kind="reservation",
+        summary=summary or f"Office hours {n}",
+        start=begin,
+        end=begin + timedelta(minutes=20),
+        description=f"Slot {n}",
+        location="Room 101",
+        canvas_id=n,
+        slot_id=1000 + n,
+        appointment_group_id=7,
+    )
 
 
 def desired(*events: CalEvent) -> dict[str, DesiredItem]:
