@@ -24,15 +24,26 @@ def main(out: Path) -> None:
     import bench.render as render
 
     render.GROUPS = 400  # 400 groups × 5 bookings = 2,000 events
-    feed = render_feed(snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW)
+    feed = render_feed(
+        snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW
+    )
     out.write_bytes(feed.ics)
     store, secret = FeedStore(), new_feed_secret()
-    published = PublishedFeed.build("bench", "Bench", feed.ics, refreshed_at=NOW, last_modified=NOW - timedelta(hours=1), event_count=len(feed.events))
+    published = PublishedFeed.build(
+        "bench",
+        "Bench",
+        feed.ics,
+        refreshed_at=NOW,
+        last_modified=NOW - timedelta(hours=1),
+        event_count=len(feed.events),
+    )
     store.publish(published, secret)
     import logging
 
     logging.disable(logging.INFO)  # the access log would dominate the measurement
-    with serve_in_thread(create_app(store, StaticHealth(), public_url="http://127.0.0.1")) as server:
+    with serve_in_thread(
+        create_app(store, StaticHealth(), public_url="http://127.0.0.1")
+    ) as server:
         print(server.port, secret, published.etag, len(feed.events), flush=True)
         while True:
             time.sleep(3600)

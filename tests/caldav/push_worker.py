@@ -1,0 +1,28 @@
+"""Run by test_crash.py in a subprocess: push N events into a CalDAV calendar with the real
+SQLite state store, printing progress, so the test can kill -9 it mid-push."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+
+from bridge.caldav.push import Pusher
+from bridge.caldav.target import TargetSettings
+from bridge.state import open_state
+from tests.caldav.conftest import NOW, desired, event
+
+
+def main(url: str, state_url: str, count: int) -> None:
+    state = open_state(state_url)
+    settings = TargetSettings("phone", url, "user", "pw", "Canvas", None, 30.0, 4)
+    report = asyncio.run(
+        Pusher(settings).push(desired(*[event(i) for i in range(count)]), state.caldav, now=NOW)
+    )
+    print(
+        f"created={report.created} adopted={report.adopted} unchanged={report.unchanged} errors={len(report.errors)}",
+        flush=True,
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2], int(sys.argv[3]))
