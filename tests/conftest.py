@@ -35,3 +35,11 @@ def sim() -> Iterator[Sim]:
     world = sample_world(SAMPLE_NOW)
     with serve_in_thread(create_app(world, control=True)) as server:
         yield Sim(world, server, dict(SAMPLE_TOKENS))
+
+
+@pytest.fixture
+def live_sim() -> Iterator[Sim]:
+    """Sample data around the real current time, for tests of the daemon (which reads the clock)."""
+    world = sample_world()
+    with serve_in_thread(create_app(world, control=True)) as server:
+        yield Sim(world, server, dict(SAMPLE_TOKENS))

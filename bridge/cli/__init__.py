@@ -36,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``calbridge`` console script."""
     _register()
     try:
-        app(args=argv, standalone_mode=False)
+        # Without standalone mode click returns a command's exit code instead of exiting.
+        code = app(args=argv, standalone_mode=False)
     except BridgeError as exc:
         print(f"calbridge: {exc}", file=sys.stderr)
         sys.exit(exc.exit_code)
@@ -57,3 +58,4 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         print(f"calbridge: internal error: {type(exc).__name__}", file=sys.stderr)
         sys.exit(EXIT_INTERNAL)
+    sys.exit(code if isinstance(code, int) else 0)

@@ -26,6 +26,7 @@ class Notifier:
         target = "\0" + self.address[1:] if self.address.startswith("@") else self.address
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)  # a full socket queue must never stall the event loop
                 sock.connect(target)
                 sock.sendall("\n".join(lines).encode())
             return True

@@ -1,0 +1,164 @@
+"""The config schema: every kind of mistake gives one line naming the key; secrets come from
+files, credentials or the environment; the example config is valid."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from bridge.config import load_config, parse_duration, settings_from
+from bridge.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parents[2]
+BASE = {
+    "accounts": [
+        {"id": "alice", "canvas_url": "https://canvas.example.edu", "token_env": "ALICE_TOKEN"}
+    ]
+}
+
+
+def with_changes(**sections: object) -> dict[str, object]:
+    data = {k: [dict(x) for x in v] if isinstance(v, list) else v for k, v in BASE.items()}
+    data.update(sections)
+    return data
+
+
+def test_example_config_is_valid() -> None:
+    settings = settings_from(tomllib.loads((ROOT / "config.example.toml").read_text()))
+    assert (
+        settings.feeds[0].include == ["conferences", "reservations"]
+        and settings.caldav[0].writeback is True
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "poll_interval": "5 minutes"}]),  # type: ignore[index]
+            "config: accounts[0].poll_interval: '5 minutes' is not a duration (use e.g. 30s, 5m, 1h30m, 7d)",
+        ),
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "tokn_file": "/x"}]),
+            "config: accounts[0].tokn_file: unknown key",
+        ),  # type: ignore[index]
+        (
+            with_changes(accounts=[{"id": "alice", "canvas_url": "https://c.example.edu"}]),
+            "missing token_file, token_credential or token_env",
+        ),
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "token_file": "/t"}]),
+            "give only one of token_file, token_env",
+        ),  # type: ignore[index]
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "canvas_url": "canvas.example.edu"}]),
+            "accounts[0].canvas_url: 'canvas.example.edu' is not an http(s) URL",
+        ),  # type: ignore[index]
+        (
+            with_changes(feeds=[{"id": "f", "account": "bob"}]),
+            "feeds[f].account: no account with id 'bob'",
+        ),
+        (
+            with_changes(feeds=[{"id": "f", "account": "alice", "include": ["homework"]}]),
+            "feeds[0].include[0]",
+        ),
+        (
+            with_changes(feeds=[{"id": "f", "account": "alice", "timezone": "Mars/Olympus"}]),
+            "'Mars/Olympus' is not a time zone name",
+        ),
+        (with_changes(http={"listen": "localhost"}), "http.listen: 'localhost' is not host:port"),
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "poll_interval": "2s"}]),
+            "poll_interval must be at least 10s",
+        ),  # type: ignore[index]
+        (
+            with_changes(feeds=[{"id": "f", "account": "alice"}, {"id": "f", "account": "alice"}]),
+            "feeds: id 'f' is used twice",
+        ),
+        ({"stat": {}}, "config: stat: unknown key"),
+    ],
+)
+def test_bad_values_name_the_key(data: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        settings_from(data)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_secrets_from_file_credential_and_env(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "tok").write_text("file-token-123\n")
+    (tmp_path / "creds").mkdir()
+    (tmp_path / "creds" / "alice").write_text("credential-token-456")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path / "creds"))
+    monkeypatch.setenv("ALICE_TOKEN", "env-token-789")
+    base = {"id": "a", "canvas_url": "https://c.example.edu"}
+    assert (
+        settings_from({"accounts": [{**base, "token_file": str(tmp_path / "tok")}]})
+        .accounts[0]
+        .token()
+        == "file-token-123"
+    )
+    assert (
+        settings_from({"accounts": [{**base, "token_credential": "alice"}]}).accounts[0].token()
+        == "credential-token-456"
+    )
+    assert (
+        settings_from({"accounts": [{**base, "token_env": "ALICE_TOKEN"}]}).accounts[0].token()
+        == "env-token-789"
+    )
+    missing = settings_from(
+        {"accounts": [{**base, "token_file": str(tmp_path / "nope")}]}
+    ).accounts[0]
+    with pytest.raises(ConfigError, match=r"accounts\[a\]\.token_file: cannot read"):
+        missing.token()
+
+
+def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[http]\nlisten = "127.0.0.1:8765"\n[logging]\nlevel = "info"\n')
+    monkeypatch.setenv("CALBRIDGE_HTTP__LISTEN", "127.0.0.1:9999")
+    monkeypatch.setenv("CALBRIDGE_LOGGING__LEVEL", "debug")
+    settings = load_config(path)
+    assert settings.http.listen == "127.0.0.1:9999" and settings.logging.level == "debug"
+
+
+def test_durations() -> None:
+    assert (
+        parse_duration("1h30m").total_seconds() == 5400
+        and parse_duration("7d").days == 7
+        and parse_duration(90).total_seconds() == 90
+    )
+    with pytest.raises(ValueError):
+        parse_duration("soon")
+
+
+def test_cli_prints_one_line_and_exit_code_3(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(
+        '[[accounts]]\nid = "alice"\ncanvas_url = "https://c.example.edu"\ntoken_env = "X"\npoll_interval = "often"\n'
+    )
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "-c", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 3
+    assert (
+        out.stderr
+        == "calbridge: config: accounts[0].poll_interval: 'often' is not a duration (use e.g. 30s, 5m, 1h30m, 7d)\n"
+    )
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[http\nlisten=")
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "check", "-c", str(broken)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 3 and "not valid TOML" in out.stderr and "Traceback" not in out.stderr

@@ -1,0 +1,183 @@
+"""The state store on SQLite: round trips, migrations that keep data, leases across processes,
+journal idempotency, and consistency after kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import text
+
+from bridge.caldav.status import ItemStatus
+from bridge.calendar import EventVersion
+from bridge.errors import ConfigError
+from bridge.state import StoredFeed, open_state
+from bridge.state.db import make_engine, upgrade
+
+T = datetime(2026, 3, 2, 12, tzinfo=UTC)
+
+
+def url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sub' / 'state.sqlite3'}"
+
+
+def test_round_trips(tmp_path: Path) -> None:
+    state = open_state(url(tmp_path))
+    assert state.save_snapshot("alice", '{"a": 1}', T) is True
+    assert state.save_snapshot("alice", '{"a": 1}', T) is False
+    assert state.load_snapshot("alice") == '{"a": 1}'
+    state.record_poll_failure("alice", T, "Canvas answered 503")
+    assert state.record_poll_failure("alice", T, "again") == 2
+    state.record_poll_success("alice", T + timedelta(minutes=5))
+    status = state.account_statuses()["alice"]
+    assert status.consecutive_failures == 0 and status.last_success_at == T + timedelta(minutes=5)
+    secret = state.feed_secret("alice")
+    assert state.feed_secret("alice") == secret and len(secret) >= 32
+    assert state.rotate_feed_secret("alice") != secret
+    versions = {"u": EventVersion("u", "h", 3, T, T)}
+    state.save_feed(
+        StoredFeed("alice", "Alice", b"BEGIN:VCALENDAR", '"e"', T, T, 1, ("conferences",)), versions
+    )
+    assert state.load_versions("feed:alice") == versions
+    assert (
+        state.load_feeds()[0].includes == ("conferences",)
+        and state.load_feeds()[0].last_modified.tzinfo is not None
+    )
+    item = ItemStatus("u", "/cal/u.ics", '"1"', "h", "BEGIN:VCALENDAR")
+    state.caldav.apply("phone", [item], [])
+    state.caldav.set_sync_token("phone", "tok")
+    assert state.caldav.load("phone") == {"u": item} and state.caldav.sync_token("phone") == "tok"
+    state.caldav.apply("phone", [], ["u"])
+    assert state.caldav.load("phone") == {}
+    state.caldav.hide("phone", "conf", "h1")
+    assert state.caldav.hidden("phone") == {"conf": "h1"}
+    state.journal.set_alias("alice", 1050, "canvas-reservation-1013@x")
+    assert state.journal.aliases("alice") == {1050: "canvas-reservation-1013@x"}
+
+
+def test_journal_is_idempotent(tmp_path: Path) -> None:
+    state = open_state(url(tmp_path))
+    entry, created = state.journal.begin(
+        key="k1",
+        account_id="a",
+        target_id="t",
+        uid="u",
+        action="cancel",
+        params={"reservation_id": 5},
+    )
+    again, created_again = state.journal.begin(
+        key="k1", account_id="a", target_id="t", uid="u", action="cancel", params={}
+    )
+    assert (
+        created
+        and not created_again
+        and again.id == entry.id
+        and again.params == {"reservation_id": 5}
+    )
+    assert [e.id for e in state.journal.pending()] == [entry.id]
+    state.journal.finish(entry.id, "applied", "cancelled in Canvas")
+    assert state.journal.pending() == [] and state.journal.recent()[0].state == "applied"
+    with pytest.raises(ValueError, match="not a final"):
+        state.journal.finish(entry.id, "pending", "")
+
+
+def test_upgrade_keeps_data(tmp_path: Path) -> None:
+    engine = make_engine(url(tmp_path))
+    upgrade(engine, "0001")
+    with engine.begin() as con:
+        con.execute(
+            text(
+                "INSERT INTO feed_secrets (feed_id, secret, created_at) VALUES ('alice', 'kept-secret-value-123456', '2026-03-02 12:00:00')"
+            )
+        )
+    engine.dispose()
+    state = open_state(url(tmp_path))
+    assert state.feed_secret("alice") == "kept-secret-value-123456"
+    with state.engine.connect() as con:
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+
+
+def test_bad_urls_are_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"state\.url"):
+        open_state("not a url")
+    blocked = tmp_path / "ro"
+    blocked.mkdir()
+    blocked.chmod(0o500)
+    if os.geteuid() != 0:  # root can write anywhere
+        with pytest.raises(ConfigError, match="not writable"):
+            open_state(f"sqlite:///{blocked / 'x' / 's.sqlite3'}")
+
+
+LEASE_WORKER = """
+import sys, time
+from datetime import timedelta
+from bridge.state import open_state
+state = open_state(sys.argv[1])
+got = state.acquire_lease("poll:alice", sys.argv[2], timedelta(seconds=30))
+print("got" if got else "busy", flush=True)
+time.sleep(float(sys.argv[3]))
+"""
+
+
+def test_lease_across_processes(tmp_path: Path) -> None:
+    db = url(tmp_path)
+    open_state(db).close()
+    first = subprocess.Popen(
+        [sys.executable, "-c", LEASE_WORKER, db, "p1", "3"], stdout=subprocess.PIPE, text=True
+    )
+    assert first.stdout is not None and first.stdout.readline().strip() == "got"
+    second = subprocess.run(
+        [sys.executable, "-c", LEASE_WORKER, db, "p2", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert second.stdout.strip() == "busy"
+    first.wait()
+    state = open_state(db)
+    assert (
+        state.acquire_lease("poll:alice", "p2", timedelta(seconds=30)) is False
+    )  # p1's lease is still valid
+    state.release_lease("poll:alice", "p1")
+    assert state.acquire_lease("poll:alice", "p2", timedelta(seconds=30)) is True
+
+
+WRITER = """
+import sys
+from datetime import UTC, datetime
+from bridge.calendar import EventVersion
+from bridge.state import StoredFeed, open_state
+state = open_state(sys.argv[1])
+t = datetime(2026, 3, 2, 12, tzinfo=UTC)
+for i in range(100000):
+    versions = {f"u{j}": EventVersion(f"u{j}", f"h{i}", i, t, t) for j in range(50)}
+    state.save_feed(StoredFeed("alice", "A", f"body {i}".encode() * 200, f'"{i}"', t, t, 50, ()), versions)
+    if i == 5:
+        print("writing", flush=True)
+"""
+
+
+def test_kill_9_while_writing_leaves_old_or_new_state(tmp_path: Path) -> None:
+    db = url(tmp_path)
+    open_state(db).close()
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, db], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    time.sleep(1.0)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as con:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    state = open_state(db)
+    feed = state.load_feeds()[0]
+    iteration = int(feed.etag.strip('"'))
+    versions = state.load_versions("feed:alice")
+    assert len(versions) == 50 and {v.sequence for v in versions.values()} == {iteration}
+    assert feed.body == f"body {iteration}".encode() * 200
