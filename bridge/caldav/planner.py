@@ -16,7 +16,8 @@ of actions; the pusher runs them. The rules, which are the product's safety rule
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+import inspect
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -100,13 +101,23 @@ class PersonDeleted:
 
 
 @dataclass(frozen=True)
+class Unowned:
+    """An item calbridge did not write, newly seen (e.g. an open-slot event the person copied)."""
+
+    uid: str
+    href: str
+    etag: str | None
+    ics: str
+
+
+@dataclass(frozen=True)
 class Conflict:
     uid: str
     reason: str
 
 
 Action = Create | Update | Delete | Adopt | Forget
-Observation = PersonChanged | PersonDeleted
+Observation = PersonChanged | PersonDeleted | Unowned
 
 
 @dataclass
@@ -126,13 +137,15 @@ class Plan:
         return not self.actions and not self.observations
 
 
-Resolver = Callable[[Observation], list[Action]]
+Resolver = Callable[[Observation], list[Action] | Awaitable[list[Action]]]
 
 
 def restore_resolver(hidden: Mapping[str, str]) -> Resolver:
     """The default: Canvas wins, the person's additions stay; hidden events stay deleted."""
 
     def resolve(observation: Observation) -> list[Action]:
+        if isinstance(observation, Unowned):
+            return []
         if isinstance(observation, PersonDeleted):
             desired = observation.desired
             if desired is None:
@@ -206,9 +219,22 @@ def plan(
             else:
                 result.actions.append(Delete(uid, mine.href, etag))
         elif wanted.content_hash != mine.content_hash:
-            result.actions.append(Update(uid, mine.href, etag, wanted.ics, wanted.content_hash))
+            result.actions.append(
+                Update(
+                    uid, mine.href, etag, _keep_additions(wanted.ics, mine.ics), wanted.content_hash
+                )
+            )
         else:
             result.unchanged += 1
+    owned_hrefs = {m.href for m in status.values()}
+    for item in actual.values():
+        if (
+            item.uid
+            and item.ics is not None
+            and item.href not in owned_hrefs
+            and item.uid not in (desired or {})
+        ):
+            result.observations.append(Unowned(item.uid, item.href, item.etag, item.ics))
     for uid, wanted in (desired or {}).items():
         if uid in status:
             continue
@@ -231,11 +257,24 @@ def plan(
     return result
 
 
-def resolve(result: Plan, resolver: Resolver) -> Plan:
-    """Turn observations into actions with ``resolver`` (the default one, or write-back's)."""
+async def resolve(result: Plan, resolver: Resolver) -> Plan:
+    """Turn observations into actions with ``resolver`` (the default one, or write-back's,
+    which may call Canvas and so may be async)."""
     for observation in result.observations:
-        result.actions.extend(resolver(observation))
+        actions = resolver(observation)
+        if inspect.isawaitable(actions):
+            actions = await actions
+        result.actions.extend(actions)
     return result
+
+
+def _keep_additions(new_ics: str, last_ics: str) -> str:
+    """Canvas changed: write its new version, keeping what the person had added (the last
+    copy we saw on the server is ``last_ics``)."""
+    try:
+        return merge_person_additions(new_ics, last_ics)
+    except CalendarDataError:
+        return new_ics
 
 
 def _differs(a: str, b: str) -> bool:

@@ -163,7 +163,7 @@ class Pusher:
                 1 for o in result.observations if type(o).__name__ == "PersonChanged"
             )
             report.person_deleted = len(result.observations) - report.person_changed
-            result = resolve(result, resolver or restore_resolver(hidden or {}))
+            result = await resolve(result, resolver or restore_resolver(hidden or {}))
             report.plan, report.unchanged = result, result.unchanged
             report.conflicts += [f"{c.uid}: {c.reason}" for c in result.conflicts]
             if dry_run:

@@ -29,7 +29,7 @@ EXIT_INTERNAL = 70
 
 def _register() -> None:
     """Import the command modules; each adds its commands to :data:`app`."""
-    from bridge.cli import canvas_cmd, daemon_cmd, demo_cmd, simulator_cmd  # noqa: F401
+    from bridge.cli import canvas_cmd, daemon_cmd, demo_cmd, simulator_cmd, writeback_cmd  # noqa: F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import socket
 import tempfile
 from pathlib import Path
@@ -93,6 +94,7 @@ def demo(
             typer.echo(f"    subscribe page: {urls.page}")
             typer.echo(f"    feed:           {urls.https}")
         typer.echo("Open a subscribe page in a browser. Ctrl-C stops the demo.")
+        sys.stdout.flush()  # people pipe the demo into tee or a log
 
     try:
         code = asyncio.run(Daemon(settings, on_ready=ready).run())

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import metrics
-from bridge.caldav.planner import DesiredItem, Resolver
+from bridge.caldav.planner import DesiredItem
 from bridge.caldav.push import Pusher
 from bridge.caldav.target import settings_for
 from bridge.calendar import (
@@ -39,6 +39,7 @@ from bridge.daemon.logs import register_secret
 from bridge.errors import BridgeError
 from bridge.state import StateStore, StoredFeed
 from bridge.web.store import FeedStore, PublishedFeed
+from bridge.writeback.engine import RateLimit, WritebackContext, WritebackEngine
 
 log = logging.getLogger("bridge.daemon")
 
@@ -115,10 +116,7 @@ class Syncer:
         self.client_options = client_options or {}
         self._caches: dict[str, RenderCache] = {}
         self._pushers: dict[str, Pusher] = {}
-        # The write-back engine plugs in here: (target, snapshot, now, dry_run) -> resolver.
-        self.resolver_for: (
-            Callable[[CalDAVConfig, AccountSnapshot, datetime, bool], Resolver] | None
-        ) = None
+        self._writeback_limit = RateLimit(settings.writeback.max_per_minute)
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -152,12 +150,15 @@ class Syncer:
 
     # --- the cycle --------------------------------------------------------------------------
 
-    async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
+    def client_for(self, account: AccountConfig) -> CanvasClient:
         token = account.token()
         register_secret(token)
-        async with CanvasClient(
+        return CanvasClient(
             account.canvas_url, token, on_response=_count_response, **self.client_options
-        ) as client:
+        )
+
+    async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
+        async with self.client_for(account) as client:
             try:
                 snapshot = await poll_account(
                     client,
@@ -203,6 +204,8 @@ class Syncer:
             result.feeds.append(
                 await asyncio.to_thread(self.render_and_publish, feed, snapshot, now, dry_run)
             )
+        for target in [t for t in self.settings.caldav if t.account == account.id]:
+            await self.push_target(account, target, snapshot, now, dry_run, result)
         result.seconds = time.monotonic() - started
         log.info(
             "account %s: polled in %.2fs with %d Canvas requests; %s",
@@ -219,6 +222,7 @@ class Syncer:
 
     async def push_target(
         self,
+        account: AccountConfig,
         target: CalDAVConfig,
         snapshot: AccountSnapshot,
         now: datetime,
@@ -249,20 +253,27 @@ class Syncer:
                 for e in collected.events
             }
             hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
-            resolver = (
-                self.resolver_for(target, snapshot, now, dry_run) if self.resolver_for else None
+            events = {e.uid: e for e in collected.events}
+            ctx = WritebackContext(
+                account.id,
+                target.id,
+                snapshot.canvas_host,
+                snapshot,
+                events,
+                now,
+                target.writeback,
+                dry_run,
+                hidden,
+            )
+            engine = WritebackEngine(
+                self.state, lambda: self.client_for(account), ctx, self._writeback_limit
             )
             report = await pusher.push(
-                desired,
-                self.state.caldav,
-                now=now,
-                hidden=hidden,
-                dry_run=dry_run,
-                resolver=resolver,
+                desired, self.state.caldav, now=now, hidden=hidden, dry_run=dry_run, resolver=engine
             )
             if not dry_run:
                 await asyncio.to_thread(self.state.save_versions, scope, versions)
-            result.pushes.append(report.as_dict())
+            result.pushes.append({**report.as_dict(), "writebacks": ctx.planned})
             if report.errors:
                 result.push_errors += [f"{target.id}: {e}" for e in report.errors]
             elif not dry_run:
