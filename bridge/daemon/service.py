@@ -88,6 +88,7 @@ class Daemon:
         self.state: StateStore | None = None
         self.syncer: Syncer | None = None
         self.web: WebServer | None = None
+        self.health: DaemonHealth | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -102,7 +103,9 @@ class Daemon:
             self.settings, self.state, self.feeds, client_options=self.client_options
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
-        health = DaemonHealth(lambda: self.settings, self.state, lambda: self.scheduler.running)
+        self.health = health = DaemonHealth(
+            lambda: self.settings, self.state, lambda: self.scheduler.running
+        )
         app = create_app(self.feeds, health, public_url=self.settings.http.base_url)
         self.web = WebServer(app, self.settings.http.listen)
         await self.web.start()
@@ -178,6 +181,20 @@ class Daemon:
                 next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
             )
 
+    def _record_targets(self, account_id: str, result: AccountResult) -> None:
+        """CalDAV targets in /healthz: degraded while their last push had errors."""
+        if self.health is None:
+            return
+        now = datetime.now(UTC).isoformat()
+        for target in [t for t in self.settings.caldav if t.account == account_id]:
+            errors = [e for e in result.push_errors if e.startswith(f"{target.id}:")]
+            previous = self.health.targets.get(target.id, {})
+            self.health.targets[target.id] = {
+                "status": "degraded" if errors else "ok",
+                "last_success": previous.get("last_success") if errors or not result.ok else now,
+                "last_error": errors[0] if errors else None,
+            }
+
     async def _run_account(self, account_id: str) -> None:
         assert self.state is not None and self.syncer is not None
         account = next((a for a in self.settings.accounts if a.id == account_id), None)
@@ -191,6 +208,7 @@ class Daemon:
         if result is None:
             log.info("account %s: another process is syncing it; skipped this run", account_id)
             return
+        self._record_targets(account_id, result)
         if result.ok:
             self._failures.pop(account_id, None)
             return
