@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import socket
+import sys
 import tempfile
 from pathlib import Path
 
