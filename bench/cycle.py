@@ -41,16 +41,35 @@ async def cycle(syncer: Syncer, concurrency: int) -> list[int]:
 
 
 def run(users: int) -> tuple[float, float, int]:
-    world, tokens = bulk_world(users=users, groups_per_user=GROUPS, conferences_per_user=CONFERENCES)
+    world, tokens = bulk_world(
+        users=users, groups_per_user=GROUPS, conferences_per_user=CONFERENCES
+    )
     world.throttle.hwm = 1e9  # measure calbridge, not the simulated throttle
     with tempfile.TemporaryDirectory() as tmp, serve_in_thread(create_app(world)) as server:
         for n, token in enumerate(tokens):
             os.environ[f"BENCH_TOKEN_{n}"] = token
-        settings = settings_from({
-            "state": {"url": f"sqlite:///{Path(tmp) / 'state.sqlite3'}"},
-            "accounts": [{"id": f"u{n}", "canvas_url": server.url, "token_env": f"BENCH_TOKEN_{n}", "include_managed": False} for n in range(users)],
-            "feeds": [{"id": f"u{n}", "account": f"u{n}", "include": ["conferences", "reservations", "open_slots"]} for n in range(users)],
-        })
+        settings = settings_from(
+            {
+                "state": {"url": f"sqlite:///{Path(tmp) / 'state.sqlite3'}"},
+                "accounts": [
+                    {
+                        "id": f"u{n}",
+                        "canvas_url": server.url,
+                        "token_env": f"BENCH_TOKEN_{n}",
+                        "include_managed": False,
+                    }
+                    for n in range(users)
+                ],
+                "feeds": [
+                    {
+                        "id": f"u{n}",
+                        "account": f"u{n}",
+                        "include": ["conferences", "reservations", "open_slots"],
+                    }
+                    for n in range(users)
+                ],
+            }
+        )
         state = open_state(settings.state.url or "")
         syncer = Syncer(settings, state, FeedStore())
         started = time.perf_counter()
@@ -63,12 +82,18 @@ def run(users: int) -> tuple[float, float, int]:
 def main() -> None:
     sizes = [int(a) for a in sys.argv[1:]] or [100, 1000]
     minimum = minimum_requests(CONFERENCES, GROUPS, include_managed=False)
-    print(f"per user: {GROUPS} appointment groups, {CONFERENCES} conferences; minimum requests per user: {minimum}")
-    print(f"{'users':>6} {'wall s':>8} {'s/user':>8} {'req/user':>9} {'vs min':>7} {'peak RSS MB':>12}")
+    print(
+        f"per user: {GROUPS} appointment groups, {CONFERENCES} conferences; minimum requests per user: {minimum}"
+    )
+    print(
+        f"{'users':>6} {'wall s':>8} {'s/user':>8} {'req/user':>9} {'vs min':>7} {'peak RSS MB':>12}"
+    )
     for users in sizes:
         elapsed, per_user, _ = run(users)
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{users:>6} {elapsed:>8.1f} {elapsed / users:>8.3f} {per_user:>9.2f} {per_user / minimum:>7.2f} {rss:>12.0f}")
+        print(
+            f"{users:>6} {elapsed:>8.1f} {elapsed / users:>8.3f} {per_user:>9.2f} {per_user / minimum:>7.2f} {rss:>12.0f}"
+        )
 
 
 if __name__ == "__main__":
