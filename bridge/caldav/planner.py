@@ -134,7 +134,10 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not self.actions and not self.observations
+        """Nothing to do: no action and no edit of the person's to resolve."""
+        return not self.actions and not any(
+            isinstance(o, PersonChanged | PersonDeleted) for o in self.observations
+        )
 
 
 Resolver = Callable[[Observation], list[Action] | Awaitable[list[Action]]]
