@@ -47,7 +47,7 @@ async def test_pending_cancel_that_canvas_already_did_is_not_repeated(
     decision = Cancel(res.id, "from my phone")
     # first run: the journal entry is written, Canvas cancels, then calbridge dies before finishing
     key_fingerprint = "deleted"
-    entry, created = state.journal.begin(
+    _entry, created = state.journal.begin(
         key=f"phone|uid|cancel|{sorted({'reservation_id': res.id}.items())}|{key_fingerprint}",
         account_id="alice",
         target_id="phone",
