@@ -222,3 +222,27 @@ def test_demo_serves_feeds_and_stops_on_ctrl_c() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_sighup_reloads_config_and_keeps_old_on_error(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, live_sim, port)
+    daemon = start_daemon(config, port)
+    good = config.read_text()
+    config.write_text(
+        good + '\n[[feeds]]\nid = "alice-slots"\naccount = "alice"\ninclude = ["open_slots"]\n'
+    )
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("RELOADING=1")
+    new_feed = wait_feed(feed_urls(config)["alice-slots"])
+    assert "Open slot: Office hours" in new_feed.text
+    config.write_text(good.replace('poll_interval = "1h"', 'poll_interval = "soon"', 1))
+    daemon.messages.clear()
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("READY=1")
+    assert httpx.get(f"{daemon.url}/healthz").status_code == 200  # still running on the old config
+    assert daemon.stop() == 0
+    _, stderr = daemon.proc.communicate()
+    assert "reload: keeping the old configuration: config: accounts[0].poll_interval" in stderr
