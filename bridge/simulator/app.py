@@ -47,14 +47,7 @@ def _fault_response(fault: Fault) -> Response | None:
         }
         return json_response(body, fault.status)
     if fault.kind in ("throttle403", "throttle429"):
-        status = 403 if fault.kind == "throttle403" else 429
-        reason = "Forbidden" if status == 403 else "Too Many Requests"
-        return Response(
-            f"{status} {reason} (Rate Limit Exceeded)\n",
-            status,
-            headers={"x-rate-limit-remaining": "0.0"},
-            media_type="text/plain; charset=utf-8",
-        )
+        return throttled(403 if fault.kind == "throttle403" else 429)
     if fault.kind == "malformed":
         return Response(
             '{"conferences": [{"id": 1, "title": "cut', 200, media_type="application/json"
@@ -75,8 +68,8 @@ def _fault_response(fault: Fault) -> Response | None:
     return None
 
 
-def _throttled(world: World) -> Response:
-    status = world.throttle.mode
+def throttled(status: int) -> Response:
+    """Canvas's throttled answer: plain text, no Retry-After (canvas-behaviour §5)."""
     reason = "Forbidden" if status == 403 else "Too Many Requests"
     return Response(
         f"{status} {reason} (Rate Limit Exceeded)\n",
@@ -123,7 +116,7 @@ async def _gate(request: Request, world: World, handler: Handler) -> Response:
             return json_response({"errors": [{"message": message}]}, 401, WWW_AUTH)
         allowed, remaining = world.throttle.charge(token, time.monotonic())
     if not allowed:
-        return _throttled(world)
+        return throttled(world.throttle.mode)
     try:
         params = await Params.read(request)
         with world.lock:
