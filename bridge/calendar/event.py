@@ -46,7 +46,15 @@ class CalEvent:
         return not isinstance(self.start, datetime)
 
     def content_hash(self) -> str:
-        """SHA-256 over everything a person would see; stable across runs and processes."""
+        """SHA-256 over everything a person would see; stable across runs and processes.
+        Computed once per event (events are immutable)."""
+        cached = self.__dict__.get("_hash")
+        if cached is None:
+            cached = self._compute_hash()
+            object.__setattr__(self, "_hash", cached)
+        return str(cached)
+
+    def _compute_hash(self) -> str:
         parts = [
             self.uid,
             self.kind,

@@ -8,9 +8,10 @@ are parameters, the caller stores the new versions.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import partial
 
 from bridge.calendar import ics
 from bridge.calendar.bookings import managed_slot_events, open_slot_events, reservation_events
@@ -19,7 +20,7 @@ from bridge.calendar.event import CalEvent
 from bridge.calendar.text import fold
 from bridge.calendar.timezones import vtimezone_lines
 from bridge.calendar.versions import EventVersion, next_versions
-from bridge.canvas.models import AccountSnapshot
+from bridge.canvas.models import AccountSnapshot, AppointmentGroup
 
 ALL_KINDS = frozenset({"conferences", "reservations", "open_slots", "managed_slots"})
 GOOGLE_LIMIT = 1_000_000
@@ -68,10 +69,26 @@ class RenderedFeed:
 
 
 class RenderCache:
-    """Rendered VEVENT text by (uid, version, timezone, alarm): re-renders reuse unchanged events."""
+    """Rendered VEVENT text by (uid, version, timezone, alarm), and the events mapped from each
+    appointment group by the group's JSON: re-renders reuse what did not change."""
 
     def __init__(self) -> None:
         self._text: dict[tuple[object, ...], str] = {}
+        self._mapped: dict[tuple[object, ...], list[CalEvent]] = {}
+        self._mapped_next: dict[tuple[object, ...], list[CalEvent]] = {}
+
+    def mapped(
+        self, key: tuple[object, ...], build: Callable[[], list[CalEvent]]
+    ) -> list[CalEvent]:
+        """Events of one Canvas object, rebuilt only when its JSON (the key) changed."""
+        found = self._mapped.get(key)
+        if found is None:
+            found = build()
+        self._mapped_next[key] = found
+        return found
+
+    def end_render(self) -> None:
+        self._mapped, self._mapped_next = self._mapped_next, {}
 
     def vevent(
         self,
@@ -100,12 +117,26 @@ class RenderCache:
         self._text = {k: v for k, v in self._text.items() if k[0] in uids}
 
 
-def _sort_key(event: CalEvent) -> tuple[str, str]:
-    return (event.start.isoformat(), event.uid)
+def _sort_key(event: CalEvent) -> tuple[datetime, str]:
+    start = event.start
+    if not isinstance(start, datetime):
+        start = datetime(start.year, start.month, start.day, tzinfo=UTC)
+    return (start, event.uid)
 
 
-def collect_events(snapshot: AccountSnapshot, options: FeedOptions, now: datetime) -> CollectResult:
+def collect_events(
+    snapshot: AccountSnapshot, options: FeedOptions, now: datetime, cache: RenderCache | None = None
+) -> CollectResult:
     host = snapshot.canvas_host
+    aliases = tuple(sorted(options.reservation_uids.items()))
+
+    def once(
+        kind: str, group: AppointmentGroup, build: Callable[[], list[CalEvent]]
+    ) -> list[CalEvent]:
+        if cache is None:
+            return build()
+        return cache.mapped((kind, host, aliases, group.model_dump_json()), build)
+
     events: list[CalEvent] = []
     skipped: list[SkippedEvent] = []
     if "conferences" in options.include:
@@ -116,12 +147,13 @@ def collect_events(snapshot: AccountSnapshot, options: FeedOptions, now: datetim
                 skipped.append(SkippedEvent(f"conference {conf.id}", str(exc)))
     for group in snapshot.reservable:
         if "reservations" in options.include:
-            events += reservation_events(group, host, options.reservation_uids)
+            build = partial(reservation_events, group, host, options.reservation_uids)
+            events += once("reservations", group, build)
         if "open_slots" in options.include:
             events += open_slot_events(group, host, now)
     if "managed_slots" in options.include:
         for group in snapshot.manageable:
-            events += managed_slot_events(group, host)
+            events += once("managed", group, partial(managed_slot_events, group, host))
     earliest, latest = now - options.window_past, now + options.window_future
     kept, seen = [], set()
     for event in sorted(events, key=_sort_key):
@@ -159,7 +191,8 @@ def render_feed(
     """The feed's ICS. Over ``max_bytes``, the events farthest in the future are dropped
     first, each reported in ``skipped``."""
     cache = cache or RenderCache()
-    collected = collect_events(snapshot, options, now)
+    collected = collect_events(snapshot, options, now, cache)
+    cache.end_render()
     versions = next_versions(collected.events, previous, now)
     texts = [
         cache.vevent(

@@ -42,4 +42,5 @@ def next_versions(
     Events that disappeared are dropped; if one comes back its SEQUENCE restarts above nothing
     we remember, which is why callers keep versions per scope for as long as they can.
     """
+    now = now.replace(microsecond=0)
     return {e.uid: next_version(e.content_hash(), e.uid, previous.get(e.uid), now) for e in events}
