@@ -129,20 +129,21 @@ class Dav:
             out.append((href, status, etag, data))
         return out
 
-    async def list_all(self) -> Listing:
-        """PROPFIND Depth 1: every resource with its ETag (the fallback without sync tokens)."""
-        response = await self.request(
-            "PROPFIND",
-            self.collection,
-            headers={"Depth": "1", "Content-Type": "application/xml"},
-            content=PROPFIND_BODY,
-        )
+    async def _query(self, method: str, body: str, what: str) -> httpx.Response:
+        """A Depth-1 query of the collection that must answer 207 Multi-Status."""
+        headers = {"Depth": "1", "Content-Type": "application/xml"}
+        response = await self.request(method, self.collection, headers=headers, content=body)
         if response.status_code != 207:
             raise CalDAVError(
-                f"PROPFIND answered {response.status_code}",
+                f"{what} answered {response.status_code}",
                 target=self.target,
                 status=response.status_code,
             )
+        return response
+
+    async def list_all(self) -> Listing:
+        """PROPFIND Depth 1: every resource with its ETag (the fallback without sync tokens)."""
+        response = await self._query("PROPFIND", PROPFIND_BODY, "PROPFIND")
         own = self.href_path(self.collection)
         etags = {
             h: e
@@ -190,18 +191,7 @@ class Dav:
                 + "".join(f"<d:href>{_xml(h)}</d:href>" for h in chunk)
                 + "</c:calendar-multiget>"
             )
-            response = await self.request(
-                "REPORT",
-                self.collection,
-                headers={"Depth": "1", "Content-Type": "application/xml"},
-                content=body,
-            )
-            if response.status_code != 207:
-                raise CalDAVError(
-                    f"calendar-multiget answered {response.status_code}",
-                    target=self.target,
-                    status=response.status_code,
-                )
+            response = await self._query("REPORT", body, "calendar-multiget")
             for href, _, etag, data in self._multistatus(response):
                 if data is not None:
                     found[href] = (etag, data)

@@ -113,12 +113,28 @@ def conference_json(world: World, conf: SimConference) -> dict[str, Any]:
 
 
 def _event_common(
-    world: World, event_id: int, created: datetime, updated: datetime
+    world: World,
+    event_id: int,
+    created: datetime,
+    updated: datetime,
+    group: SimAppointmentGroup,
+    slot: Slot,
 ) -> dict[str, Any]:
+    """Fields slots and reservations share: a reservation inherits its slot's (LOCKED_ATTRIBUTES)."""
     return {
         "id": event_id,
         "created_at": iso(created),
         "updated_at": iso(updated),
+        "title": group.title,
+        "description": group.description,
+        "location_name": group.location_name,
+        "location_address": group.location_address,
+        "start_at": iso(slot.start_at),
+        "end_at": iso(slot.end_at),
+        "all_context_codes": ",".join(group.context_codes),
+        "context_name": group.title,
+        "url": f"{base(world)}/api/v1/calendar_events/{event_id}",
+        "html_url": f"{base(world)}/calendar?event_id={event_id}&include_contexts={group.context_codes[0]}",
         "all_day": False,
         "all_day_date": None,
         "series_uuid": None,
@@ -148,28 +164,18 @@ def reservation_json(
 ) -> dict[str, Any]:
     slot = world.slots[res.slot_id]
     group = world.appointment_groups[slot.group_id]
-    data = _event_common(world, res.id, res.created_at, res.updated_at)
+    data = _event_common(world, res.id, res.created_at, res.updated_at, group, slot)
     codes = ",".join(group.context_codes)
     data.update(
         {
-            "title": group.title,
-            "description": group.description,
-            "location_name": group.location_name,
-            "location_address": group.location_address,
-            "start_at": iso(slot.start_at),
-            "end_at": iso(slot.end_at),
             "workflow_state": res.workflow_state,
             "comments": res.comments,
             "parent_event_id": slot.id,
             "context_code": f"user_{res.participant_id}"
             if res.participant_type == "User"
             else f"group_{res.participant_id}",
-            "all_context_codes": codes,
-            "context_name": group.title,
             "child_events": [],
             "child_events_count": 0,
-            "url": f"{base(world)}/api/v1/calendar_events/{res.id}",
-            "html_url": f"{base(world)}/calendar?event_id={res.id}&include_contexts={group.context_codes[0]}",
         }
     )
     data.update(_group_fields(world, group, viewer))
@@ -190,26 +196,16 @@ def slot_json(
 ) -> dict[str, Any]:
     group = world.appointment_groups[slot.group_id]
     reservations = rules.active_reservations(world, slot)
-    data = _event_common(world, slot.id, slot.created_at, slot.updated_at)
+    data = _event_common(world, slot.id, slot.created_at, slot.updated_at, group, slot)
     codes = ",".join(group.context_codes)
     data.update(
         {
-            "title": group.title,
-            "description": group.description,
-            "location_name": group.location_name,
-            "location_address": group.location_address,
-            "start_at": iso(slot.start_at),
-            "end_at": iso(slot.end_at),
             "workflow_state": slot.workflow_state,
             "comments": None,
             "parent_event_id": None,
             "context_code": f"appointment_group_{group.id}",
             "effective_context_code": codes,
-            "all_context_codes": codes,
-            "context_name": group.title,
             "child_events_count": len(reservations),
-            "url": f"{base(world)}/api/v1/calendar_events/{slot.id}",
-            "html_url": f"{base(world)}/calendar?event_id={slot.id}&include_contexts={group.context_codes[0]}",
         }
     )
     data.update(_group_fields(world, group, viewer))
