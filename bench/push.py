@@ -13,9 +13,10 @@ from pathlib import Path
 
 import httpx
 
-from bridge.caldav.push import Pusher, href_for
+from bridge.caldav.remote import href_for
 from bridge.caldav.status import MemoryStatusStore
 from bridge.caldav.target import TargetSettings
+from bridge.sync.run import CalendarSync
 from tests.caldav.conftest import NOW, desired, event
 from tests.servers import radicale
 
@@ -39,12 +40,12 @@ def raw_put_loop(home: str, items: list[tuple[str, str]]) -> float:
 
 async def calbridge_push(url: str, wanted: dict) -> tuple[float, int]:  # type: ignore[type-arg]
     store = MemoryStatusStore()
-    pusher = Pusher(TargetSettings("bench", url, "user", "pw", "calbridge"))
+    calendar = CalendarSync(TargetSettings("bench", url, "user", "pw", "calbridge"))
     started = time.perf_counter()
-    report = await pusher.push(wanted, store, now=NOW)
+    report = await calendar.run(wanted, store, now=NOW)
     elapsed = time.perf_counter() - started
     assert report.created == COUNT, report.errors[:3]
-    noop = await pusher.push(wanted, store, now=NOW)
+    noop = await calendar.run(wanted, store, now=NOW)
     return elapsed, noop.requests
 
 

@@ -175,7 +175,26 @@ class LoggingConfig(Section):
 
 
 class WritebackConfig(Section):
-    max_per_minute: int = Field(10, ge=1, le=600)
+    """Limits on what calendar edits may do to Canvas, shared by the daemon and `sync`."""
+
+    max_per_minute: int = Field(
+        10, ge=1, le=600, description="Write-backs per account per minute; the rest wait."
+    )
+    max_per_day: int = Field(
+        200, ge=1, le=100_000, description="Write-backs per account per day; the rest wait."
+    )
+    safety_max_changes: int = Field(
+        3,
+        ge=0,
+        description="More bookings of one calendar than this vanishing or moving in one cycle "
+        "stops all write-back for it until `calbridge writebacks approve`.",
+    )
+    safety_max_fraction: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="… or more than this share of its bookings (when at least two change).",
+    )
 
 
 class AccountConfig(SecretSource):
@@ -239,6 +258,7 @@ class CalDAVConfig(SecretSource):
     include: list[Include] = Field(default_factory=_default_include)
     timezone: Annotated[str | None, AfterValidator(_check_zone)] = None
     writeback: bool = True
+    reserve_by_copy: bool = False
     delete_past: bool = False
     timeout: Duration = timedelta(seconds=30)
 

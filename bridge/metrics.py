@@ -72,3 +72,21 @@ WRITEBACKS = Counter(
     ["action", "outcome"],
     registry=REGISTRY,
 )
+SAFETY_STOPS = Gauge(
+    "calbridge_safety_stop",
+    "1 while a CalDAV calendar's mass change waits for `calbridge writebacks approve`",
+    ["target"],
+    registry=REGISTRY,
+)
+WRITEBACKS_OPEN = Gauge(
+    "calbridge_writebacks_open",
+    "Write-backs not settled yet (pending: outcome unknown; deferred: rate limit)",
+    ["target"],
+    registry=REGISTRY,
+)
+ITEM_ERRORS = Counter(
+    "calbridge_caldav_item_errors",
+    "Calendar objects that could not be read or merged (the rest of the calendar went on)",
+    ["target"],
+    registry=REGISTRY,
+)

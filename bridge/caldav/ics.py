@@ -2,14 +2,17 @@
 
 Calendar apps write all sorts of things back (Apple's X-APPLE-*, Google's X-GOOGLE-*, TZIDs
 with or without VTIMEZONE). Anything unparseable raises CalendarDataError naming the item, so
-one broken event never stops the sync of the others.
+one broken event never stops the sync of the others. This module is that boundary: whatever
+icalendar raises on a hostile object (ValueError, OverflowError, BrokenCalendarProperty, …)
+leaves it as a CalendarDataError, never as anything else.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import icalendar
 
@@ -22,11 +25,30 @@ VOLATILE = {"DTSTAMP", "LAST-MODIFIED", "SEQUENCE", "CREATED", "X-CALBRIDGE-KIND
 def parse(ics: str, context: str = "") -> icalendar.Calendar:
     try:
         cal = icalendar.Calendar.from_ical(ics)
-    except (ValueError, IndexError, KeyError) as exc:
-        raise CalendarDataError(f"not a valid iCalendar object: {exc}", context=context) from None
+    except Exception as exc:  # icalendar raises many kinds on hostile input
+        raise CalendarDataError(
+            f"not a valid iCalendar object: {type(exc).__name__}: {exc}", context=context
+        ) from None
     if not cal.walk("VEVENT"):
         raise CalendarDataError("no VEVENT in the calendar object", context=context)
     return cal
+
+
+T = TypeVar("T")
+
+
+def guarded(context: str, read: Callable[[], T]) -> T:
+    """Run ``read`` over parsed calendar data; any error becomes a CalendarDataError that names
+    the object (``context``) and the error's kind. Lazy property decoding in icalendar means a
+    bad value (``SEQUENCE:abc``, a DTSTART in year 99999) fails only when it is read."""
+    try:
+        return read()
+    except CalendarDataError:
+        raise
+    except Exception as exc:
+        raise CalendarDataError(
+            f"unreadable property: {type(exc).__name__}: {exc}", context=context
+        ) from None
 
 
 def vevent(ics: str, context: str = "") -> Any:
@@ -34,7 +56,7 @@ def vevent(ics: str, context: str = "") -> Any:
 
 
 def uid_of(ics: str, context: str = "") -> str | None:
-    uid = vevent(ics, context).get("UID")
+    uid = guarded(context, lambda: vevent(ics, context).get("UID"))
     return str(uid) if uid is not None else None
 
 
@@ -54,6 +76,10 @@ def _value(prop: Any) -> str:
 def fingerprint(ics: str, context: str = "") -> str:
     """A hash of what the event says, whatever the server's serialisation (folding, order,
     TZID vs UTC) — equal for the same content, different when a person changed anything."""
+    return guarded(context, lambda: _fingerprint(ics, context))
+
+
+def _fingerprint(ics: str, context: str) -> str:
     event = vevent(ics, context)
     parts = [
         f"{name}={_value(event[name])}" for name in sorted(event.keys()) if name not in VOLATILE
@@ -65,6 +91,10 @@ def fingerprint(ics: str, context: str = "") -> str:
 
 def event_end(ics: str) -> datetime | None:
     """The end instant (UTC) of the event, for the "past events stay" rule."""
+    return guarded("", lambda: _event_end(ics))
+
+
+def _event_end(ics: str) -> datetime | None:
     event = vevent(ics)
     start = event.get("DTSTART")
     end = event.get("DTEND")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.caldav.ics import parse
+from bridge.caldav.ics import guarded, parse
 
 CANVAS_OWNED = {
     "UID",
@@ -39,7 +39,13 @@ CANVAS_OWNED = {
 
 
 def merge_person_additions(ours_ics: str, theirs_ics: str, context: str = "") -> str:
-    """Canvas's version (``ours``) plus what the person added in ``theirs``."""
+    """Canvas's version (``ours``) plus what the person added in ``theirs``.
+
+    Raises CalendarDataError (only) when their copy cannot be read or merged."""
+    return guarded(context, lambda: _merge(ours_ics, theirs_ics, context))
+
+
+def _merge(ours_ics: str, theirs_ics: str, context: str) -> str:
     ours = parse(ours_ics, context)
     theirs_event = parse(theirs_ics, context).walk("VEVENT")[0]
     event = ours.walk("VEVENT")[0]

@@ -47,6 +47,10 @@ class StatusStore(Protocol):
         """Remember (or forget, with None) the sync token."""
         ...
 
+    def hide(self, target_id: str, uid: str, content_hash: str) -> None:
+        """Keep a deleted event hidden while its content stays ``content_hash``."""
+        ...
+
 
 class MemoryStatusStore:
     """A :class:`StatusStore` in memory, for tests and dry runs."""
@@ -54,6 +58,7 @@ class MemoryStatusStore:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, ItemStatus]] = {}
         self._tokens: dict[str, str | None] = {}
+        self.hidden: dict[tuple[str, str], str] = {}
 
     def load(self, target_id: str) -> dict[str, ItemStatus]:
         return dict(self._items.get(target_id, {}))
@@ -70,3 +75,6 @@ class MemoryStatusStore:
 
     def set_sync_token(self, target_id: str, token: str | None) -> None:
         self._tokens[target_id] = token
+
+    def hide(self, target_id: str, uid: str, content_hash: str) -> None:
+        self.hidden[(target_id, uid)] = content_hash

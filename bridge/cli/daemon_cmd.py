@@ -1,8 +1,7 @@
 """``calbridge run | sync | feeds | render | check``: the daemon and its one-shot companions.
 
-Exit codes of ``sync``: 0 all good; 10 a Canvas poll failed; 11 a CalDAV push failed; 12 both;
-13 an account was skipped because another process was syncing it. Config errors exit 3, a bad
-Canvas token 6 (see ``bridge.errors``).
+Exit codes of ``sync`` are in :mod:`bridge.cli.sync_output`. Config errors exit 3, a bad Canvas
+token 6 (see ``bridge.errors``).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -21,12 +20,13 @@ from bridge.daemon.logs import register_secret, setup_logging
 from bridge.errors import BridgeError, ConfigError, UserError
 from bridge.state import default_state_url, open_state
 
+if TYPE_CHECKING:
+    from bridge.daemon.cycle import AccountResult
+
 ConfigOpt = typer.Option(
     None, "--config", "-c", envvar="CALBRIDGE_CONFIG", help="The TOML config file."
 )
 JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
-
-EXIT_POLL_FAILED, EXIT_PUSH_FAILED, EXIT_BOTH_FAILED, EXIT_BUSY = 10, 11, 12, 13
 
 
 def _settings(config: Path | None) -> Settings:
@@ -68,6 +68,7 @@ def sync(
     ),
 ) -> None:
     """One full cycle for every account, then exit; the exit code says what failed."""
+    from bridge.cli.sync_output import exit_code, human_lines
     from bridge.daemon.cycle import Syncer
     from bridge.daemon.service import run_leased
     from bridge.web.store import FeedStore
@@ -81,56 +82,27 @@ def sync(
     state = open_state(settings.state.url or default_state_url())
     syncer = Syncer(settings, state, FeedStore())
 
-    async def go() -> list[dict[str, Any]]:
-        results = []
-        for acct in chosen:
-            result = await run_leased(state, syncer, acct, dry_run=dry_run, wait=wait)
-            results.append(
-                result.as_dict()
-                if result
-                else {
-                    "account": acct.id,
-                    "ok": False,
-                    "error": "busy: another process is syncing this account",
-                }
-            )
-        return results
+    async def go() -> list[AccountResult]:
+        return [
+            await run_leased(state, syncer, acct, dry_run=dry_run, wait=wait) for acct in chosen
+        ]
 
     try:
         results = asyncio.run(go())
     finally:
         state.close()
     if as_json:
-        typer.echo(json.dumps({"dry_run": dry_run, "accounts": results}, indent=2, default=str))
+        typer.echo(
+            json.dumps(
+                {"dry_run": dry_run, "accounts": [r.as_dict() for r in results]},
+                indent=2,
+                default=str,
+            )
+        )
     else:
-        for r in results:
-            feeds = ", ".join(
-                f"{f['feed_id']} {f['events']} events{' changed' if f['changed'] else ''}"
-                for f in r.get("feeds", [])
-            )
-            status = "ok" if r["ok"] else f"FAILED: {r['error']}"
-            typer.echo(
-                f"{r['account']}: {status}"
-                + (f" ({feeds})" if feeds else "")
-                + (" [dry run]" if dry_run else "")
-            )
-    poll_failed = any(
-        not r["ok"] and not str(r.get("error", "")).startswith("busy") for r in results
-    )
-    push_failed = any(r.get("push_errors") for r in results)
-    busy = any(str(r.get("error", "")).startswith("busy") for r in results)
-    code = (
-        EXIT_BOTH_FAILED
-        if poll_failed and push_failed
-        else EXIT_POLL_FAILED
-        if poll_failed
-        else EXIT_PUSH_FAILED
-        if push_failed
-        else EXIT_BUSY
-        if busy
-        else 0
-    )
-    raise typer.Exit(code)
+        for line in human_lines(results, dry_run=dry_run):
+            typer.echo(line)
+    raise typer.Exit(exit_code(results))
 
 
 feeds_app = typer.Typer(help="Feed URLs and secrets.", invoke_without_command=True)

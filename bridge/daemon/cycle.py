@@ -18,8 +18,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import metrics
-from bridge.caldav.planner import DesiredItem
-from bridge.caldav.push import Pusher
 from bridge.caldav.target import settings_for
 from bridge.calendar import (
     FeedOptions,
@@ -34,12 +32,18 @@ from bridge.canvas.client import CanvasClient
 from bridge.canvas.models import AccountSnapshot
 from bridge.canvas.poller import poll_account
 from bridge.canvas.transport import ResponseInfo
+from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.daemon.logs import register_secret
 from bridge.errors import BridgeError
 from bridge.state import StateStore, StoredFeed
+from bridge.state.journal import Limits
+from bridge.sync.decide import Policy
+from bridge.sync.execute import Ledger, redrive
+from bridge.sync.outcomes import AccountState, TargetReport, TargetState
+from bridge.sync.plan import DesiredItem
+from bridge.sync.run import CalendarSync, Writeback
 from bridge.web.store import FeedStore, PublishedFeed
-from bridge.writeback.engine import RateLimit, WritebackContext, WritebackEngine
 
 log = logging.getLogger("bridge.daemon")
 
@@ -54,25 +58,38 @@ class FeedResult:
 
 @dataclass
 class AccountResult:
+    """One account's cycle, as values: exit codes, /healthz and logs read these."""
+
     account_id: str
-    ok: bool
+    state: AccountState
     error: str | None = None
     requests: int = 0
     seconds: float = 0.0
     feeds: list[FeedResult] = field(default_factory=list)
-    pushes: list[Any] = field(default_factory=list)
-    push_errors: list[str] = field(default_factory=list)
+    targets: list[TargetReport] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.state is AccountState.OK
+
+    @property
+    def push_failed(self) -> bool:
+        return any(t.state in (TargetState.FAILED, TargetState.ITEM_ERRORS) for t in self.targets)
+
+    @property
+    def stopped(self) -> bool:
+        return any(t.state is TargetState.STOPPED for t in self.targets)
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "account": self.account_id,
+            "state": str(self.state),
             "ok": self.ok,
             "error": self.error,
             "canvas_requests": self.requests,
             "seconds": round(self.seconds, 3),
             "feeds": [vars(f) for f in self.feeds],
-            "pushes": self.pushes,
-            "push_errors": self.push_errors,
+            "targets": [t.as_dict() for t in self.targets],
         }
 
 
@@ -115,8 +132,7 @@ class Syncer:
         self.clock = clock
         self.client_options = client_options or {}
         self._caches: dict[str, RenderCache] = {}
-        self._pushers: dict[str, Pusher] = {}
-        self._writeback_limit = RateLimit(settings.writeback.max_per_minute)
+        self._calendars: dict[str, CalendarSync] = {}
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -172,7 +188,7 @@ class Syncer:
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
         started = time.monotonic()
-        result = AccountResult(account.id, ok=False)
+        result = AccountResult(account.id, AccountState.POLL_FAILED)
         try:
             snapshot, result.requests = await self.poll(account)
         except BridgeError as exc:
@@ -199,13 +215,16 @@ class Syncer:
             )
             await asyncio.to_thread(self.state.record_poll_success, account.id, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
-        result.ok = True
+        result.state = AccountState.OK
         for feed in [f for f in self.settings.feeds if f.account == account.id]:
             result.feeds.append(
                 await asyncio.to_thread(self.render_and_publish, feed, snapshot, now, dry_run)
             )
-        for target in [t for t in self.settings.caldav if t.account == account.id]:
-            await self.push_target(account, target, snapshot, now, dry_run, result)
+        targets = [t for t in self.settings.caldav if t.account == account.id]
+        if targets and not dry_run:
+            await self._redrive(account)
+        for target in targets:
+            result.targets.append(await self.push_target(account, target, snapshot, now, dry_run))
         result.seconds = time.monotonic() - started
         log.info(
             "account %s: polled in %.2fs with %d Canvas requests; %s",
@@ -220,6 +239,23 @@ class Syncer:
         )
         return result
 
+    def ledger(self, account: AccountConfig) -> Ledger:
+        wb = self.settings.writeback
+        return Ledger(
+            account.id,
+            self.state.journal,
+            self.state.stops,
+            ClientWrites(lambda: self.client_for(account)),
+            Limits(wb.max_per_minute, wb.max_per_day),
+        )
+
+    async def _redrive(self, account: AccountConfig) -> None:
+        """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""
+        try:
+            await redrive(self.ledger(account))
+        except Exception:  # never let this stop the account's feeds and calendars
+            log.exception("account %s: resolving pending write-backs failed", account.id)
+
     async def push_target(
         self,
         account: AccountConfig,
@@ -227,16 +263,16 @@ class Syncer:
         snapshot: AccountSnapshot,
         now: datetime,
         dry_run: bool,
-        result: AccountResult,
-    ) -> None:
-        """Write the target's events; errors are recorded, never raised (other targets go on)."""
+    ) -> TargetReport:
+        """Sync one CalDAV calendar. This is the target's error boundary: whatever goes wrong
+        is recorded in its report, never raised (other targets and the feeds go on)."""
         scope = f"caldav:{target.id}"
         try:
-            pusher = self._pushers.get(target.id)
-            if pusher is None:
+            calendar = self._calendars.get(target.id)
+            if calendar is None:
                 settings = settings_for(target)
                 register_secret(settings.password)
-                pusher = self._pushers[target.id] = Pusher(settings)
+                calendar = self._calendars[target.id] = CalendarSync(settings)
             previous = await asyncio.to_thread(self.state.load_versions, scope)
             aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
             options = FeedOptions(
@@ -253,44 +289,60 @@ class Syncer:
                 for e in collected.events
             }
             hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
-            events = {e.uid: e for e in collected.events}
-            ctx = WritebackContext(
-                account.id,
-                target.id,
-                snapshot.canvas_host,
+            wb = self.settings.writeback
+            writeback = Writeback(
                 snapshot,
-                events,
-                now,
-                target.writeback,
-                dry_run,
-                hidden,
+                {e.uid: e for e in collected.events},
+                Policy(
+                    writeback=target.writeback,
+                    reserve_by_copy=target.reserve_by_copy,
+                    max_changes=wb.safety_max_changes,
+                    max_fraction=wb.safety_max_fraction,
+                ),
+                self.ledger(account),
             )
-            engine = WritebackEngine(
-                self.state, lambda: self.client_for(account), ctx, self._writeback_limit
-            )
-            report = await pusher.push(
-                desired, self.state.caldav, now=now, hidden=hidden, dry_run=dry_run, resolver=engine
+            report = await calendar.run(
+                desired,
+                self.state.caldav,
+                now=now,
+                hidden=hidden,
+                dry_run=dry_run,
+                writeback=writeback,
             )
             if not dry_run:
                 await asyncio.to_thread(self.state.save_versions, scope, versions)
-            result.pushes.append({**report.as_dict(), "writebacks": ctx.planned})
-            if report.errors:
-                result.push_errors += [f"{target.id}: {e}" for e in report.errors]
-            elif not dry_run:
-                metrics.LAST_PUSH_SUCCESS.labels(target.id).set(now.timestamp())
+        except BridgeError as exc:
+            report = TargetReport(target.id, dry_run=dry_run, failure=str(exc))
+            log.warning("caldav %s: sync failed, calendar left as it was: %s", target.id, exc)
+        except Exception as exc:  # a bug must not stop the other targets or the feeds
+            log.exception("caldav %s: unexpected error; calendar left as it was", target.id)
+            report = TargetReport(
+                target.id, dry_run=dry_run, failure=f"internal error: {type(exc).__name__}"
+            )
+        self._observe(report, now)
+        return report
+
+    def _observe(self, report: TargetReport, now: datetime) -> None:
+        for error in report.item_errors:
+            metrics.ITEM_ERRORS.labels(report.target_id).inc()
+            log.warning("caldav %s: %s", report.target_id, error.describe())
+        if report.dry_run:
+            return
+        metrics.WRITEBACKS_OPEN.labels(report.target_id).set(len(report.pending))
+        if report.state in (TargetState.OK, TargetState.PENDING):
+            metrics.LAST_PUSH_SUCCESS.labels(report.target_id).set(now.timestamp())
+        if report.failure is None:
             log.info(
-                "caldav %s: %d created, %d updated, %d deleted, %d unchanged, %d requests%s",
-                target.id,
+                "caldav %s: %d created, %d updated, %d deleted, %d unchanged, %d requests%s%s",
+                report.target_id,
                 report.created,
                 report.updated,
                 report.deleted,
                 report.unchanged,
                 report.requests,
                 f"; {len(report.conflicts)} conflicts" if report.conflicts else "",
+                f"; {len(report.pending)} write-backs pending" if report.pending else "",
             )
-        except BridgeError as exc:
-            result.push_errors.append(f"{target.id}: {exc}")
-            log.warning("caldav %s: push failed, calendar left as it was: %s", target.id, exc)
 
     def render_and_publish(
         self, feed: FeedConfig, snapshot: AccountSnapshot, now: datetime, dry_run: bool

@@ -29,6 +29,7 @@ from bridge.daemon.health import DaemonHealth
 from bridge.daemon.notify import Notifier
 from bridge.errors import BridgeError
 from bridge.state import StateStore, default_state_url, open_state
+from bridge.sync.outcomes import AccountState, TargetState
 from bridge.web.app import create_app
 from bridge.web.server import WebServer
 from bridge.web.store import FeedStore
@@ -38,12 +39,28 @@ log = logging.getLogger("bridge.daemon")
 MAX_BACKOFF = timedelta(hours=1)
 
 
+LEASE_TTL = timedelta(seconds=60)  # a holder that stops renewing is presumed dead after this
+LEASE_RENEW = 20.0  # seconds between renewals while a cycle runs
+
+
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def lease_ttl(account: AccountConfig) -> timedelta:
-    return max(account.poll_interval * 2, timedelta(minutes=10))
+def holder_alive(holder: str) -> bool:
+    """Whether the process holding a lease may still be alive. On this host a PID that no
+    longer exists is dead at once (the rerun right after a ``kill -9`` proceeds); a holder
+    on another host is trusted until its lease expires (it renews every 20 s)."""
+    host, _, pid = holder.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
 
 
 async def run_leased(
@@ -53,17 +70,32 @@ async def run_leased(
     *,
     dry_run: bool = False,
     wait: float = 0.0,
-) -> AccountResult | None:
-    """Run one account's cycle under its lease; None if another process holds it."""
+) -> AccountResult:
+    """Run one account's cycle under its lease, renewed while it runs. The result's state is
+    BUSY when another live process holds the lease for longer than ``wait`` seconds."""
     name, holder = f"poll:{account.id}", holder_id()
+
+    def take() -> bool:
+        return state.acquire_lease(name, holder, LEASE_TTL, holder_alive)
+
     deadline = asyncio.get_running_loop().time() + wait
-    while not await asyncio.to_thread(state.acquire_lease, name, holder, lease_ttl(account)):
+    while not await asyncio.to_thread(take):
         if asyncio.get_running_loop().time() >= deadline:
-            return None
+            return AccountResult(
+                account.id, AccountState.BUSY, error="another process is syncing this account"
+            )
         await asyncio.sleep(0.5)
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(LEASE_RENEW)
+            await asyncio.to_thread(take)
+
+    renewing = asyncio.create_task(renew())
     try:
         return await syncer.sync_account(account, dry_run=dry_run)
     finally:
+        renewing.cancel()
         await asyncio.to_thread(state.release_lease, name, holder)
 
 
@@ -181,18 +213,24 @@ class Daemon:
                 next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
             )
 
-    def _record_targets(self, account_id: str, result: AccountResult) -> None:
-        """CalDAV targets in /healthz: degraded while their last push had errors."""
+    def _record_targets(self, result: AccountResult) -> None:
+        """CalDAV targets in /healthz: degraded while a safety stop waits, write-backs are
+        pending, objects could not be handled, or the last sync failed."""
         if self.health is None:
             return
         now = datetime.now(UTC).isoformat()
-        for target in [t for t in self.settings.caldav if t.account == account_id]:
-            errors = [e for e in result.push_errors if e.startswith(f"{target.id}:")]
-            previous = self.health.targets.get(target.id, {})
-            self.health.targets[target.id] = {
-                "status": "degraded" if errors else "ok",
-                "last_success": previous.get("last_success") if errors or not result.ok else now,
-                "last_error": errors[0] if errors else None,
+        for report in result.targets:
+            previous = self.health.targets.get(report.target_id, {})
+            state = report.state
+            healthy = state is TargetState.OK
+            self.health.targets[report.target_id] = {
+                "status": "ok" if healthy else "degraded",
+                "state": str(state),
+                "last_success": now if report.failure is None else previous.get("last_success"),
+                "last_error": report.failure,
+                "safety_stop": report.stop.describe() if report.stop else None,
+                "pending_writebacks": [c.describe() for c in report.pending],
+                "item_errors": [e.describe() for e in report.item_errors][:20],
             }
 
     async def _run_account(self, account_id: str) -> None:
@@ -204,11 +242,11 @@ class Daemon:
             result = await run_leased(self.state, self.syncer, account)
         except Exception:
             log.exception("account %s: the cycle failed unexpectedly", account_id)
-            result = AccountResult(account_id, ok=False, error="internal error")
-        if result is None:
+            result = AccountResult(account_id, AccountState.POLL_FAILED, error="internal error")
+        if result.state is AccountState.BUSY:
             log.info("account %s: another process is syncing it; skipped this run", account_id)
             return
-        self._record_targets(account_id, result)
+        self._record_targets(result)
         if result.ok:
             self._failures.pop(account_id, None)
             return

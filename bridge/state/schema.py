@@ -9,7 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import DateTime, Integer, LargeBinary, String, Text, TypeDecorator, UniqueConstraint
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -129,6 +138,22 @@ class JournalRow(Base):
     outcome: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    new_reservation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class SafetyStopRow(Base):
+    """A calendar whose mass change waits for a person (one row per target at most)."""
+
+    __tablename__ = "safety_stops"
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16))  # held | approved | discarded
+    uids: Mapped[str] = mapped_column(Text)  # JSON list
+    changed: Mapped[int] = mapped_column(Integer)
+    owned: Mapped[int] = mapped_column(Integer)
+    empty_listing: Mapped[bool] = mapped_column(Boolean)
+    detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class LeaseRow(Base):

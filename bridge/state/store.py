@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -29,6 +29,7 @@ from bridge.state.schema import (
     LeaseRow,
     RenderedFeedRow,
 )
+from bridge.state.stops import StopStore
 
 
 @dataclass(frozen=True)
@@ -64,6 +65,7 @@ class StateStore:
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self.caldav = SqlStatusStore(self._sessions)
         self.journal = Journal(self._sessions)
+        self.stops = StopStore(self._sessions)
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -218,8 +220,15 @@ class StateStore:
 
     # --- leases ------------------------------------------------------------------------------
 
-    def acquire_lease(self, name: str, holder: str, ttl: timedelta) -> bool:
-        """Take ``name`` for ``holder`` unless someone else holds it unexpired. Atomic."""
+    def acquire_lease(
+        self,
+        name: str,
+        holder: str,
+        ttl: timedelta,
+        holder_alive: Callable[[str], bool] = lambda _holder: True,
+    ) -> bool:
+        """Take (or renew) ``name`` for ``holder`` unless another holder has it unexpired *and*
+        is still alive (``holder_alive``, e.g. a PID check on the same host). Atomic."""
         now = _now()
         try:
             with self.session() as s:
@@ -227,7 +236,7 @@ class StateStore:
                 if row is None:
                     s.add(LeaseRow(name=name, holder=holder, expires_at=now + ttl))
                     return True
-                if row.holder != holder and row.expires_at > now:
+                if row.holder != holder and row.expires_at > now and holder_alive(row.holder):
                     return False
                 row.holder, row.expires_at = holder, now + ttl
                 return True

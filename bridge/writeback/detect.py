@@ -12,7 +12,7 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.caldav.ics import fingerprint, vevent
+from bridge.caldav.ics import fingerprint, guarded, vevent
 from bridge.errors import CalendarDataError
 
 EditKind = Literal["deleted", "moved", "retimed", "changed", "additions", "unchanged"]
@@ -63,6 +63,11 @@ def _text(event: Any, name: str) -> str:
 
 
 def detect(ours_ics: str, theirs_ics: str | None, context: str = "") -> Edit:
+    """Raises CalendarDataError (only) when either copy cannot be read."""
+    return guarded(context, lambda: _detect(ours_ics, theirs_ics, context))
+
+
+def _detect(ours_ics: str, theirs_ics: str | None, context: str) -> Edit:
     if theirs_ics is None:
         return Edit("deleted")
     our_start, our_end = times(ours_ics, context)

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.caldav.planner import DesiredItem
 from bridge.caldav.target import TargetSettings
 from bridge.calendar import CalEvent, EventVersion, render_event_ics
+from bridge.sync.plan import DesiredItem
 from tests.servers import SERVERS, Server
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)

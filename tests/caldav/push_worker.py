@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bridge.caldav.push import Pusher
 from bridge.caldav.target import TargetSettings
 from bridge.state import open_state
+from bridge.sync.run import CalendarSync
 from tests.caldav.conftest import NOW, desired, event
 
 
@@ -16,7 +16,9 @@ def main(url: str, state_url: str, count: int) -> None:
     state = open_state(state_url)
     settings = TargetSettings("phone", url, "user", "pw", "Canvas", None, 30.0, 4)
     report = asyncio.run(
-        Pusher(settings).push(desired(*[event(i) for i in range(count)]), state.caldav, now=NOW)
+        CalendarSync(settings).run(
+            desired(*[event(i) for i in range(count)]), state.caldav, now=NOW
+        )
     )
     print(
         f"created={report.created} adopted={report.adopted} unchanged={report.unchanged} errors={len(report.errors)}",

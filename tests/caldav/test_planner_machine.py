@@ -11,20 +11,20 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.caldav.planner import (
+from bridge.caldav.status import ItemStatus
+from bridge.calendar import CalEvent, EventVersion, render_event_ics
+from bridge.sync.decide import Context, decide
+from bridge.sync.plan import (
     Adopt,
     Create,
     Delete,
     DesiredItem,
     Forget,
+    Plan,
     RemoteItem,
     Update,
     plan,
-    resolve,
-    restore_resolver,
 )
-from bridge.caldav.status import ItemStatus
-from bridge.calendar import CalEvent, EventVersion, render_event_ics
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 UIDS = [f"canvas-reservation-{n}@c" for n in range(5)]
@@ -60,16 +60,10 @@ class Sync(RuleBasedStateMachine):
             out[href] = RemoteItem(href, etag, uid, ics)
         return out
 
-    async def _resolve(self, result):  # type: ignore[no-untyped-def]
-        return await resolve(result, restore_resolver({}))
-
     def run_plan(self, keep: float) -> None:
-        import asyncio
-
-        result = asyncio.run(
-            self._resolve(plan(self.desired(), self.actual(), self.status, NOW, allow_empty=True))
-        )
-        actions = result.ordered()
+        result = plan(self.desired(), self.actual(), self.status, NOW, allow_empty=True)
+        decision = decide(result, Context("t", "", None, {}, {}, NOW))
+        actions = Plan(decision.actions).ordered()
         for action in actions[: int(len(actions) * keep)]:  # a crash may cut the plan short
             if isinstance(action, Create):
                 href = f"/cal/{action.uid}.ics"

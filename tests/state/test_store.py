@@ -20,6 +20,7 @@ from bridge.calendar import EventVersion
 from bridge.errors import ConfigError
 from bridge.state import StoredFeed, open_state
 from bridge.state.db import make_engine, upgrade
+from bridge.state.journal import Begun, EntryState, Limits
 
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -62,30 +63,63 @@ def test_round_trips(tmp_path: Path) -> None:
     assert state.journal.aliases("alice") == {1050: "canvas-reservation-1013@x"}
 
 
-def test_journal_is_idempotent(tmp_path: Path) -> None:
+def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) -> None:
     state = open_state(url(tmp_path))
-    entry, created = state.journal.begin(
-        key="k1",
+    limits = Limits(per_minute=2, per_day=3)
+
+    def begin(key: str, params: dict[str, int] | None = None) -> Begun:
+        return state.journal.begin(
+            key=key,
+            account_id="a",
+            target_id="t",
+            uid=f"u-{key}",
+            action="cancel",
+            params=params or {"reservation_id": 5},
+            limits=limits,
+        )
+
+    first = begin("k1")
+    again = begin("k1", {})
+    assert first.send and not again.send and again.entry.id == first.entry.id
+    assert again.entry.params == {"reservation_id": 5} and again.entry.state == EntryState.PENDING
+    assert [e.id for e in state.journal.pending()] == [first.entry.id]
+    state.journal.finish(first.entry.id, EntryState.APPLIED, "cancelled in Canvas")
+    assert state.journal.pending() == [] and state.journal.recent()[0].state == "applied"
+    assert not begin("k1").send  # applied: never sent again
+    with pytest.raises(ValueError, match="not a final"):
+        state.journal.finish(first.entry.id, EntryState.PENDING, "")
+    # the per-minute cap counts what was sent by any process sharing the database
+    assert begin("k2").send
+    limited = begin("k3")
+    assert not limited.send and limited.limited == "at most 2 write-backs a minute"
+    assert limited.entry.state == EntryState.DEFERRED  # visible, and sent when allowed
+    assert [e.idempotency_key for e in state.journal.open_entries()] == ["k2", "k3"]
+    later = datetime.now(UTC) + timedelta(minutes=2)
+    sent = state.journal.begin(
+        key="k3",
         account_id="a",
         target_id="t",
         uid="u",
         action="cancel",
-        params={"reservation_id": 5},
+        params={},
+        limits=limits,
+        now=later,
     )
-    again, created_again = state.journal.begin(
-        key="k1", account_id="a", target_id="t", uid="u", action="cancel", params={}
+    assert sent.send
+    capped = state.journal.begin(
+        key="k4",
+        account_id="a",
+        target_id="t",
+        uid="u",
+        action="cancel",
+        params={},
+        limits=limits,
+        now=later + timedelta(minutes=2),
     )
-    assert (
-        created
-        and not created_again
-        and again.id == entry.id
-        and again.params == {"reservation_id": 5}
-    )
-    assert [e.id for e in state.journal.pending()] == [entry.id]
-    state.journal.finish(entry.id, "applied", "cancelled in Canvas")
-    assert state.journal.pending() == [] and state.journal.recent()[0].state == "applied"
-    with pytest.raises(ValueError, match="not a final"):
-        state.journal.finish(entry.id, "pending", "")
+    assert capped.limited == "at most 3 write-backs a day"
+    # an edit undone before it was sent is closed, not left pending forever
+    assert state.journal.supersede("t", keep=set()) == 1
+    assert all(e.state == EntryState.PENDING for e in state.journal.open_entries())
 
 
 def test_upgrade_keeps_data(tmp_path: Path) -> None:
@@ -101,7 +135,7 @@ def test_upgrade_keeps_data(tmp_path: Path) -> None:
     state = open_state(url(tmp_path))
     assert state.feed_secret("alice") == "kept-secret-value-123456"
     with state.engine.connect() as con:
-        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
 def test_bad_urls_are_config_errors(tmp_path: Path) -> None:

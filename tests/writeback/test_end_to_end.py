@@ -17,6 +17,7 @@ import pytest
 from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
 from bridge.state import StateStore, open_state
+from bridge.sync.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.web.store import FeedStore
 from tests.conftest import Sim
 from tests.servers import Server, radicale, xandikos
@@ -29,11 +30,12 @@ class Setup:
     state: StateStore
     syncer: Syncer
 
-    async def sync(self) -> dict[str, object]:
+    async def sync(self) -> TargetReport:
         result = await self.syncer.sync_account(self.syncer.settings.accounts[0])
         assert result.ok, result.error
-        assert not result.push_errors, result.push_errors
-        return result.pushes[0]
+        report = result.targets[0]
+        assert not report.errors, report.errors
+        return report
 
     def items(self) -> dict[str, tuple[str, str]]:
         """uid → (href, ics) of everything on the server."""
@@ -137,12 +139,14 @@ async def test_deleting_a_booking_cancels_it_in_canvas(setup: Setup) -> None:
     href, _ = setup.items()[uid]
     setup.delete(href)
     report = await setup.sync()
-    assert any(w.startswith("cancel") for w in report["writebacks"])  # type: ignore[union-attr]
+    assert [(c.kind, c.outcome) for c in report.commands] == [
+        (CommandKind.CANCEL, CommandOutcome.APPLIED)
+    ]
     assert setup.sim.world.reservations[res_id].workflow_state == "deleted"
     assert uid not in setup.items()
     assert setup.state.journal.recent()[0].state == "applied"
     again = await setup.sync()  # nothing more happens: no second cancel, no restore
-    assert again["writebacks"] == [] and uid not in setup.items()
+    assert again.commands == [] and uid not in setup.items()
 
 
 async def test_moving_a_booking_onto_an_open_slot_rebooks_it(setup: Setup) -> None:
@@ -176,7 +180,9 @@ async def test_moving_a_booking_onto_an_open_slot_rebooks_it(setup: Setup) -> No
     )
     setup.put(href, body)
     report = await setup.sync()
-    assert any(w.startswith("rebook") for w in report["writebacks"]), report  # type: ignore[union-attr]
+    assert [(c.kind, c.outcome) for c in report.commands] == [
+        (CommandKind.REBOOK, CommandOutcome.APPLIED)
+    ], report
     mine = [
         r
         for r in world.reservations.values()
@@ -211,7 +217,7 @@ async def test_moving_a_booking_nowhere_restores_it(setup: Setup) -> None:
     event.add("DTEND", start + timedelta(minutes=20))
     setup.put(href, cal.to_ical().decode())
     report = await setup.sync()
-    assert any(w.startswith("restore") and "no open slot" in w for w in report["writebacks"])  # type: ignore[union-attr]
+    assert any("no open slot" in reason for _, reason in report.restored), report.restored
     assert setup.sim.world.reservations[res_id].workflow_state == "locked"
     back = icalendar.Calendar.from_ical(setup.items()[uid][1]).walk("VEVENT")[0]
     assert (
@@ -238,5 +244,5 @@ async def test_writeback_off_restores_instead(setup: Setup) -> None:
     uid = f"canvas-reservation-{res_id}@{httpx.URL(setup.sim.url).netloc.decode()}"
     setup.delete(setup.items()[uid][0])
     report = await setup.sync()
-    assert any("write-back is off" in w for w in report["writebacks"])  # type: ignore[union-attr]
+    assert any("write-back is off" in reason for _, reason in report.restored)
     assert setup.sim.world.reservations[res_id].workflow_state == "locked" and uid in setup.items()

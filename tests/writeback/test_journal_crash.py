@@ -3,14 +3,15 @@ repeat the write-back (counted at the simulator)."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
 
 from bridge.canvas.client import CanvasClient
-from bridge.canvas.models import AccountSnapshot
+from bridge.canvas.writes import ClientWrites
 from bridge.state import open_state
-from bridge.writeback.engine import RateLimit, WritebackContext, WritebackEngine
-from bridge.writeback.rules import Cancel
+from bridge.state.journal import EntryState, Limits
+from bridge.sync.decide import Command, command_key
+from bridge.sync.execute import Ledger, redrive, run_command
+from bridge.sync.outcomes import CommandKind, CommandOutcome
 from tests.conftest import Sim
 
 
@@ -26,48 +27,44 @@ async def test_pending_cancel_that_canvas_already_did_is_not_repeated(
         if r.participant_id == alice.id and r.comments == "Question about recursion depth"
     )
     state = open_state(f"sqlite:///{tmp_path / 's.sqlite3'}")
-    ctx = WritebackContext(
-        "alice",
-        "phone",
-        "h",
-        AccountSnapshot.model_validate(
-            {"canvas_host": "h", "fetched_at": datetime.now(UTC), "user": {"id": alice.id}}
-        ),
-        {},
-        datetime.now(UTC),
-        True,
-        False,
-        {},
-    )
 
     def client() -> CanvasClient:
         return CanvasClient(live_sim.url, live_sim.tokens["alice"], backoff_base=0.01)
 
-    engine = WritebackEngine(state, client, ctx, RateLimit(10))
-    decision = Cancel(res.id, "from my phone")
-    # first run: the journal entry is written, Canvas cancels, then calbridge dies before finishing
-    key_fingerprint = "deleted"
-    _entry, created = state.journal.begin(
-        key=f"phone|uid|cancel|{sorted({'reservation_id': res.id}.items())}|{key_fingerprint}",
+    ledger = Ledger("alice", state.journal, state.stops, ClientWrites(client), Limits(10, 100))
+    params = {"reservation_id": res.id}
+    command = Command(
+        CommandKind.CANCEL,
+        "uid",
+        command_key("phone", "uid", CommandKind.CANCEL, params, "deleted"),
+        params,
+        "Office hours",
+        "deleted in the calendar",
+    )
+    # first run: the journal entry is committed, Canvas cancels, then calbridge dies before
+    # recording the answer
+    begun = state.journal.begin(
+        key=command.key,
         account_id="alice",
         target_id="phone",
         uid="uid",
         action="cancel",
-        params={"reservation_id": res.id},
+        params=params,
+        limits=ledger.limits,
     )
-    assert created
+    assert begun.send
     async with client() as c:
         await c.cancel_reservation(res.id)
     world.stats.reset()
-    # second run sees the same edit again
-    done = await engine._execute("uid", decision, fingerprint=key_fingerprint)
-    assert done is True
-    assert (
-        world.stats.by_route.get("DELETE /api/v1/calendar_events/:id", 0) == 0
-    )  # not cancelled twice
+    # the next cycle starts by asking Canvas about every pending entry, whatever the calendar says
+    assert await redrive(ledger) == [(command.key, True)]
+    assert world.stats.by_route.get("DELETE /api/v1/calendar_events/:id", 0) == 0
     assert world.stats.by_route["GET /api/v1/calendar_events/:id"] == 1  # it asked instead
-    assert state.journal.recent()[0].state == "applied" and state.journal.pending() == []
-    # and a third time: the finished entry answers without any request
+    assert state.journal.recent()[0].state == EntryState.APPLIED and state.journal.pending() == []
+    # the same edit seen again: the finished entry answers without any request
     world.stats.reset()
-    assert await engine._execute("uid", decision, fingerprint=key_fingerprint) is True
+    report = await run_command(command, "phone", ledger)
+    assert report.outcome is CommandOutcome.APPLIED
     assert world.stats.total == 0
+    state.journal.set_alias("alice", 1050, "canvas-reservation-1013@x")
+    assert state.journal.aliases("alice") == {1050: "canvas-reservation-1013@x"}

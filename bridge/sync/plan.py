@@ -1,23 +1,21 @@
 """The pure CalDAV sync planner: desired (Canvas) × actual (server) × status (what we wrote).
 
 Like vdirsyncer's sync algorithm it imports nothing that does I/O: it returns a :class:`Plan`
-of actions; the pusher runs them. The rules, which are the product's safety rules:
+of actions; :mod:`bridge.sync.execute` runs them. The rules, which are the product's safety rules:
 
 * only events calbridge wrote (in ``status``) are ever updated or deleted;
 * a failed poll (``desired is None``) deletes nothing; a poll that suddenly wants nothing while
   we own events aborts (:class:`~bridge.errors.SafetyAbort`) unless explicitly allowed;
 * past events are not deleted unless ``delete_past``;
 * creates and updates come before deletes;
-* what the person did is reported (:class:`PersonChanged`, :class:`PersonDeleted`) and resolved
-  by a *resolver*: by default Canvas's version is restored (keeping the person's additions) and
-  a deleted event comes back unless it is hidden with the same content; the write-back engine
-  brings its own resolver.
+* what the person did is only *observed* here (:class:`PersonChanged`, :class:`PersonDeleted`,
+  :class:`Unowned`); :mod:`bridge.sync.decide` decides what each means. :func:`restore` gives
+  the actions that put Canvas's version back (keeping the person's additions).
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -116,7 +114,15 @@ class Conflict:
     reason: str
 
 
-Action = Create | Update | Delete | Adopt | Forget
+@dataclass(frozen=True)
+class Hide:
+    """Forget a deleted conference event and keep it hidden while its content is the same."""
+
+    uid: str
+    content_hash: str
+
+
+Action = Create | Update | Delete | Adopt | Forget | Hide
 Observation = PersonChanged | PersonDeleted | Unowned
 
 
@@ -129,7 +135,7 @@ class Plan:
 
     def ordered(self) -> list[Action]:
         """Writes before deletes; bookkeeping last."""
-        rank = {Create: 0, Update: 0, Adopt: 1, Delete: 2, Forget: 3}
+        rank = {Create: 0, Update: 0, Adopt: 1, Delete: 2, Forget: 3, Hide: 3}
         return sorted(self.actions, key=lambda a: rank[type(a)])
 
     @property
@@ -138,38 +144,6 @@ class Plan:
         return not self.actions and not any(
             isinstance(o, PersonChanged | PersonDeleted) for o in self.observations
         )
-
-
-Resolver = Callable[[Observation], list[Action] | Awaitable[list[Action]]]
-
-
-def restore_resolver(hidden: Mapping[str, str]) -> Resolver:
-    """The default: Canvas wins, the person's additions stay; hidden events stay deleted."""
-
-    def resolve(observation: Observation) -> list[Action]:
-        if isinstance(observation, Unowned):
-            return []
-        if isinstance(observation, PersonDeleted):
-            desired = observation.desired
-            if desired is None:
-                return [Forget(observation.uid)]
-            if hidden.get(desired.uid) == desired.content_hash:
-                return [Forget(observation.uid)]
-            return [Create(desired.uid, desired.ics, desired.content_hash)]
-        desired = observation.desired
-        if desired is None:
-            return [Delete(observation.uid, observation.href, observation.etag)]
-        try:
-            merged = merge_person_additions(desired.ics, observation.theirs_ics)
-        except CalendarDataError:
-            merged = desired.ics  # their copy is unreadable: put ours back whole
-        return [
-            Update(
-                observation.uid, observation.href, observation.etag, merged, desired.content_hash
-            )
-        ]
-
-    return resolve
 
 
 def plan(
@@ -260,15 +234,26 @@ def plan(
     return result
 
 
-async def resolve(result: Plan, resolver: Resolver) -> Plan:
-    """Turn observations into actions with ``resolver`` (the default one, or write-back's,
-    which may call Canvas and so may be async)."""
-    for observation in result.observations:
-        actions = resolver(observation)
-        if inspect.isawaitable(actions):
-            actions = await actions
-        result.actions.extend(actions)
-    return result
+def restore(observation: Observation, hidden: Mapping[str, str]) -> list[Action]:
+    """Put Canvas's version back: a deleted event comes back (unless hidden with the same
+    content), a changed one gets Canvas's fields with the person's additions kept. An event
+    Canvas no longer has is forgotten (deleted) instead. Never touches an unowned item."""
+    if isinstance(observation, Unowned):
+        return []
+    desired = observation.desired
+    if isinstance(observation, PersonDeleted):
+        if desired is None or hidden.get(desired.uid) == desired.content_hash:
+            return [Forget(observation.uid)]
+        return [Create(desired.uid, desired.ics, desired.content_hash)]
+    if desired is None:
+        return [Delete(observation.uid, observation.href, observation.etag)]
+    try:
+        merged = merge_person_additions(desired.ics, observation.theirs_ics)
+    except CalendarDataError:
+        merged = desired.ics  # their copy is unreadable: put ours back whole
+    return [
+        Update(observation.uid, observation.href, observation.etag, merged, desired.content_hash)
+    ]
 
 
 def _keep_additions(new_ics: str, last_ics: str) -> str:
