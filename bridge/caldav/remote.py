@@ -17,6 +17,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import httpx
 
@@ -57,6 +58,30 @@ class Written:
     adopted: bool = False  # a create found our own content already there
     conflict: bool = False  # a precondition failed: re-read and re-planned next cycle
     detail: str = ""
+
+
+class Remote(Protocol):
+    """What the sync needs of a calendar server (:class:`CalendarRemote` over CalDAV; the
+    state-machine test brings one in memory)."""
+
+    @property
+    def requests(self) -> int: ...
+
+    async def open(self, *, create: bool) -> None: ...
+
+    async def close(self) -> None: ...
+
+    def href_path(self, href: str) -> str: ...
+
+    def normalise(self, status: Mapping[str, ItemStatus]) -> dict[str, ItemStatus]: ...
+
+    async def read(self, status: Mapping[str, ItemStatus], token: str | None) -> View: ...
+
+    async def token_after_writes(
+        self, token: str, ours: Mapping[str, str | None]
+    ) -> str | None: ...
+
+    async def write(self, action: Action) -> Written: ...
 
 
 class CalendarRemote:
@@ -100,10 +125,13 @@ class CalendarRemote:
         assert self._dav is not None, "open() first"
         return self._dav
 
+    def href_path(self, href: str) -> str:
+        return self.dav.href_path(href)
+
     def normalise(self, status: Mapping[str, ItemStatus]) -> dict[str, ItemStatus]:
         """The status with hrefs as this server's paths."""
         return {
-            uid: ItemStatus(s.uid, self.dav.href_path(s.href), s.etag, s.content_hash, s.ics)
+            uid: ItemStatus(s.uid, self.href_path(s.href), s.etag, s.content_hash, s.ics)
             for uid, s in status.items()
         }
 

@@ -15,6 +15,7 @@ from bridge.errors import UserError
 from bridge.state import default_state_url, open_state
 from bridge.state.journal import JournalEntry
 from bridge.state.stops import StopState, StoredStop
+from bridge.sync.outcomes import StopKind, describe_stop
 
 writebacks_app = typer.Typer(
     help="Write-backs to Canvas, pending ones, and safety stops.", invoke_without_command=True
@@ -75,19 +76,8 @@ def writebacks(
         )
         return
     for s in stops:
-        what = (
-            f"the server listed none of its {s.owned} events"
-            if s.empty_listing
-            else f"{s.changed} of {s.owned} bookings vanished or moved at once"
-        )
-        typer.echo(
-            f"SAFETY STOP {s.target_id} ({s.state}, since {s.detected_at:%Y-%m-%d %H:%M}): {what}"
-        )
-        if s.state is StopState.HELD:
-            typer.echo(
-                f"  approve: calbridge writebacks approve {s.target_id}   "
-                f"put back: calbridge writebacks approve {s.target_id} --discard"
-            )
+        what = describe_stop(s.target_id, StopKind(s.kind), s.changed, s.owned)
+        typer.echo(f"SAFETY STOP ({s.state}, since {s.detected_at:%Y-%m-%d %H:%M}): {what}")
     for e in open_entries:
         typer.echo(
             f"PENDING {e.target_id} {e.action} {e.uid} ({e.state}): {e.outcome or 'waiting'}"
@@ -116,11 +106,19 @@ def approve(
         raise UserError(f"no CalDAV target with id {target!r}")
     state = open_state(settings.state.url or default_state_url())
     try:
+        stop = state.stops.get(target)
+        if stop is None:
+            raise UserError(f"{target}: there is no safety stop to approve")
+        if discard and stop.kind == StopKind.CANVAS_EMPTY:
+            raise UserError(
+                f"{target}: Canvas lists nothing, so there is nothing to put back; the stop "
+                "clears itself when Canvas lists the events again (approve without --discard "
+                "to delete them)"
+            )
         decided = state.stops.decide(target, StopState.DISCARDED if discard else StopState.APPROVED)
     finally:
         state.close()
-    if decided is None:
-        raise UserError(f"{target}: there is no safety stop to approve")
+    assert decided is not None
     verb = "will be put back in the calendar" if discard else "will be carried to Canvas"
     typer.echo(
         f"{target}: the {len(decided.uids)} held changes {verb} on the next sync "

@@ -10,7 +10,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
-    Boolean,
     DateTime,
     Integer,
     LargeBinary,
@@ -151,7 +150,7 @@ class SafetyStopRow(Base):
     uids: Mapped[str] = mapped_column(Text)  # JSON list
     changed: Mapped[int] = mapped_column(Integer)
     owned: Mapped[int] = mapped_column(Integer)
-    empty_listing: Mapped[bool] = mapped_column(Boolean)
+    kind: Mapped[str] = mapped_column(String(16))  # mass_change | empty_listing | canvas_empty
     detected_at: Mapped[datetime] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

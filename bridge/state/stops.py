@@ -31,7 +31,7 @@ class StoredStop:
     uids: tuple[str, ...]
     changed: int
     owned: int
-    empty_listing: bool
+    kind: str
     detected_at: datetime
     decided_at: datetime | None
 
@@ -43,7 +43,7 @@ def _stop(row: SafetyStopRow) -> StoredStop:
         tuple(json.loads(row.uids)),
         row.changed,
         row.owned,
-        bool(row.empty_listing),
+        row.kind,
         row.detected_at,
         row.decided_at,
     )
@@ -54,7 +54,7 @@ class StopStore:
         self._sessions = sessions
 
     def hold(
-        self, target_id: str, uids: tuple[str, ...], changed: int, owned: int, empty_listing: bool
+        self, target_id: str, uids: tuple[str, ...], changed: int, owned: int, kind: str
     ) -> None:
         """Record a stop. A person's earlier answer for a *different* set of changes no longer
         applies; the same stop seen again keeps its first detection time."""
@@ -70,7 +70,7 @@ class StopStore:
                     uids=payload,
                     changed=changed,
                     owned=owned,
-                    empty_listing=empty_listing,
+                    kind=kind,
                     detected_at=datetime.now(UTC),
                     decided_at=None,
                 )

@@ -33,7 +33,7 @@ from bridge.calendar import CalEvent
 from bridge.calendar.identity import parse_uid
 from bridge.canvas.models import AccountSnapshot
 from bridge.errors import CalendarDataError
-from bridge.sync.outcomes import CommandKind, ItemError, SafetyStop
+from bridge.sync.outcomes import CommandKind, ItemError, SafetyStop, StopKind
 from bridge.sync.plan import (
     Action,
     Adopt,
@@ -324,7 +324,7 @@ def _safety(decision: Decision, ctx: Context) -> None:
         changed=len(changed),
         owned=owned_bookings if not empty else len(ctx.owned),
         uids=uids,
-        empty_listing=empty,
+        kind=StopKind.EMPTY_LISTING if empty else StopKind.MASS_CHANGE,
     )
     # Nothing is written anywhere for this calendar while the stop stands: the person's
     # edits stay as they are, visible and pending, and Canvas stays as it is.

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge import metrics
-from bridge.caldav.remote import CalendarRemote, View, Written
+from bridge.caldav.remote import Remote, View, Written
 from bridge.caldav.status import StatusStore
 from bridge.canvas.writes import CanvasWrites
 from bridge.state.journal import EntryState, Journal, Limits
@@ -152,7 +152,7 @@ def ordered(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
 
 
 async def _write_and_record(
-    remote: CalendarRemote, action: Action, store: StatusStore, target_id: str, report: TargetReport
+    remote: Remote, action: Action, store: StatusStore, target_id: str, report: TargetReport
 ) -> Written:
     written = await remote.write(action)
     op = type(action).__name__.lower()
@@ -180,7 +180,7 @@ async def _write_and_record(
 async def execute(
     decision: Decision,
     *,
-    remote: CalendarRemote,
+    remote: Remote,
     store: StatusStore,
     view: View,
     report: TargetReport,
@@ -198,7 +198,7 @@ async def execute(
                 stop.uids,
                 stop.changed,
                 stop.owned,
-                stop.empty_listing,
+                stop.kind,
             )
         metrics.SAFETY_STOPS.labels(target_id).set(1)
         log.warning("%s", stop.describe())
@@ -236,7 +236,7 @@ async def execute(
     if results and token:
         ours = {s.href: s.etag for s in (await asyncio.to_thread(store.load, target_id)).values()}
         token = await remote.token_after_writes(
-            token, {remote.dav.href_path(h): e for h, e in ours.items()}
+            token, {remote.href_path(h): e for h, e in ours.items()}
         )
     if token:
         await asyncio.to_thread(store.set_sync_token, target_id, token)

@@ -35,6 +35,12 @@ class CommandOutcome(enum.StrEnum):
         return self in (self.APPLIED, self.REFUSED, self.FAILED, self.DISCARDED)
 
 
+class StopKind(enum.StrEnum):
+    MASS_CHANGE = "mass_change"  # many bookings vanished or moved in the calendar at once
+    EMPTY_LISTING = "empty_listing"  # the calendar server suddenly lists nothing
+    CANVAS_EMPTY = "canvas_empty"  # Canvas suddenly lists nothing for a calendar we fill
+
+
 class AccountState(enum.StrEnum):
     OK = "ok"
     POLL_FAILED = "poll_failed"
@@ -72,18 +78,10 @@ class SafetyStop:
     changed: int
     owned: int
     uids: tuple[str, ...]
-    empty_listing: bool = False
+    kind: StopKind = StopKind.MASS_CHANGE
 
     def describe(self) -> str:
-        if self.empty_listing:
-            what = f"the server lists none of the {self.owned} events calbridge wrote"
-        else:
-            what = f"{self.changed} of {self.owned} bookings vanished or moved at once"
-        return (
-            f"safety stop on {self.target_id}: {what}; nothing was written to Canvas. "
-            f"Run `calbridge writebacks approve {self.target_id}` to carry the changes to "
-            f"Canvas, or `--discard` to put the events back"
-        )
+        return describe_stop(self.target_id, self.kind, self.changed, self.owned)
 
 
 @dataclass(frozen=True)
@@ -225,3 +223,22 @@ class TargetReport:
             "failure": self.failure,
             "token_advanced": self.token_advanced,
         }
+
+
+def describe_stop(target_id: str, kind: StopKind, changed: int, owned: int) -> str:
+    """A safety stop in words, with what the person can do about it."""
+    approve = f"`calbridge writebacks approve {target_id}`"
+    if kind is StopKind.CANVAS_EMPTY:
+        return (
+            f"safety stop on {target_id}: Canvas suddenly lists nothing while calbridge owns "
+            f"{owned} events in this calendar; none was deleted. It clears itself when Canvas "
+            f"lists them again; run {approve} to delete them"
+        )
+    if kind is StopKind.EMPTY_LISTING:
+        what = f"the server lists none of the {owned} events calbridge wrote"
+    else:
+        what = f"{changed} of {owned} bookings vanished or moved at once"
+    return (
+        f"safety stop on {target_id}: {what}; nothing was written to Canvas or the calendar. "
+        f"Run {approve} to carry the changes to Canvas, or `--discard` to put the events back"
+    )

@@ -10,16 +10,22 @@ from datetime import datetime
 
 import httpx
 
-from bridge.caldav.remote import CalendarRemote
-from bridge.caldav.status import StatusStore
+from bridge.caldav.remote import CalendarRemote, Remote
+from bridge.caldav.status import ItemStatus, StatusStore
 from bridge.caldav.target import TargetSettings
 from bridge.calendar import CalEvent
 from bridge.canvas.models import AccountSnapshot
-from bridge.errors import BridgeError
+from bridge.errors import SafetyAbort
 from bridge.state.stops import StopState
 from bridge.sync.decide import Approval, Context, Policy, decide
 from bridge.sync.execute import Ledger, execute, ordered, report_command
-from bridge.sync.outcomes import ActionReport, CommandOutcome, TargetReport
+from bridge.sync.outcomes import (
+    ActionReport,
+    CommandOutcome,
+    SafetyStop,
+    StopKind,
+    TargetReport,
+)
 from bridge.sync.plan import DesiredItem, PersonChanged, PersonDeleted, plan
 
 log = logging.getLogger("bridge.caldav")
@@ -40,14 +46,18 @@ class CalendarSync:
     """Syncs one CalDAV calendar; keeps the discovered collection between cycles."""
 
     def __init__(
-        self, settings: TargetSettings, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        settings: TargetSettings,
+        transport: httpx.AsyncBaseTransport | None = None,
+        *,
+        remote: Remote | None = None,
     ) -> None:
         self.settings = settings
-        self.remote = CalendarRemote(settings, transport)
+        self.remote: Remote = remote or CalendarRemote(settings, transport)
 
     @property
     def collection(self) -> str | None:
-        return self.remote.collection
+        return getattr(self.remote, "collection", None)
 
     async def run(
         self,
@@ -70,24 +80,34 @@ class CalendarSync:
             token = await asyncio.to_thread(store.sync_token, target_id)
             view = await self.remote.read(status, token)
             report.item_errors += view.errors
-            planned = plan(
-                desired,
-                view.actual,
-                status,
-                now,
-                delete_past=self.settings.delete_past,
-                hidden=hidden,
+            ledger = writeback.ledger if writeback is not None else None
+            stored = (
+                await asyncio.to_thread(ledger.stops.get, target_id) if ledger is not None else None
             )
+            decided = stored.state if stored is not None else None
+            try:
+                planned = plan(
+                    desired,
+                    view.actual,
+                    status,
+                    now,
+                    delete_past=self.settings.delete_past,
+                    hidden=hidden,
+                    allow_empty=stored is not None
+                    and stored.kind == StopKind.CANVAS_EMPTY
+                    and decided is StopState.APPROVED,
+                )
+            except SafetyAbort:
+                if ledger is None:
+                    raise
+                return await self._canvas_empty(report, status, ledger, dry_run)
             report.person_changed = sum(isinstance(o, PersonChanged) for o in planned.observations)
             report.person_deleted = sum(isinstance(o, PersonDeleted) for o in planned.observations)
             approval = Approval()
-            ledger = writeback.ledger if writeback is not None else None
-            if ledger is not None:
-                stored = await asyncio.to_thread(ledger.stops.get, target_id)
-                if stored is not None and stored.state is StopState.APPROVED:
-                    approval = Approval(approved=frozenset(stored.uids))
-                elif stored is not None and stored.state is StopState.DISCARDED:
-                    approval = Approval(discarded=frozenset(stored.uids))
+            if stored is not None and decided is StopState.APPROVED:
+                approval = Approval(approved=frozenset(stored.uids))
+            elif stored is not None and decided is StopState.DISCARDED:
+                approval = Approval(discarded=frozenset(stored.uids))
             ctx = Context(
                 target_id,
                 ledger.account_id if ledger is not None else "",
@@ -118,8 +138,27 @@ class CalendarSync:
                 decision, remote=self.remote, store=store, view=view, report=report, ledger=ledger
             )
             return report
-        except BridgeError:
-            raise
         finally:
             report.requests = self.remote.requests
             await self.remote.close()
+
+    async def _canvas_empty(
+        self,
+        report: TargetReport,
+        status: Mapping[str, ItemStatus],
+        ledger: Ledger,
+        dry_run: bool,
+    ) -> TargetReport:
+        """Canvas suddenly lists nothing for a calendar holding our events: a glitch must not
+        empty the calendar, and a real end must not leave it failing forever — so it waits
+        for a person, like any safety stop, and clears itself when Canvas lists events again."""
+        stop = SafetyStop(
+            report.target_id, 0, len(status), tuple(sorted(status)), StopKind.CANVAS_EMPTY
+        )
+        report.stop = stop
+        if not dry_run:
+            await asyncio.to_thread(
+                ledger.stops.hold, stop.target_id, stop.uids, 0, stop.owned, stop.kind
+            )
+            log.warning("%s", stop.describe())
+        return report

@@ -28,7 +28,7 @@ def upgrade() -> None:
         sa.Column("uids", sa.Text, nullable=False),
         sa.Column("changed", sa.Integer, nullable=False),
         sa.Column("owned", sa.Integer, nullable=False),
-        sa.Column("empty_listing", sa.Boolean, nullable=False),
+        sa.Column("kind", sa.String(16), nullable=False),
         sa.Column("detected_at", sa.DateTime, nullable=False),
         sa.Column("decided_at", sa.DateTime, nullable=True),
     )
