@@ -456,17 +456,24 @@ class TwoWaySync(RuleBasedStateMachine):
             broken = broken.replace("END:VEVENT", "SEQUENCE:abc\r\nEND:VEVENT")
         self.dav.store(owned[uid], broken)
 
-    @rule(slot=st.sampled_from(sorted(SLOTS)), exact=st.booleans())
-    def person_copies_an_open_slot(self, slot: int, exact: bool) -> None:
-        href = f"/cal/copy-{slot}-{exact}.ics"
+    @rule(
+        slot=st.sampled_from(sorted(SLOTS)),
+        kind=st.sampled_from(["exact", "invitation", "team lunch"]),
+    )
+    def person_copies_an_open_slot(self, slot: int, kind: str) -> None:
+        """An exact copy may book (reserve_by_copy is on); an invitation at the slot's time
+        (ORGANIZER of someone else), or someone's event in 2030 that carries the slot's UID,
+        must never book and never be touched."""
+        href = f"/cal/copy-{slot}-{kind.replace(' ', '-')}.ics"
         if href in self.dav.items:
             return
-        if exact:
+        if kind == "exact":
             self.dav.store(href, slot_copy(slot, organizer=False))
             self.copied.add(slot)
-        else:  # someone else's event that happens to carry a slot's UID
-            ics = slot_copy(slot, organizer=True, when=datetime(2030, 1, 7, 12, tzinfo=UTC))
-            self.foreign[href] = (self.dav.store(href, ics), ics)
+            return
+        when = datetime(2030, 1, 7, 12, tzinfo=UTC) if kind == "team lunch" else None
+        ics = slot_copy(slot, organizer=True, when=when)
+        self.foreign[href] = (self.dav.store(href, ics), ics)
 
     # --- what Canvas does, and how it fails ---------------------------------------------------
 
@@ -543,7 +550,7 @@ class TwoWaySync(RuleBasedStateMachine):
             )
         self.deleted_by_person.clear()
         self.moved_to.clear()
-        self.copied = {s for s in self.copied if f"/cal/copy-{s}-True.ics" in self.dav.items}
+        self.copied = {s for s in self.copied if f"/cal/copy-{s}-exact.ics" in self.dav.items}
 
     @staticmethod
     def uid_of(ics: str) -> str:
