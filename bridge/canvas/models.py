@@ -8,7 +8,10 @@ Canvas emits it (``../shared/canvas-api/canvas-behaviour.md``), not only as docu
   offsets such as ``-06:00``; BigBlueButton recordings send integer epoch milliseconds);
 * 0/1 integers are accepted wherever a boolean is meant (``has_calendar_event``);
 * ``null`` lists (``recordings``) become empty lists; absent optional keys
-  (``available_slots`` when a slot has no limit) become ``None``.
+  (``available_slots`` when a slot has no limit) become ``None``;
+* lone surrogates (JSON ``"\ud83d"`` without its pair), which no UTF-8 text can hold, become
+  U+FFFD here, at the edge — otherwise saving the snapshot and writing the feed fail on every
+  poll after one person typed half an emoji.
 
 The models are frozen plain data so the pure core (``bridge.calendar``, planners) can hash and
 compare them freely.
@@ -16,10 +19,35 @@ compare them freely.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_text(value: Any, deep: bool = True) -> Any:
+    """``value`` with every lone surrogate in its strings replaced by U+FFFD.
+
+    Dicts are cleaned all through; in a list only the strings are (a list of objects is a list
+    of models, which clean their own fields when validated — walking them here too would cost
+    one extra pass per level of nesting)."""
+    if isinstance(value, str):
+        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+    if isinstance(value, list):
+        return [valid_text(v, deep) if deep or isinstance(v, str) else v for v in value]
+    if isinstance(value, dict):
+        return {valid_text(k): valid_text(v) for k, v in value.items()}
+    return value
 
 
 def to_utc(value: Any) -> Any:
@@ -68,6 +96,13 @@ class CanvasModel(BaseModel):
     """Base for every Canvas object: ignore unknown keys, immutable, lax types."""
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_text(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            return {key: valid_text(value, deep=False) for key, value in data.items()}
+        return data
 
 
 # --- Users and groups -----------------------------------------------------------------------
