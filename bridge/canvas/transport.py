@@ -23,12 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from bridge import errors
+
+if TYPE_CHECKING:
+    from bridge.config import AccountConfig
 
 log = logging.getLogger("bridge.canvas")
 
@@ -56,6 +59,15 @@ class CanvasLimits:
     max_response_bytes: int = 8 * 1024 * 1024
     request_deadline: float = 60.0
     poll_deadline: float = 300.0
+
+
+def limits_for(account: AccountConfig) -> CanvasLimits:
+    """The limits an ``[[accounts]]`` entry sets."""
+    return CanvasLimits(
+        account.max_response_bytes,
+        account.request_deadline.total_seconds(),
+        account.poll_deadline.total_seconds(),
+    )
 
 
 @dataclass(frozen=True)
