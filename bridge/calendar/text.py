@@ -8,9 +8,13 @@ bullets and link targets kept; scripts and styles are dropped; entities are deco
 from __future__ import annotations
 
 import html
+import logging
 import re
 from functools import lru_cache
 from html.parser import HTMLParser
+from urllib.parse import urlsplit
+
+log = logging.getLogger("bridge.calendar")
 
 _BLOCK = {
     "p",
@@ -109,7 +113,11 @@ def escape(text: str) -> str:
 
 
 def fold(line: str) -> str:
-    """RFC 5545 §3.1: lines of at most 75 octets, folded on UTF-8 character boundaries."""
+    """RFC 5545 §3.1: lines of at most 75 octets.
+
+    A fold never splits a UTF-8 character nor a TEXT escape: a backslash stays on the line of
+    the character it escapes. Google Calendar drops an event whose fold falls between ``\\``
+    and ``n`` (icalendar issue #1501), although unfolding would restore it."""
     raw = line.encode()
     if len(raw) <= 75:
         return line + "\r\n"
@@ -119,6 +127,45 @@ def fold(line: str) -> str:
         end = min(start + limit, len(raw))
         while end < len(raw) and (raw[end] & 0xC0) == 0x80:  # don't split a character
             end -= 1
+        if end < len(raw):
+            run = 0  # backslashes right before the fold; an odd run opens an escape
+            while end - 1 - run >= 0 and raw[end - 1 - run] == 0x5C:
+                run += 1
+            end -= run % 2
         out.append(raw[start:end].decode())
         start, limit = end, 74  # continuation lines start with a space
     return "\r\n ".join(out) + "\r\n"
+
+
+_URI_CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def safe_uri(value: str | None) -> str | None:
+    """``value`` if it may be written raw as a URI property (URL, CONFERENCE): an absolute
+    http(s) URL with a host and no control characters or spaces. Such values are not escaped
+    (RFC 5545 §3.3.13), so CR/LF in one would end the property — and could end the event."""
+    if not value or _URI_CONTROL.search(value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value
+
+
+_reported: set[tuple[str, str]] = set()
+
+
+def checked_uri(value: str | None, ref: str, prop: str) -> str | None:
+    """:func:`safe_uri`, logging (once per event and property, never the value, which may
+    carry a meeting passcode) when a link is left out."""
+    safe = safe_uri(value)
+    if value and safe is None and (ref, prop) not in _reported:
+        if len(_reported) > 10_000:
+            _reported.clear()
+        _reported.add((ref, prop))
+        log.warning(
+            "event %s: %s left out: not an http(s) URL free of control characters and spaces",
+            ref,
+            prop,
+        )
+    return safe
