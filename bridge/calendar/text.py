@@ -16,50 +16,66 @@ from urllib.parse import urlsplit
 
 log = logging.getLogger("bridge.calendar")
 
-_BLOCK = {
-    "p",
-    "div",
-    "br",
-    "li",
-    "tr",
-    "h1",
-    "h2",
-    "h3",
-    "h4",
-    "h5",
-    "h6",
-    "ul",
-    "ol",
-    "table",
-    "blockquote",
-    "pre",
-    "hr",
-}
+_BLOCK = {"p", "div", "br", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "hr"}
+_CLOSE = {"p", "div", "table", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"}
 _SKIP = {"script", "style", "head", "title", "template", "iframe", "object"}
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_KEEP = "\x01"  # marks a line whose leading whitespace is meant (list indent, <pre>)
 
 
 class _TextExtractor(HTMLParser):
+    """Text with the structure a reader needs: paragraphs, ``A | B`` table cells, bulleted
+    (``•``) and numbered (``1.``) list items indented by nesting, ``<pre>`` kept verbatim, and
+    link targets after their text."""
+
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.parts: list[str] = []
         self._skip = 0
+        self._pre = 0
         self._href: list[str | None] = []
+        self._lists: list[list[int]] = []  # per open list: [ordered?, items so far]
+        self._cells = 0
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in _SKIP:
             self._skip += 1
         elif tag in _BLOCK:
             self.parts.append("\n")
-            if tag == "li":
-                self.parts.append("• ")
+        elif tag in ("ul", "ol"):
+            if not self._lists:
+                self.parts.append("\n")
+            self._lists.append([tag == "ol", 0])
+        elif tag == "li":
+            ordered, count = self._lists[-1] if self._lists else (False, 0)
+            if self._lists:
+                self._lists[-1][1] = count + 1
+            indent = "  " * max(len(self._lists) - 1, 0)
+            self.parts.append(f"\n{_KEEP}{indent}" + (f"{count + 1}. " if ordered else "• "))
+        elif tag == "tr":
+            self.parts.append("\n")
+            self._cells = 0
+        elif tag in ("td", "th"):
+            if self._cells:
+                self.parts.append(" | ")
+            self._cells += 1
+        elif tag == "pre":
+            self._pre += 1
+            self.parts.append(f"\n{_KEEP}")
         if tag == "a":
             self._href.append(dict(attrs).get("href"))
 
     def handle_endtag(self, tag: str) -> None:
         if tag in _SKIP and self._skip:
             self._skip -= 1
-        elif tag in ("p", "div", "ul", "ol", "table", "blockquote", "pre", "h1", "h2", "h3"):
+        elif tag in _CLOSE:
+            self.parts.append("\n")
+        elif tag in ("ul", "ol") and self._lists:
+            self._lists.pop()
+            if not self._lists:
+                self.parts.append("\n")
+        elif tag == "pre" and self._pre:
+            self._pre -= 1
             self.parts.append("\n")
         if tag == "a" and self._href:
             href = self._href.pop()
@@ -71,7 +87,12 @@ class _TextExtractor(HTMLParser):
                 self.parts.append(f" ({href})")
 
     def handle_data(self, data: str) -> None:
-        if not self._skip:
+        if self._skip:
+            return
+        data = data.replace(_KEEP, "")
+        if self._pre:
+            self.parts.append(data.replace("\r\n", "\n").replace("\n", f"\n{_KEEP}"))
+        else:
             self.parts.append(re.sub(r"\s+", " ", data))
 
 
@@ -91,8 +112,10 @@ def html_to_text(value: str | None) -> str:
         parser.close()
     except Exception:  # a parser error on hostile input must not lose the text
         return clean(re.sub(r"<[^>]*>", " ", html.unescape(value)))
-    text = "".join(parser.parts)
-    lines = [line.strip() for line in text.split("\n")]
+    lines = [
+        line[1:].rstrip() if line.startswith(_KEEP) else line.strip()
+        for line in "".join(parser.parts).split("\n")
+    ]
     return clean(re.sub(r"\n{3,}", "\n\n", "\n".join(lines)))
 
 

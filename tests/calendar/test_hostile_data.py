@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 
-from bridge.calendar import ics
+from bridge.calendar import FeedOptions, ics, render_event_ics
 from bridge.calendar.event import CalEvent
 from bridge.calendar.text import clean, escape, fold, html_to_text, safe_uri
 from bridge.calendar.timezones import vtimezone_lines
@@ -182,33 +182,48 @@ def parsed_zone(zone: str, lines: list[str]) -> icalendar.Timezone:
     return icalendar.Calendar.from_ical(body + "END:VCALENDAR\r\n").walk("VTIMEZONE")[0]
 
 
+def ical_misplaced(zone: str, lines: list[str], first: int, last: int) -> list[datetime]:
+    """Local noons of every day the strict ``ical`` parser places differently from zoneinfo.
+    The TZID is renamed so that the parser must use the VTIMEZONE, not its own zoneinfo."""
+    renamed = [line.replace(f"TZID:{zone}", "TZID:X-Test") for line in lines]
+    day, events = datetime(first, 1, 1, 12), []
+    while day.year <= last:
+        events.append(
+            f"BEGIN:VEVENT\r\nUID:{day:%Y%m%d}\r\nDTSTAMP:20260101T000000Z\r\n"
+            f"DTSTART;TZID=X-Test:{day:%Y%m%dT%H%M%S}\r\nEND:VEVENT\r\n"
+        )
+        day += timedelta(days=1)
+    text = calendar(*events, extra="".join(fold(x) for x in renamed))
+    parsed = IcsCalendarStream.calendar_from_ics(text).events
+    assert len(parsed) == len(events)
+    zi = ZoneInfo(zone)
+    return [
+        e.dtstart.replace(tzinfo=None)  # type: ignore[union-attr]
+        for e in parsed
+        if e.dtstart.astimezone(UTC)  # type: ignore[union-attr]
+        != e.dtstart.replace(tzinfo=zi).astimezone(UTC)  # type: ignore[union-attr]
+    ]
+
+
 def test_casablanca_gets_explicit_transitions_every_parser_reproduces() -> None:
     zone = "Africa/Casablanca"
     lines = vtimezone_lines(zone, 2026, 2027)
     start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2028, 1, 1, tzinfo=UTC)
     transitions = real_transitions(zone, start, end)
     assert len(transitions) == 4 and transitions[2].date() == date(2027, 2, 7)
+    assert transitions[3].date() == date(2027, 3, 14)
     assert not any(line.startswith("RRULE") for line in lines)
-    tz = parsed_zone(zone, lines).to_tz()
+    # icalendar's own expansion of the VTIMEZONE (not its zoneinfo: lookup_tzid=False) has
+    # every change at the right minute. (It errs in the minute before the very first change
+    # of any VTIMEZONE when that change turns the clocks back; so that probe starts later.)
+    tz = parsed_zone(zone, lines).to_tz(lookup_tzid=False)
     zi = ZoneInfo(zone)
-    for instant in transitions:
-        for probe in (instant - timedelta(minutes=1), instant, instant + timedelta(hours=3)):
+    for n, instant in enumerate(transitions):
+        before = timedelta(minutes=61 if n == 0 else 1)
+        for probe in (instant - before, instant, instant + timedelta(minutes=1)):
             assert probe.astimezone(tz).utcoffset() == probe.astimezone(zi).utcoffset(), probe
-    # the strict parser places local times in the Ramadan weeks of both years correctly
-    vevents = []
-    for n, local in enumerate(
-        [datetime(2026, 3, 1, 10), datetime(2027, 2, 20, 10), datetime(2027, 3, 20, 10)]
-    ):
-        when = local.replace(tzinfo=zi)
-        vevents.append(ics.vevent(event(uid=f"z{n}", start=when, end=when), VERSION, zone))
-    text = calendar(*vevents, extra="".join(fold(x) for x in lines))
-    parsed = IcsCalendarStream.calendar_from_ics(text)
-    got = sorted(e.dtstart.astimezone(UTC) for e in parsed.events)  # type: ignore[union-attr]
-    assert got == [
-        datetime(2026, 3, 1, 10, tzinfo=UTC),  # +00 during Ramadan 2026
-        datetime(2027, 2, 20, 10, tzinfo=UTC),  # +00 during Ramadan 2027 (Feb 7 – Mar 14)
-        datetime(2027, 3, 20, 9, tzinfo=UTC),  # back to +01
-    ]
+    # the strict parser places a local noon on every day of the window right
+    assert ical_misplaced(zone, lines, 2026, 2027) == []
 
 
 def test_berlin_keeps_its_compact_rrule_over_a_long_window() -> None:
@@ -218,13 +233,36 @@ def test_berlin_keeps_its_compact_rrule_over_a_long_window() -> None:
         "RRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU",
     ]
     assert not any(re.match("DTSTART:20", x) for x in lines)
+    assert ical_misplaced("Europe/Berlin", lines, 2025, 2028) == []
 
 
 def test_a_zone_that_stops_dst_inside_the_window_is_explicit() -> None:
     """Mexico City dropped DST in late 2022: one rule for 2022 would be wrong for 2023."""
     lines = vtimezone_lines("America/Mexico_City", 2022, 2023)
     assert not any(line.startswith("RRULE") for line in lines)
-    tz, zi = parsed_zone("America/Mexico_City", lines).to_tz(), ZoneInfo("America/Mexico_City")
+    assert ical_misplaced("America/Mexico_City", lines, 2022, 2023) == []
+    tz, zi = (
+        parsed_zone("America/Mexico_City", lines).to_tz(lookup_tzid=False),
+        ZoneInfo("America/Mexico_City"),
+    )
     for month in range(1, 25):
         instant = datetime(2022 + (month - 1) // 12, (month - 1) % 12 + 1, 15, tzinfo=UTC)
         assert instant.astimezone(tz).utcoffset() == instant.astimezone(zi).utcoffset()
+
+
+def test_a_caldav_event_in_an_irregular_year_is_placed_right() -> None:
+    """The VTIMEZONE itself (expanded by icalendar; parsers that know the TZID may use their
+    own zoneinfo instead) puts the event at the right instant."""
+    zone = ZoneInfo("Africa/Casablanca")
+    when = datetime(2027, 2, 20, 10, tzinfo=zone)  # Ramadan 2027: +00, not the 2026 rule's +01
+    single = render_event_ics(
+        event(start=when, end=when + timedelta(hours=1)),
+        VERSION,
+        FeedOptions(timezone="Africa/Casablanca"),
+        NOW,
+    )
+    cal = icalendar.Calendar.from_ical(single)
+    tz = cal.walk("VTIMEZONE")[0].to_tz(lookup_tzid=False)
+    wall = cal.walk("VEVENT")[0].decoded("DTSTART").replace(tzinfo=None)
+    assert wall == datetime(2027, 2, 20, 10)
+    assert wall.replace(tzinfo=tz).astimezone(UTC) == datetime(2027, 2, 20, 10, tzinfo=UTC)
