@@ -80,7 +80,8 @@ def conference_event(conf: Conference, host: str, now: datetime) -> CalEvent:
         recordings = ["Recordings:"]
         for rec in conf.recordings:
             minutes = f" ({rec.duration_minutes} min)" if rec.duration_minutes else ""
-            recordings.append(f"• {rec.title or 'Recording'}{minutes}: {rec.link or 'no link'}")
+            watch = checked_uri(rec.link, uid, "recording link") or "no link"
+            recordings.append(f"• {rec.title or 'Recording'}{minutes}: {watch}")
         lines.append("\n".join(recordings))
     elif ended:
         lines.append("This conference has ended.")

@@ -6,9 +6,14 @@ server that trickles, lone surrogates, CRLF in URLs, and Retry-After given as an
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 
 import icalendar
 import pytest
@@ -209,3 +214,105 @@ async def test_crlf_in_urls_cannot_inject_events(
     assert len(loose.walk("VEVENT")) == len(expected)
     assert "injected@evil" not in {str(e["UID"]) for e in loose.walk("VEVENT")}
     assert "\r\nURL:" not in text and "\r\nCONFERENCE" not in text
+
+
+# --- the real `calbridge sync` ----------------------------------------------------------------
+
+
+@pytest.fixture
+def live_hostile() -> Iterator[tuple[HostileCanvas, RunningServer]]:
+    """Sample data around the real clock: `calbridge render` windows on the real now."""
+    canvas = HostileCanvas(sample_world())
+    with serve_in_thread(canvas.app()) as server:
+        yield canvas, server
+
+
+def write_config(tmp: Path, canvas_url: str, who: str = "alice", **account: str | int) -> Path:
+    (tmp / "token").write_text(SAMPLE_TOKENS[who])
+    extra = "".join(
+        f"{k} = {v!r}\n" if isinstance(v, int) else f'{k} = "{v}"\n' for k, v in account.items()
+    )
+    config = tmp / "calbridge.toml"
+    config.write_text(
+        f'[state]\nurl = "sqlite:///{tmp / "state.sqlite3"}"\n'
+        f'[[accounts]]\nid = "acct"\ncanvas_url = "{canvas_url}"\n'
+        f'token_file = "{tmp / "token"}"\n{extra}'
+        '[[feeds]]\nid = "feed"\naccount = "acct"\n'
+        'include = ["conferences", "reservations", "open_slots", "managed_slots"]\n'
+    )
+    return config
+
+
+def calbridge(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "bridge", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    ("mode", "error"),
+    [
+        ("foreign_link", "refused to follow a pagination link to http://127.0.0.1:{port}"),
+        ("huge", "more than 1000000 bytes (max_response_bytes)"),
+        ("trickle", "(poll_deadline)"),
+    ],
+)
+def test_sync_fails_the_poll_and_keeps_the_last_good_feed(
+    tmp_path: Path,
+    live_hostile: tuple[HostileCanvas, RunningServer],
+    collector: tuple[Collector, RunningServer],
+    mode: str,
+    error: str,
+) -> None:
+    canvas, server = live_hostile
+    found, elsewhere = collector
+    config = write_config(
+        tmp_path,
+        server.url,
+        max_response_bytes=1_000_000,
+        request_deadline="2s",
+        poll_deadline="3s",
+    )
+    good = calbridge("sync", "-c", str(config), "--json")
+    assert good.returncode == 0, good.stdout + good.stderr
+    before = calbridge("render", "-c", str(config), "feed").stdout
+    assert before.count("BEGIN:VEVENT") >= 3
+
+    canvas.mode, canvas.foreign = mode, elsewhere.url
+    started = time.monotonic()
+    bad = calbridge("sync", "-c", str(config), "--json")
+    elapsed = time.monotonic() - started
+    assert bad.returncode == 10, bad.stdout + bad.stderr  # the poll failed
+    result = json.loads(bad.stdout)["accounts"][0]
+    assert result["ok"] is False and error.format(port=elsewhere.port) in result["error"]
+    assert SAMPLE_TOKENS["alice"] not in bad.stdout + bad.stderr
+    assert found.seen == []
+    assert elapsed < 20, elapsed  # a trickle or a huge body does not hold the command
+    after = calbridge("render", "-c", str(config), "feed").stdout
+    assert after == before  # the last good data, byte for byte
+
+
+def test_sync_survives_surrogates_and_crlf(
+    tmp_path: Path, live_hostile: tuple[HostileCanvas, RunningServer]
+) -> None:
+    """A teacher's cycle with half an emoji in a comment and CRLF in every URL: it saves the
+    snapshot, and the feed has the same events as an honest one, no more."""
+    canvas, server = live_hostile
+    config = write_config(tmp_path, server.url, who="teacher")
+    assert calbridge("sync", "-c", str(config)).returncode == 0
+    honest = calbridge("render", "-c", str(config), "feed").stdout
+    expected = len(IcsCalendarStream.calendar_from_ics(honest).events)
+    assert expected == len(re.findall("^BEGIN:VEVENT", honest, re.M)) > 3
+    for mode in ("surrogates", "crlf"):
+        canvas.mode = mode
+        done = calbridge("sync", "-c", str(config), "--json")
+        assert done.returncode == 0, done.stdout + done.stderr
+        text = calbridge("render", "-c", str(config), "feed").stdout
+        assert len(IcsCalendarStream.calendar_from_ics(text).events) == expected
+        assert len(icalendar.Calendar.from_ical(text).walk("VEVENT")) == expected
+        assert len(re.findall("^BEGIN:VEVENT", text, re.M)) == expected
+        if mode == "surrogates":
+            assert "\ufffd" in text
+        else:
+            assert "injected@evil" not in re.findall("^UID:(.*)$", text, re.M)
+            assert not re.findall("^(URL|CONFERENCE)[:;]", text, re.M)
