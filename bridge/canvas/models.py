@@ -19,35 +19,38 @@ compare them freely.
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, date, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Self
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
-def valid_text(value: Any, deep: bool = True) -> Any:
-    """``value`` with every lone surrogate in its strings replaced by U+FFFD.
-
-    Dicts are cleaned all through; in a list only the strings are (a list of objects is a list
-    of models, which clean their own fields when validated — walking them here too would cost
-    one extra pass per level of nesting)."""
+def valid_text(value: Any) -> Any:
+    """``value`` with every lone surrogate in its strings (dict keys and values, list items,
+    all the way down) replaced by U+FFFD."""
     if isinstance(value, str):
-        return _SURROGATE.sub("\ufffd", value) if _SURROGATE.search(value) else value
+        return _SURROGATE.sub("\ufffd", value)
     if isinstance(value, list):
-        return [valid_text(v, deep) if deep or isinstance(v, str) else v for v in value]
+        return [valid_text(v) for v in value]
     if isinstance(value, dict):
         return {valid_text(k): valid_text(v) for k, v in value.items()}
     return value
+
+
+def has_lone_surrogate(value: Any) -> bool:
+    """Whether any string in ``value`` holds a lone surrogate: one ``json.dumps`` and one
+    UTF-8 encode, both in C — a few times cheaper than walking the tree in Python."""
+    try:
+        json.dumps(value, ensure_ascii=False, default=lambda _: "").encode()
+    except UnicodeEncodeError:  # only a surrogate cannot be encoded
+        return True
+    except ValueError:  # a circular structure: let the walk decide
+        return True
+    return False
 
 
 def to_utc(value: Any) -> Any:
@@ -97,12 +100,14 @@ class CanvasModel(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
-    @model_validator(mode="before")
     @classmethod
-    def _valid_text(cls, data: Any) -> Any:
-        if isinstance(data, dict):
-            return {key: valid_text(value, deep=False) for key, value in data.items()}
-        return data
+    def model_validate(cls, obj: Any, **kwargs: Any) -> Self:
+        """Validate, first replacing lone surrogates anywhere in ``obj`` (one check for the
+        whole tree: nested models are validated inside pydantic, not through here). JSON text
+        needs no such step: ``model_validate_json`` refuses a lone surrogate escape outright."""
+        if has_lone_surrogate(obj):
+            obj = valid_text(obj)
+        return super().model_validate(obj, **kwargs)
 
 
 # --- Users and groups -----------------------------------------------------------------------

@@ -316,3 +316,23 @@ def test_sync_survives_surrogates_and_crlf(
         else:
             assert "injected@evil" not in re.findall("^UID:(.*)$", text, re.M)
             assert not re.findall("^(URL|CONFERENCE)[:;]", text, re.M)
+
+
+def test_surrogates_are_replaced_everywhere_in_a_model() -> None:
+    from bridge.canvas.models import AppointmentGroup, Conference
+
+    conf = Conference.model_validate(
+        {"id": 1, "title": "a\ud83d", "user_settings": {"k\udc00": ["x\ud800"]}}
+    )
+    assert conf.title == "a\ufffd" and conf.user_settings == {"k\ufffd": ["x\ufffd"]}
+    group = AppointmentGroup.model_validate(
+        {
+            "id": 2,
+            "context_codes": ["course_1\ud83d"],
+            "appointments": [{"id": 3, "comments": "\ud83d"}],
+        }
+    )
+    assert group.appointments[0].comments == "\ufffd"
+    assert group.context_codes == ["course_1\ufffd"]
+    group.model_dump_json()
+    assert Conference.model_validate({"id": 4, "title": "ok 😀"}).title == "ok 😀"  # pairs stay
