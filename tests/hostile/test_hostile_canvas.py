@@ -12,7 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import icalendar
@@ -336,3 +336,20 @@ def test_surrogates_are_replaced_everywhere_in_a_model() -> None:
     assert group.context_codes == ["course_1\ufffd"]
     group.model_dump_json()
     assert Conference.model_validate({"id": 4, "title": "ok 😀"}).title == "ok 😀"  # pairs stay
+
+
+def test_retry_after_forms() -> None:
+    import httpx
+
+    from bridge.canvas.transport import _retry_after
+
+    now = datetime(2026, 3, 2, 12, 0, 0, tzinfo=UTC)
+
+    def seconds(value: str) -> float | None:
+        return _retry_after(httpx.Response(429, headers={"Retry-After": value}), now)
+
+    assert seconds("7") == 7.0
+    assert seconds("Mon, 02 Mar 2026 12:00:30 GMT") == 30.0
+    assert seconds("Mon, 02 Mar 2026 11:00:00 GMT") == 0.0  # in the past: at once
+    assert seconds("Mon, 02 Mar 2026 12:00:30 -0000") == 30.0
+    assert seconds("soon") is None and seconds("-5") == 0.0
