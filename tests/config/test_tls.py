@@ -102,6 +102,7 @@ def test_check_prints_the_warning(tmp_path: Path) -> None:
     config = tmp_path / "c.toml"
     (tmp_path / "token").write_text("t")
     config.write_text(
+        f'[state]\nurl = "sqlite:///{tmp_path / "state.sqlite3"}"\n'
         f'[[accounts]]\nid = "alice"\ncanvas_url = "http://127.0.0.1:9"\n'
         f'token_file = "{tmp_path / "token"}"\n'
         f'[[accounts]]\nid = "bob"\ncanvas_url = "http://canvas.invalid"\n'
@@ -112,6 +113,7 @@ def test_check_prints_the_warning(tmp_path: Path) -> None:
         capture_output=True,
         text=True,
         timeout=120,
+        cwd=tmp_path,
     )
     lines = done.stdout.splitlines()
     assert lines[0].startswith("config: ok"), done.stdout + done.stderr
