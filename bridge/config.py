@@ -14,6 +14,7 @@ needed and never printed.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import tomllib
@@ -30,6 +31,8 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
@@ -69,6 +72,31 @@ def _check_http_url(value: str) -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError(f"{value!r} is not an http(s) URL")
     return value.rstrip("/")
+
+
+def is_loopback(url: str) -> bool:
+    """Whether ``url`` names this machine: 127.0.0.0/8, ::1 or ``localhost``."""
+    host = (urlsplit(url).hostname or "").lower().rstrip(".")
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address.is_loopback
+
+
+def _require_tls(url: str, info: ValidationInfo, what: str) -> str:
+    """https, or http to loopback, or http with ``allow_insecure_http = true``."""
+    insecure = urlsplit(url).scheme.lower() == "http" and not is_loopback(url)
+    if insecure and not info.data.get("allow_insecure_http"):
+        raise ValueError(
+            f"{url!r} is plain http: {what} would cross the network unencrypted; use "
+            "https (or, on a network you trust, set allow_insecure_http = true)"
+        )
+    return url
 
 
 def _check_zone(value: str | None) -> str | None:
@@ -199,6 +227,9 @@ class WritebackConfig(Section):
 
 class AccountConfig(SecretSource):
     id: Id
+    allow_insecure_http: bool = Field(
+        False, description="accept a plain-http canvas_url that is not loopback (warned about)"
+    )
     canvas_url: HttpUrl
     token_file: Path | None = None
     token_credential: str | None = None
@@ -206,6 +237,22 @@ class AccountConfig(SecretSource):
     poll_interval: Duration = timedelta(minutes=5)
     conference_contexts: list[str] = Field(default_factory=list)
     include_managed: bool = True
+    max_response_bytes: int = Field(
+        8 * 1024 * 1024,
+        ge=64 * 1024,
+        description="largest Canvas answer read (per page, after decompression)",
+    )
+    request_deadline: Duration = Field(
+        timedelta(seconds=60), description="whole-request deadline, body included"
+    )
+    poll_deadline: Duration = Field(
+        timedelta(minutes=5), description="deadline of one whole poll of the account"
+    )
+
+    @field_validator("canvas_url")
+    @classmethod
+    def _tls(cls, value: str, info: ValidationInfo) -> str:
+        return _require_tls(value, info, "the Canvas token")
 
     @model_validator(mode="before")
     @classmethod
@@ -248,6 +295,9 @@ class FeedConfig(Section):
 class CalDAVConfig(SecretSource):
     id: Id
     account: str
+    allow_insecure_http: bool = Field(
+        False, description="accept a plain-http url that is not loopback (warned about)"
+    )
     url: HttpUrl
     username: str
     password_file: Path | None = None
@@ -261,6 +311,11 @@ class CalDAVConfig(SecretSource):
     reserve_by_copy: bool = False
     delete_past: bool = False
     timeout: Duration = timedelta(seconds=30)
+
+    @field_validator("url")
+    @classmethod
+    def _tls(cls, value: str, info: ValidationInfo) -> str:
+        return _require_tls(value, info, "the CalDAV password and events")
 
     @model_validator(mode="before")
     @classmethod
@@ -322,6 +377,23 @@ class Settings(BaseSettings):
 
     def account(self, account_id: str) -> AccountConfig:
         return next(a for a in self.accounts if a.id == account_id)
+
+    def insecure_warnings(self) -> list[str]:
+        """One line per plain-http URL allowed by ``allow_insecure_http`` (what check prints)."""
+        lines = []
+        for acct in self.accounts:
+            if urlsplit(acct.canvas_url).scheme == "http" and not is_loopback(acct.canvas_url):
+                lines.append(
+                    f"account {acct.id}: WARNING: canvas_url {acct.canvas_url} is plain http "
+                    "(allow_insecure_http = true): the Canvas token travels unencrypted"
+                )
+        for target in self.caldav:
+            if urlsplit(target.url).scheme == "http" and not is_loopback(target.url):
+                lines.append(
+                    f"caldav {target.id}: WARNING: url {target.url} is plain http "
+                    "(allow_insecure_http = true): the CalDAV password travels unencrypted"
+                )
+        return lines
 
 
 def _location(loc: tuple[int | str, ...]) -> str:

@@ -151,6 +151,24 @@ class CanvasBadResponse(CanvasError):
     """Canvas answered something the client cannot understand (malformed JSON, odd shape)."""
 
 
+class CanvasForeignLink(CanvasBadResponse):
+    """A ``Link`` header pointed outside the account's Canvas; the token is not sent there.
+
+    ``refused`` is the refused origin (``scheme://host:port``), never a path or query."""
+
+    def __init__(self, refused: str, allowed: str, **kw: Any) -> None:
+        super().__init__(
+            f"refused to follow a pagination link to {refused}: not the account's Canvas "
+            f"({allowed}), and the token goes nowhere else",
+            **kw,
+        )
+        self.refused = refused
+
+
+class CanvasResponseTooLarge(CanvasBadResponse):
+    """A Canvas answer was larger than ``max_response_bytes``; reading stopped there."""
+
+
 class CanvasThrottled(CanvasError, TransientError):
     """Canvas throttled us (429, or 403 "Rate Limit Exceeded") and retries ran out."""
 
@@ -169,6 +187,10 @@ class CanvasUnavailable(CanvasError, TransientError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         CanvasError.__init__(self, message, **kw)
         self.retry_after = retry_after
+
+
+class CanvasTimeout(CanvasUnavailable):
+    """No complete answer within a deadline (``request_deadline`` or ``poll_deadline``)."""
 
 
 # --- CalDAV ---------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from datetime import datetime
 
 from bridge.calendar.event import CalEvent
 from bridge.calendar.identity import uid_for
-from bridge.calendar.text import html_to_text
+from bridge.calendar.text import checked_uri, html_to_text
 from bridge.canvas.models import AppointmentGroup, CalendarEvent
 
 
@@ -24,10 +24,16 @@ def _location(group: AppointmentGroup) -> str:
     return ", ".join(p for p in (group.location_name, group.location_address) if p)
 
 
+def _link(group: AppointmentGroup) -> str | None:
+    """The group's Canvas page, if it is a plain http(s) URL (a hostile one is left out)."""
+    return checked_uri(group.html_url, f"appointment group {group.id}", "html_url")
+
+
 def _description(group: AppointmentGroup, *extra: str) -> str:
     parts = [html_to_text(group.description), *extra]
-    if group.html_url:
-        parts.append(f"In Canvas: {group.html_url}")
+    link = _link(group)
+    if link:
+        parts.append(f"In Canvas: {link}")
     return "\n\n".join(p for p in parts if p)
 
 
@@ -73,7 +79,7 @@ def reservation_events(
                 end=end,
                 description=_description(group, f"Your note: {comments}" if comments else ""),
                 location=_location(group),
-                url=group.html_url,
+                url=_link(group),
                 categories=("Canvas", "Appointment"),
                 canvas_id=res_id,
                 slot_id=slot.id if slot else None,
@@ -108,7 +114,7 @@ def open_slot_events(group: AppointmentGroup, host: str, now: datetime) -> list[
                     f"{places}. Book it in Canvas, or copy this event into your bookings calendar.",
                 ),
                 location=_location(group),
-                url=group.html_url,
+                url=_link(group),
                 status="TENTATIVE",
                 transparent=True,
                 categories=("Canvas", "Open slot"),
@@ -146,7 +152,7 @@ def managed_slot_events(group: AppointmentGroup, host: str) -> list[CalEvent]:
                     group, f"Booked by:\n{who}" if who else "Nobody has booked this slot yet."
                 ),
                 location=_location(group),
-                url=group.html_url,
+                url=_link(group),
                 transparent=booked == 0,
                 categories=("Canvas", "Office hours"),
                 canvas_id=slot.id,

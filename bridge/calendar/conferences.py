@@ -21,7 +21,7 @@ from datetime import datetime, timedelta
 
 from bridge.calendar.event import CalEvent
 from bridge.calendar.identity import uid_for
-from bridge.calendar.text import html_to_text
+from bridge.calendar.text import checked_uri, html_to_text
 from bridge.canvas.models import Conference
 
 LONG_RUNNING_LENGTH = timedelta(hours=1)
@@ -61,7 +61,9 @@ def is_live(conf: Conference, now: datetime) -> bool:
 
 def conference_event(conf: Conference, host: str, now: datetime) -> CalEvent:
     start, end, long_running = conference_times(conf)
-    link = conf.join_url or conf.url
+    uid = uid_for("conference", conf.id, host)
+    # A link that is not plain http(s) (CRLF, javascript:, …) is dropped, here and in the writer.
+    link = checked_uri(conf.join_url, uid, "join_url") or checked_uri(conf.url, uid, "url")
     live = is_live(conf, now)
     lines = []
     if live:
@@ -78,13 +80,14 @@ def conference_event(conf: Conference, host: str, now: datetime) -> CalEvent:
         recordings = ["Recordings:"]
         for rec in conf.recordings:
             minutes = f" ({rec.duration_minutes} min)" if rec.duration_minutes else ""
-            recordings.append(f"• {rec.title or 'Recording'}{minutes}: {rec.link or 'no link'}")
+            watch = checked_uri(rec.link, uid, "recording link") or "no link"
+            recordings.append(f"• {rec.title or 'Recording'}{minutes}: {watch}")
         lines.append("\n".join(recordings))
     elif ended:
         lines.append("This conference has ended.")
     kind = f"{conf.conference_type} conference" if conf.conference_type else "Conference"
     return CalEvent(
-        uid=uid_for("conference", conf.id, host),
+        uid=uid,
         kind="conference",
         summary=(LIVE_PREFIX if live else "") + (conf.title or kind),
         start=start,

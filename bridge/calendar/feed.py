@@ -177,7 +177,8 @@ def _header(options: FeedOptions, now: datetime) -> str:
         color=options.color,
     )
     if options.timezone:
-        head += "".join(fold(line) for line in vtimezone_lines(options.timezone, now.year))
+        first, last = (now - options.window_past).year, (now + options.window_future).year
+        head += "".join(fold(line) for line in vtimezone_lines(options.timezone, first, last))
     return head
 
 
@@ -224,11 +225,12 @@ def render_event_ics(
     options: FeedOptions | None = None,
     now: datetime | None = None,
 ) -> str:
-    """One event as a complete VCALENDAR: what a CalDAV resource holds."""
+    """One event as a complete VCALENDAR: what a CalDAV resource holds. Its VTIMEZONE is
+    built for the event's own years (``now`` no longer matters; kept for callers)."""
     tzid = options.timezone if options else None
     head = ics.minimal_header()
-    if tzid:
-        year = (now or version.dtstamp).year
-        head += "".join(fold(line) for line in vtimezone_lines(tzid, year))
+    if tzid:  # right for the event's own dates (an irregular zone gets explicit transitions)
+        years = (event.start.year, event.end.year)
+        head += "".join(fold(line) for line in vtimezone_lines(tzid, min(years), max(years)))
     alarm = options.default_alarm if options else None
     return head + ics.vevent(event, version, tzid, alarm) + ics.FOOTER

@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 from bridge.calendar.event import CalEvent
-from bridge.calendar.text import escape, fold
+from bridge.calendar.text import checked_uri, escape, fold
 from bridge.calendar.versions import EventVersion
 
 PRODID = "-//calbridge//Canvas conferences and bookings//EN"
@@ -67,10 +67,13 @@ def vevent(
         lines.append(f"DESCRIPTION:{escape(event.description)}")
     if event.location:
         lines.append(f"LOCATION:{escape(event.location)}")
-    if event.url:
-        lines.append(f"URL:{event.url}")
-    if event.conference_uri:
-        lines.append(f"CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join:{event.conference_uri}")
+    # URI values are written raw (RFC 5545 has no escaping for them): only checked ones.
+    url = checked_uri(event.url, event.uid, "URL")
+    if url:
+        lines.append(f"URL:{url}")
+    conference = checked_uri(event.conference_uri, event.uid, "CONFERENCE")
+    if conference:
+        lines.append(f"CONFERENCE;VALUE=URI;FEATURE=VIDEO;LABEL=Join:{conference}")
     lines.append(f"STATUS:{event.status}")
     lines.append(f"TRANSP:{'TRANSPARENT' if event.transparent else 'OPAQUE'}")
     if event.categories:

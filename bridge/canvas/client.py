@@ -3,7 +3,9 @@
 Covers every endpoint of the Conferences and Appointment Groups API documents, plus the
 Calendar Events calls the bridge needs (reserve, cancel, show) and ``/users/self``. Lists are
 followed through the ``Link`` header (numbered and bookmark pages alike, URLs treated as
-opaque) with ``per_page=100``. Writes are form-encoded the way Canvas documents them.
+opaque) with ``per_page=100`` — but only within the account's own origin (scheme, host and
+port of ``canvas_url``): the token goes nowhere else. Writes are form-encoded the way Canvas
+documents them.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from types import TracebackType
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
@@ -27,7 +29,7 @@ from bridge.canvas.models import (
     Profile,
     User,
 )
-from bridge.canvas.transport import ResponseInfo, RetryPolicy, Transport, decode_json
+from bridge.canvas.transport import CanvasLimits, ResponseInfo, RetryPolicy, Transport, decode_json
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -42,6 +44,26 @@ def next_link(header: str | None) -> str | None:
         if rel.lower() == "next":
             return str(url)
     return None
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """``(scheme, host, port)`` with the scheme's default port filled in; host lower-cased."""
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:  # a port that is not a number: an origin nothing equals
+        return (scheme, parts.netloc.lower(), -1)
+    return (scheme, (parts.hostname or "").lower(), port or _DEFAULT_PORTS.get(scheme))
+
+
+def _origin_text(url: str) -> str:
+    scheme, host, port = origin(url)
+    host = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{host}" + (f":{port}" if port not in (None, -1) else "")
 
 
 def validate_base_url(base_url: str) -> str:
@@ -82,6 +104,7 @@ class CanvasClient:
         backoff_cap: float = 30.0,
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        limits: CanvasLimits | None = None,
     ) -> None:
         if not token or not token.strip():
             raise errors.ConfigError("the Canvas token is empty", key="token")
@@ -97,11 +120,16 @@ class CanvasClient:
             self._http,
             policy=RetryPolicy(max_retries, backoff_base, backoff_cap),
             max_concurrency=max_concurrency,
+            limits=limits,
             on_response=on_response,
         )
 
     def __repr__(self) -> str:
         return f"CanvasClient({self.base_url!r})"
+
+    @property
+    def limits(self) -> CanvasLimits:
+        return self._transport.limits
 
     @property
     def requests_made(self) -> int:
@@ -181,10 +209,19 @@ class CanvasClient:
             if url is None or url in seen or not data:
                 return items
             seen.add(url)
+            url = self._same_origin(urljoin(self.base_url + "/", url), path)
             query = None  # the next URL carries every parameter
         raise errors.CanvasBadResponse(
             f"more than {MAX_PAGES} pages; stopping", method="GET", path=path
         )
+
+    def _same_origin(self, url: str, path: str) -> str:
+        """``url`` if it lies on the account's Canvas; CanvasForeignLink otherwise."""
+        if origin(url) != origin(self.base_url):
+            raise errors.CanvasForeignLink(
+                _origin_text(url), _origin_text(self.base_url), method="GET", path=path
+            )
+        return url
 
     # --- users ------------------------------------------------------------------------------
 

@@ -4,7 +4,9 @@ The minimum the API allows: ``/users/self`` (1), the user's conferences (one req
 100), reservable appointment groups with their slots and the user's reservations (one per
 100) and manageable groups with slots and reservations (one per 100, at least 1) — plus one
 request per extra conference context asked for. Each list comes with its ``include[]`` so
-nothing is fetched per group (no N+1). Independent lists run concurrently.
+nothing is fetched per group (no N+1). Independent lists run concurrently. A whole poll has
+a deadline (the client's ``limits.poll_deadline``) beyond the per-request one, so retries
+against a slow server cannot stretch a poll without end.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
 from bridge.canvas.models import AccountSnapshot, Conference
-from bridge.errors import ConfigError
+from bridge.errors import CanvasTimeout, ConfigError
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
@@ -56,16 +58,23 @@ async def poll_account(
     """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll."""
     for code in conference_contexts:
         _context(code)  # fail before sending anything
-    user, conferences, reservable, *rest = await asyncio.gather(
-        client.me(),
-        _conferences(client, conference_contexts),
-        client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
-        *(
-            [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]
-            if include_managed
-            else []
-        ),
-    )
+    deadline = client.limits.poll_deadline
+    try:
+        async with asyncio.timeout(deadline):
+            user, conferences, reservable, *rest = await asyncio.gather(
+                client.me(),
+                _conferences(client, conference_contexts),
+                client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
+                *(
+                    [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]
+                    if include_managed
+                    else []
+                ),
+            )
+    except TimeoutError:
+        raise CanvasTimeout(
+            f"the poll did not finish within {deadline:g}s (poll_deadline); stopped it"
+        ) from None
     return AccountSnapshot(
         canvas_host=canvas_host,
         user=user,

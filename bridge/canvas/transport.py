@@ -5,6 +5,11 @@ Exceeded)"; both are retried with backoff. 5xx, resets and timeouts are retried 
 jittered exponential backoff — but a write (reserve, cancel) that may already have reached
 Canvas is never retried blindly: the caller's write-back journal resolves it. A bad token fails
 at once. Every error names the request by method and path, never by token or query string.
+
+A hostile or broken server cannot hold the daemon: each body is streamed and cut off past
+``max_response_bytes`` (memory stays bounded, gzip bombs included — decoded bytes count), and
+each request has a total deadline (``request_deadline``), not only a per-read timeout, so a
+server trickling a byte a second is cut off too. The poller adds a deadline per poll.
 """
 
 from __future__ import annotations
@@ -16,12 +21,17 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from bridge import errors
+
+if TYPE_CHECKING:
+    from bridge.config import AccountConfig
 
 log = logging.getLogger("bridge.canvas")
 
@@ -39,6 +49,25 @@ class ResponseInfo:
     elapsed: float
     throttled: bool
     rate_limit_remaining: float | None
+
+
+@dataclass(frozen=True)
+class CanvasLimits:
+    """Bounds on what one Canvas account may cost: bytes per answer, seconds per request
+    (retries each get their own) and seconds per whole poll. Defaults match the config's."""
+
+    max_response_bytes: int = 8 * 1024 * 1024
+    request_deadline: float = 60.0
+    poll_deadline: float = 300.0
+
+
+def limits_for(account: AccountConfig) -> CanvasLimits:
+    """The limits an ``[[accounts]]`` entry sets."""
+    return CanvasLimits(
+        account.max_response_bytes,
+        account.request_deadline.total_seconds(),
+        account.poll_deadline.total_seconds(),
+    )
 
 
 @dataclass(frozen=True)
@@ -60,12 +89,22 @@ def is_throttle(response: httpx.Response) -> bool:
     return response.status_code == 403 and b"Rate Limit Exceeded" in response.content
 
 
-def _retry_after(response: httpx.Response) -> float | None:
+def _retry_after(response: httpx.Response, now: datetime | None = None) -> float | None:
+    """Retry-After in seconds: a number, or an HTTP date (RFC 9110 §10.2.3) from now."""
     raw = response.headers.get("retry-after")
-    try:
-        return float(raw) if raw is not None else None
-    except ValueError:
+    if raw is None:
         return None
+    try:
+        return max(float(raw), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(raw)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # RFC 9110 dates are GMT; "-0000" parses as naive
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)
 
 
 def _remaining(response: httpx.Response) -> float | None:
@@ -163,10 +202,12 @@ class Transport:
         *,
         policy: RetryPolicy,
         max_concurrency: int,
+        limits: CanvasLimits | None = None,
         on_response: Callable[[ResponseInfo], None] | None = None,
     ) -> None:
         self._http = http
         self._policy = policy
+        self.limits = limits or CanvasLimits()
         self._limit = asyncio.Semaphore(max_concurrency)
         self._on_response = on_response
         self._pace_until = 0.0
@@ -194,10 +235,17 @@ class Transport:
             try:
                 async with self._limit:
                     self.requests += 1
-                    response = await self._http.request(method, url, params=params, data=data)
-            except httpx.TransportError as exc:
+                    response = await self._send(method, url, path, params, data)
+            except (httpx.TransportError, TimeoutError) as exc:
                 sent = not isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
                 if (sent and not idempotent) or attempt >= self._policy.max_retries:
+                    if isinstance(exc, TimeoutError):
+                        raise errors.CanvasTimeout(
+                            f"no complete answer within {self.limits.request_deadline:g}s"
+                            " (request_deadline)",
+                            method=method,
+                            path=path,
+                        ) from None
                     raise errors.CanvasUnavailable(
                         f"Canvas unreachable ({type(exc).__name__})", method=method, path=path
                     ) from None
@@ -241,6 +289,48 @@ class Transport:
             if response.status_code >= 400:
                 raise map_error(method, path, response)
             return response
+
+    async def _send(
+        self, method: str, url: str, path: str, params: Any, data: Any
+    ) -> httpx.Response:
+        """One exchange within ``request_deadline``, the body read up to ``max_response_bytes``.
+
+        Raises TimeoutError past the deadline (the caller decides about retrying) and
+        CanvasResponseTooLarge past the size limit (never retried: the answer will not shrink).
+        """
+        limit = self.limits.max_response_bytes
+        request = self._http.build_request(method, url, params=params, data=data)
+        async with asyncio.timeout(self.limits.request_deadline):
+            response = await self._http.send(request, stream=True)
+            try:
+                declared = response.headers.get("content-length", "")
+                chunks: list[bytes] = []
+                size = int(declared) if declared.isdigit() else 0
+                if size <= limit:
+                    size = 0
+                    async for chunk in response.aiter_bytes():
+                        size += len(chunk)
+                        if size > limit:
+                            break
+                        chunks.append(chunk)
+            finally:
+                await response.aclose()
+        if size > limit:
+            raise errors.CanvasResponseTooLarge(
+                f"Canvas answered more than {limit} bytes (max_response_bytes); stopped reading",
+                method=method,
+                path=path,
+                status=response.status_code,
+            )
+        # The body is decoded already: the copy must not claim an encoding or length.
+        headers = [
+            (k, v)
+            for k, v in response.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            response.status_code, headers=headers, content=b"".join(chunks), request=request
+        )
 
     def _notify(
         self,

@@ -202,18 +202,23 @@ def render(
 def check(config: Path | None = ConfigOpt) -> None:
     """Validate the config, try each Canvas token and each CalDAV server; say what is wrong."""
     from bridge.canvas.client import CanvasClient
+    from bridge.canvas.transport import limits_for
 
     settings = _settings(config)
     typer.echo(
         f"config: ok ({len(settings.accounts)} accounts, {len(settings.feeds)} feeds, {len(settings.caldav)} CalDAV targets)"
     )
+    for warning in settings.insecure_warnings():
+        typer.echo(warning)
     failed = 0
 
     async def try_account(acct_id: str) -> str:
         acct = settings.account(acct_id)
         token = acct.token()
         register_secret(token)
-        async with CanvasClient(acct.canvas_url, token, max_retries=1, backoff_base=0.2) as client:
+        async with CanvasClient(
+            acct.canvas_url, token, max_retries=1, backoff_base=0.2, limits=limits_for(acct)
+        ) as client:
             me = await client.me()
         return f"token of {me.name} (user {me.id})"
 

@@ -31,7 +31,7 @@ from bridge.calendar import (
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.models import AccountSnapshot
 from bridge.canvas.poller import poll_account
-from bridge.canvas.transport import ResponseInfo
+from bridge.canvas.transport import ResponseInfo, limits_for
 from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.daemon.logs import register_secret
@@ -170,7 +170,11 @@ class Syncer:
         token = account.token()
         register_secret(token)
         return CanvasClient(
-            account.canvas_url, token, on_response=_count_response, **self.client_options
+            account.canvas_url,
+            token,
+            on_response=_count_response,
+            limits=limits_for(account),
+            **self.client_options,
         )
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
