@@ -10,6 +10,7 @@ with the environment systemd would give it, a notify socket and a journald-like 
 
 from __future__ import annotations
 
+import json
 import os
 import pwd
 import re
@@ -164,6 +165,31 @@ class ServiceTree:
             os.chown(target, 0, 0)
             target.chmod(step.mode)
 
+    def install_example(
+        self, canvas_url: str, port: int, dav_url: str, secrets: dict[str, str]
+    ) -> Path:
+        """The README's install with config.example.toml edited to point at the given Canvas,
+        listen port and CalDAV server (its state URL moved under the scratch root)."""
+        state = "sqlite:////var/lib/calbridge/state.sqlite3"
+        self.install(
+            secrets,
+            {
+                'canvas_url = "https://canvas.example.edu"': f'canvas_url = "{canvas_url}"',
+                'listen = "127.0.0.1:8765"': f'listen = "127.0.0.1:{port}"',
+                'url = "https://dav.example.com/"': f'url = "{dav_url}"',
+                f'url = "{state}"': f'url = "sqlite:///{self.path("/var/lib/calbridge")}/state.sqlite3"',
+            },
+        )
+        return self.path("/etc/calbridge/config.toml")
+
+    def feed_path(self, config: Path, feed_id: str = "alice") -> str:
+        """The secret path of a feed, from `calbridge feeds --json` run as the service user."""
+        out = self.run_as_service_user("feeds", "-c", str(config), "--json")
+        assert out.returncode == 0, out.stderr
+        (row,) = [r for r in json.loads(out.stdout) if r["id"] == feed_id]
+        assert row["https"].startswith(f"https://calendar.example.edu/feeds/{feed_id}/")
+        return str(row["https"]).removeprefix("https://calendar.example.edu")
+
     # -- what systemd does when it starts the unit -------------------------------------------
 
     def _configuration_directory(self) -> Path:
@@ -178,7 +204,10 @@ class ServiceTree:
         mode = int(self.unit.get("StateDirectoryMode", ["0755"])[0], 8)
         path = self.path(f"/var/lib/{name}")
         path.mkdir(parents=True, exist_ok=True)
-        os.chown(path, self.uid, self.gid)
+        # An existing state directory not owned by the service user (e.g. restored by root) is
+        # chowned recursively at start (systemd.exec(5), StateDirectory=).
+        for item in [path, *path.rglob("*")]:
+            os.chown(item, self.uid, self.gid)
         path.chmod(mode)
         return path
 

@@ -3,7 +3,6 @@ feeds, logs with journald priorities, and a bad config stops it for good instead
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 from pathlib import Path
@@ -28,32 +27,15 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def _edits(sim: Sim, port: int, dav_url: str) -> dict[str, str]:
-    """The edits the README asks for after installing config.example.toml."""
-    return {
-        'canvas_url = "https://canvas.example.edu"': f'canvas_url = "{sim.url}"',
-        'listen = "127.0.0.1:8765"': f'listen = "127.0.0.1:{port}"',
-        'url = "https://dav.example.com/"': f'url = "{dav_url}"',
-    }
-
-
 def test_installed_unit_serves_feeds_as_an_unprivileged_user(live_sim: Sim, tmp_path: Path) -> None:
     port = free_port()
     with radicale(tmp_path / "radicale") as dav, service_tree() as tree:
-        state_url = "sqlite:////var/lib/calbridge/state.sqlite3"
-        edits = _edits(live_sim, port, dav.url) | {
-            f'url = "{state_url}"': f'url = "sqlite:///{tree.path("/var/lib/calbridge")}/state.sqlite3"'
-        }
-        tree.install({"alice": live_sim.tokens["alice"], "alice-dav": dav.password}, edits)
-        config = tree.path("/etc/calbridge/config.toml")
+        secrets = {"alice": live_sim.tokens["alice"], "alice-dav": dav.password}
+        config = tree.install_example(live_sim.url, port, dav.url, secrets)
         assert config.stat().st_uid == 0  # root's file, read by the service user
         with tree.start() as service:
             service.wait_for("READY=1")
-            feeds = tree.run_as_service_user("feeds", "-c", str(config), "--json")
-            assert feeds.returncode == 0, feeds.stderr
-            (row,) = json.loads(feeds.stdout)
-            assert row["https"].startswith("https://calendar.example.edu/feeds/alice/")
-            path = row["https"].removeprefix("https://calendar.example.edu")
+            path = tree.feed_path(config)
             feed = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30)
             assert feed.status_code == 200 and assert_valid(feed.text) >= 1
             health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
