@@ -67,7 +67,10 @@ def test_bad_config_exits_with_a_status_that_stops_restarts() -> None:
         with tree.start() as service:
             code, stderr = service.stop_and_read(timeout=60, terminate=False)
     assert code == 3 and code in _prevented_exit_codes(), stderr
-    assert "accounts[0].poll_interval" in stderr
+    # Printed by the CLI's error boundary, not through logging: no <N> prefix, so journald
+    # files it at the unit's SyslogLevel=, which must make it an error.
+    (line,) = [line for line in stderr.splitlines() if "accounts[0].poll_interval" in line]
+    assert not PRIORITY_LINE.match(line) and unit_directives()["SyslogLevel"] == ["err"]
 
 
 @pytest.mark.xfail(
