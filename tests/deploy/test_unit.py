@@ -33,6 +33,9 @@ def test_installed_unit_serves_feeds_as_an_unprivileged_user(live_sim: Sim, tmp_
         secrets = {"alice": live_sim.tokens["alice"], "alice-dav": dav.password}
         config = tree.install_example(live_sim.url, port, dav.url, secrets)
         assert config.stat().st_uid == 0  # root's file, read by the service user
+        peek = [*tree.as_service_user(), "cat", str(tree.path("/etc/calbridge/credentials/alice"))]
+        denied = subprocess.run(peek, capture_output=True, text=True, timeout=30)
+        assert denied.returncode != 0 and "Permission denied" in denied.stderr  # root's secrets
         with tree.start() as service:
             service.wait_for("READY=1")
             path = tree.feed_path(config)
