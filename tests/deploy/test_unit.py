@@ -22,11 +22,12 @@ from tests.deploy.service import (
 from tests.servers import free_port, radicale
 from tests.validators import assert_valid
 
-pytestmark = pytest.mark.skipif(
+needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="switching to the service user needs root (CI runs as root)"
 )
 
 
+@needs_root
 def test_installed_unit_serves_feeds_as_an_unprivileged_user(live_sim: Sim, tmp_path: Path) -> None:
     port = free_port()
     with radicale(tmp_path / "radicale") as dav, service_tree() as tree:
@@ -60,6 +61,7 @@ def _prevented_exit_codes() -> set[int]:
     return {int(code) for value in unit["RestartPreventExitStatus"] for code in value.split()}
 
 
+@needs_root
 def test_bad_config_exits_with_a_status_that_stops_restarts() -> None:
     """Restart=on-failure would restart a broken config every RestartSec forever; the exit code
     of a config error must be one of RestartPreventExitStatus=."""
@@ -76,6 +78,7 @@ def test_bad_config_exits_with_a_status_that_stops_restarts() -> None:
     assert not PRIORITY_LINE.match(line) and unit_directives()["SyslogLevel"] == ["err"]
 
 
+@needs_root
 @pytest.mark.xfail(
     strict=True,
     reason="typer >= 0.26 rejects an unreadable --config as BadParameter, which exits 70 until "
