@@ -1,13 +1,39 @@
 """calbridge's Prometheus metrics, in one registry of their own.
 
-Labels are ids from the config (account, feed, target), never secrets or URLs.
+Labels are ids from the config (account, feed, target), never secrets or URLs. Beside its own
+series the registry carries the standard ``process_*`` (memory, CPU, descriptors) and
+``python_*`` (interpreter, garbage collector) collectors and ``calbridge_build_info``, so the
+usual dashboards and alerts work. The ``*_created`` series (one timestamp per counter child) are
+switched off: they double the output and no query uses them.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+import platform
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+from bridge import __version__
+
+disable_created_metrics()
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+ProcessCollector(registry=REGISTRY)
+PlatformCollector(registry=REGISTRY)
+GCCollector(registry=REGISTRY)
+
+BUILD_INFO = Info("calbridge_build", "calbridge's version and Python's", registry=REGISTRY)
+BUILD_INFO.info({"version": __version__, "python": platform.python_version()})
 
 POLLS = Counter(
     "calbridge_polls_total",

@@ -1,5 +1,11 @@
 """Logging that reads well in journald (no timestamps of our own there), or JSON lines.
 
+Under journald each line starts with ``<N>``, its syslog priority (sd-daemon(3)): journald
+strips the prefix and stores the line at that priority, so ``journalctl -p warning`` finds the
+warnings. Whether stderr is the journal is decided as systemd documents it: ``$JOURNAL_STREAM``
+holds the device and inode of the stream, and they must be those of our stderr (a redirected
+stderr inherits the variable but is not the journal).
+
 A redaction filter is the last line of defence: every secret the daemon reads (Canvas tokens,
 CalDAV passwords, feed secrets) is registered and replaced by ``***`` in any record that would
 contain it. Code never logs secrets on purpose; this catches accidents.
@@ -12,8 +18,10 @@ import logging
 import os
 import sys
 from datetime import UTC, datetime
+from typing import TextIO
 
 _SECRETS: set[str] = set()
+_TRACEBACKS = logging.Formatter()
 
 
 def register_secret(value: str) -> None:
@@ -33,9 +41,53 @@ class RedactFilter(logging.Filter):
         if _SECRETS:
             message = redact_text(record.getMessage())
             record.msg, record.args = message, None
+            if record.exc_info and not record.exc_text:
+                # Formatters reuse a cached exc_text: fill it here, so a traceback whose
+                # exception message holds a secret is redacted too.
+                record.exc_text = _TRACEBACKS.formatException(record.exc_info)
             if record.exc_text:
                 record.exc_text = redact_text(record.exc_text)
+            if record.stack_info:
+                record.stack_info = redact_text(record.stack_info)
         return True
+
+
+def syslog_priority(levelno: int) -> int:
+    """Python's level → syslog priority (crit 2, err 3, warning 4, info 6, debug 7)."""
+    if levelno >= logging.CRITICAL:
+        return 2
+    if levelno >= logging.ERROR:
+        return 3
+    if levelno >= logging.WARNING:
+        return 4
+    if levelno >= logging.INFO:
+        return 6
+    return 7
+
+
+def is_journal(stream: TextIO) -> bool:
+    """True when ``stream`` is the journald stream systemd connected (``$JOURNAL_STREAM``)."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    if not (device.isdigit() and inode.isdigit()):
+        return False
+    try:
+        st = os.fstat(stream.fileno())
+    except (AttributeError, OSError, ValueError):  # replaced by a test runner, closed…
+        return False
+    return (st.st_dev, st.st_ino) == (int(device), int(inode))
+
+
+class JournalPriority(logging.Formatter):
+    """Wraps a formatter and puts ``<N>`` before every line of its output (a traceback is
+    several journal entries, each of which keeps the record's priority)."""
+
+    def __init__(self, inner: logging.Formatter) -> None:
+        super().__init__()
+        self.inner = inner
+
+    def format(self, record: logging.LogRecord) -> str:
+        prefix = f"<{syslog_priority(record.levelno)}>"
+        return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
 
 
 class JsonFormatter(logging.Formatter):
@@ -53,16 +105,17 @@ class JsonFormatter(logging.Formatter):
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
     handler = logging.StreamHandler(sys.stderr)
+    journal = is_journal(sys.stderr)
+    formatter: logging.Formatter
     if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    elif os.environ.get("JOURNAL_STREAM"):  # journald adds time and unit itself
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        formatter = JsonFormatter()
+    elif journal:  # journald adds time and unit itself
+        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
     else:
-        handler.setFormatter(
-            logging.Formatter(
-                "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
-            )
+        formatter = logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
         )
+    handler.setFormatter(JournalPriority(formatter) if journal else formatter)
     handler.addFilter(RedactFilter())
     root = logging.getLogger()
     for old in list(root.handlers):
