@@ -18,7 +18,7 @@ from tests.conftest import Sim
 from tests.servers import free_port
 
 
-def write_config(tmp: Path, sim: Sim, port: int, extra: str = "") -> Path:
+def write_config(tmp: Path, sim: Sim, port: int, extra: str = "", http: str = "") -> Path:
     (tmp / "alice.token").write_text(sim.tokens["alice"])
     (tmp / "teacher.token").write_text(sim.tokens["teacher"])
     path = tmp / "config.toml"
@@ -27,6 +27,8 @@ def write_config(tmp: Path, sim: Sim, port: int, extra: str = "") -> Path:
 url = "sqlite:///{tmp / "state.sqlite3"}"
 [http]
 listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{port + 1}"
+{http}
 [[accounts]]
 id = "alice"
 canvas_url = "{sim.url}"
@@ -58,6 +60,12 @@ class Running:
     url: str
     config: Path
     messages: list[str]
+
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (/healthz, /metrics): write_config puts it on the next port."""
+        port = int(self.url.rsplit(":", 1)[1])
+        return f"http://127.0.0.1:{port + 1}"
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout

@@ -14,7 +14,6 @@ import pytest
 
 from bridge.simulator.server import RunningServer, serve_in_thread
 from bridge.web.app import create_app
-from bridge.web.health import StaticHealth
 from bridge.web.links import feed_urls, new_feed_secret
 from bridge.web.store import FeedStore
 from tests.web.test_feed_server import publish
@@ -51,9 +50,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 def page() -> Iterator[tuple[RunningServer, str]]:
     store, secret = FeedStore(), new_feed_secret()
     publish(store, secret)
-    with serve_in_thread(
-        create_app(store, StaticHealth(), public_url="https://cal.example.edu")
-    ) as server:
+    with serve_in_thread(create_app(store, public_url="https://cal.example.edu")) as server:
         yield server, secret
 
 
