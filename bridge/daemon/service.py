@@ -158,6 +158,11 @@ class Daemon:
             header_timeout=http.header_timeout.total_seconds(),
             keepalive_timeout=http.keepalive_timeout.total_seconds(),
         )
+        log.info(
+            "feed listener: at most %d connections, headers within %gs",
+            feeds.max_connections,
+            http.header_timeout.total_seconds(),
+        )
         if not http.admin_enabled:
             return feeds, None
         token = http.admin_token()

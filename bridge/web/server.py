@@ -33,6 +33,7 @@ log = logging.getLogger("bridge.web")
 
 # Descriptors kept free for everything else the daemon opens (database, Canvas, CalDAV, logs).
 RESERVED_FDS = 64
+KERNEL_BACKLOG = 1024
 
 
 def raise_fd_limit() -> int:
@@ -45,12 +46,21 @@ def raise_fd_limit() -> int:
     return soft
 
 
+def accept_burst(max_connections: int) -> int:
+    """How many connections asyncio may accept in one go (its ``backlog``), before any of them
+    is handed to the protocol and can be counted against the cap."""
+    return max(4, min(64, max_connections // 16))
+
+
 def connection_cap(wanted: int, share: float = 1.0) -> int:
-    """``wanted``, but never more than ``share`` of the descriptors left after the reserve."""
+    """``wanted``, but never more than ``share`` of the descriptors left after the reserve,
+    minus room for the connections accepted (a burst per loop iteration, for the few loop
+    iterations it takes to close the ones the cap evicted) before the cap can act."""
     soft = raise_fd_limit()
     if soft == resource.RLIM_INFINITY:
         return wanted
-    return max(8, min(wanted, int((soft - RESERVED_FDS) * share)))
+    usable = int((soft - RESERVED_FDS) * share)
+    return max(8, min(wanted, usable - 6 * accept_burst(usable)))
 
 
 class BoundedH11(H11Protocol):
@@ -81,14 +91,17 @@ class BoundedH11(H11Protocol):
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._arm()
-        if len(self.connections) > self.max_connections:
-            idle = [
-                c
-                for c in self.connections
-                if c is not self and isinstance(c, BoundedH11) and not c._in_flight()
-            ]
-            victim = min(idle, key=lambda c: c.last_active) if idle else self
-            victim.transport.close()
+        if len(self.connections) <= self.max_connections:
+            return
+        # Closed transports stay in the set until the next loop iteration: skip them.
+        open_ = [c for c in self.connections if not c.transport.is_closing()]
+        if len(open_) <= self.max_connections:
+            return
+        idle = [
+            c for c in open_ if c is not self and isinstance(c, BoundedH11) and not c._in_flight()
+        ]
+        victim = min(idle, key=lambda c: c.last_active) if idle else self
+        victim.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._deadline is not None:
@@ -154,7 +167,7 @@ class WebServer:
             server_header=False,
             http=bounded_protocol(header_timeout, max_connections),
             timeout_keep_alive=max(1, round(keepalive_timeout)),
-            backlog=min(2048, max_connections),
+            backlog=accept_burst(max_connections),
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -171,6 +184,9 @@ class WebServer:
                 self._task.result()
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
+        # asyncio took the small accept burst as the kernel's queue length too; a longer queue
+        # keeps connection attempts waiting there instead of being dropped (and retried 1 s later).
+        self._sock.listen(KERNEL_BACKLOG)
 
     async def stop(self) -> None:
         self._server.should_exit = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -94,16 +95,22 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def start_daemon(tmp_path: Path) -> Iterator[object]:
     started: list[Running] = []
 
-    def start(config: Path, port: int) -> Running:
+    def start(
+        config: Path, port: int, max_fds: int | None = None, log: Path | None = None
+    ) -> Running:
         sock_path = tmp_path / f"notify-{len(started)}.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(sock_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
+        limit = (max_fds, max_fds) if max_fds else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "-c", str(config)],
             env=env,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+            if limit
+            else None,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=log.open("w") if log else subprocess.PIPE,
             text=True,
         )
         running = Running(proc, notify, f"http://127.0.0.1:{port}", config, [])

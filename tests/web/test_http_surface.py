@@ -44,8 +44,13 @@ def test_trailing_slash_is_not_redirected(served: Served) -> None:
 def test_log_lines_cannot_be_forged(served: Served, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="bridge.web")
     httpx.get(served.server.url + "/x%0A2026-01-01%2000:00:00%20INFO%20bridge.web:%20forged%0D")
-    lines = [r.getMessage() for r in caplog.records if r.name == "bridge.web"]
-    forged = [line for line in lines if "forged" in line]
+    deadline = time.monotonic() + 5  # the server logs after it answered
+    while True:
+        lines = [r.getMessage() for r in caplog.records if r.name == "bridge.web"]
+        forged = [line for line in lines if "forged" in line]
+        if forged or time.monotonic() > deadline:
+            break
+        time.sleep(0.02)
     assert forged and all("\n" not in line and "\r" not in line for line in forged)
     assert "/x%0A2026-01-01%2000:00:00%20INFO%20bridge.web:%20forged%0D 404" in forged[0]
 
