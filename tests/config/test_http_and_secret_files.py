@@ -69,7 +69,7 @@ def test_admin_listen_off_and_token(tmp_path: Path) -> None:
     assert not settings_from({"http": {"admin_listen": "off"}}).http.admin_enabled
     short = tmp_path / "short"
     short.write_text("abc")
-    with pytest.raises(ConfigError, match="http.admin_token_file: the token must have"):
+    with pytest.raises(ConfigError, match=r"http\.admin_token_file: the token must have"):
         settings_from({"http": {"admin_token_file": str(short)}}).http.admin_token()
     good = tmp_path / "good"
     good.write_text("a-long-enough-admin-token\n")
