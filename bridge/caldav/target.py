@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import xml.etree.ElementTree as ET
 from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
@@ -138,10 +139,10 @@ async def choose_auth(settings: TargetSettings) -> ChallengeAuth:
             httpx.AsyncClient(timeout=settings.timeout) as client,
             client.stream("PROPFIND", settings.url, headers={"Depth": "0"}, auth=auth) as response,
         ):
-            size = 0
+            body = b""
             async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > PROBE_LIMIT:
+                body += chunk
+                if len(body) > PROBE_LIMIT:
                     raise CalDAVError(
                         f"{url} answered more than {PROBE_LIMIT >> 20} MB to a PROPFIND of "
                         "one resource; is this a CalDAV server?",
@@ -162,6 +163,13 @@ async def choose_auth(settings: TargetSettings) -> ChallengeAuth:
         raise CalDAVAuthError(
             "the server refused the username or password", target=settings.id, status=401
         )
+    if response.status_code == 207:
+        try:
+            ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise CalDAVError(
+                f"{url} answered PROPFIND with malformed XML ({exc})", target=settings.id
+            ) from None
     return auth
 
 
