@@ -19,11 +19,12 @@ import pytest
 
 from bridge.config import settings_from
 from bridge.daemon.health import DaemonHealth
+from bridge.errors import StateUnavailable
 from bridge.simulator.server import serve_in_thread
 from bridge.state import open_state
 from bridge.web.admin import create_admin_app
 from bridge.web.app import accepts_gzip
-from bridge.web.health import StaticHealth
+from bridge.web.health import HealthReport, StaticHealth
 from tests.web.test_feed_server import ICS, Served
 
 
@@ -173,3 +174,24 @@ def test_healthz_with_the_database_locked_never_stalls_feeds(
     assert report.status_code == 503 or report.json()["status"] in ("degraded", "starting")
     assert "did not answer within 1s" in report.json()["components"]["state"]["error"]
     assert "did not answer" in second.json()["components"]["state"]["error"]
+
+
+def test_healthz_is_degraded_when_the_state_store_fails(
+    locked_state: tuple[DaemonHealth, sqlite3.Connection],
+) -> None:
+    health, _ = locked_state
+
+    class Failing:
+        def health(self) -> HealthReport:
+            raise StateUnavailable("the disk holding the state database is full")
+
+    with serve_in_thread(create_admin_app(Failing())) as admin:
+        r = httpx.get(f"{admin.url}/healthz")
+        assert r.json()["components"]["state"] == {
+            "status": "degraded",
+            "error": "the disk holding the state database is full",
+        }
+    health.state_error = "the disk holding the state database is full"  # a cycle hit it
+    report = health.health()
+    assert report.status == "degraded" and report.http_status == 200
+    assert report.components["state"]["error"].endswith("is full")

@@ -57,7 +57,9 @@ def page() -> Iterator[tuple[RunningServer, str]]:
 def test_subscribe_page_in_chromium(page: tuple[RunningServer, str]) -> None:
     server, secret = page
     url = f"{server.url}/feeds/alice/{secret}"
-    dom = chromium("--dump-dom", url).stdout
+    run = chromium("--dump-dom", "--enable-logging=stderr", "--v=0", url)
+    dom = run.stdout
+    assert "Content Security Policy" not in run.stderr, run.stderr[-2000:]  # script and style ran
     urls = feed_urls("https://cal.example.edu", "alice", secret, "Alice's Canvas")
     assert f'href="{html.escape(urls.google)}"' in dom
     assert f'href="{html.escape(urls.outlook_live)}"' in dom
