@@ -6,7 +6,10 @@
   never runs the same account at the same time;
 * systemd: READY=1 once the HTTP server listens, WATCHDOG=1 while the loop is alive,
   RELOADING=1 on SIGHUP (the config is re-read; a bad new config keeps the old one),
-  STOPPING=1 on SIGTERM.
+  STOPPING=1 on SIGTERM;
+* feeds on ``[http] listen``, /healthz and /metrics on ``[http] admin_listen``; feed secrets
+  re-read from the state store every :data:`SECRET_REFRESH` seconds (and on SIGHUP), so
+  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing.
 """
 
 from __future__ import annotations
@@ -94,6 +97,7 @@ class Daemon:
         self.syncer: Syncer | None = None
         self.web: WebServer | None = None
         self.admin: WebServer | None = None
+        self._secrets_unreadable = False
         self.health: DaemonHealth | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -192,8 +196,11 @@ class Daemon:
         try:
             stored = await asyncio.to_thread(self.state_feed_secrets)
         except BridgeError as exc:
-            log.warning("feed secrets: cannot read the state store: %s", exc)
+            if not self._secrets_unreadable:  # once per outage, not every few seconds
+                log.warning("feed secrets: cannot read the state store: %s", exc)
+            self._secrets_unreadable = True
             return
+        self._secrets_unreadable = False
         for feed_id, secret in stored.items():
             if self.feeds.secret_of(feed_id) not in (None, secret):
                 self.feeds.set_secret(feed_id, secret)

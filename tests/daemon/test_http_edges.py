@@ -102,14 +102,15 @@ def test_rotated_secret_takes_effect_within_seconds_while_canvas_fails(
     assert out.returncode == 0, out.stderr
     assert "within 2 seconds" in out.stdout and "calbridge feeds" in out.stdout
     rotated = time.monotonic()
-    new = feed_urls(daemon.config)["alice"]
-    assert new != old
     deadline = rotated + 10
     while httpx.get(old).status_code != 404:
         assert time.monotonic() < deadline, "the old URL still answers"
-        time.sleep(0.1)
+        time.sleep(0.05)
     switched = time.monotonic() - rotated
+    new = feed_urls(daemon.config)["alice"]
+    assert new != old
     r = httpx.get(new)
     assert r.status_code == 200 and r.content == body
-    assert switched < 4.0, switched
+    print(f"old URL 404 {switched:.2f}s after rotate-secret returned")
+    assert switched < 3.0, switched  # the daemon checks every 2 s
     assert daemon.stop() == 0
