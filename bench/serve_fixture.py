@@ -13,7 +13,6 @@ from bench.render import snapshot
 from bridge.calendar import FeedOptions, render_feed
 from bridge.simulator.server import serve_in_thread
 from bridge.web.app import create_app
-from bridge.web.health import StaticHealth
 from bridge.web.links import new_feed_secret
 from bridge.web.store import FeedStore, PublishedFeed
 
@@ -41,9 +40,7 @@ def main(out: Path) -> None:
     import logging
 
     logging.disable(logging.INFO)  # the access log would dominate the measurement
-    with serve_in_thread(
-        create_app(store, StaticHealth(), public_url="http://127.0.0.1")
-    ) as server:
+    with serve_in_thread(create_app(store, public_url="http://127.0.0.1")) as server:
         print(server.port, secret, published.etag, len(feed.events), flush=True)
         while True:
             time.sleep(3600)

@@ -15,8 +15,10 @@ needed and never printed.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import re
+import stat
 import tomllib
 from datetime import timedelta
 from pathlib import Path
@@ -38,6 +40,8 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from bridge.errors import ConfigError
+
+log = logging.getLogger("bridge.config")
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -186,15 +190,73 @@ class SecretSource(Section):
 
 class StateConfig(Section):
     url: str | None = None  # default: sqlite in $STATE_DIRECTORY or the current directory
+    synchronous: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite fsync policy: normal survives a process crash, full also a power loss",
+    )
+
+    def database_url(self) -> str:
+        """The URL to open: ``url`` (or the default), with ``synchronous=full`` carried along."""
+        from bridge.state.db import default_state_url, with_synchronous
+
+        return with_synchronous(self.url or default_state_url(), self.synchronous)
+
+
+def _check_admin_listen(value: str) -> str:
+    if value.strip().lower() in ("", "off"):
+        return "off"
+    return _check_listen(value)
 
 
 class HttpConfig(Section):
     listen: Annotated[str, AfterValidator(_check_listen)] = "127.0.0.1:8765"
     public_url: HttpUrl | None = None  # default: http://<listen>
+    admin_listen: Annotated[str, AfterValidator(_check_admin_listen)] = Field(
+        "127.0.0.1:8766", description='/healthz and /metrics listen here ("off": nowhere)'
+    )
+    admin_token_file: Path | None = Field(
+        None, description="if set, /healthz and /metrics ask for this bearer token"
+    )
+    max_connections: int = Field(1000, ge=8, le=100_000)
+    header_timeout: Duration = timedelta(seconds=10)
+    keepalive_timeout: Duration = timedelta(seconds=5)
 
     @property
     def base_url(self) -> str:
         return self.public_url or f"http://{self.listen}"
+
+    @property
+    def admin_enabled(self) -> bool:
+        return self.admin_listen != "off"
+
+    def admin_token(self) -> str | None:
+        if self.admin_token_file is None:
+            return None
+        try:
+            token = Path(self.admin_token_file).read_text().strip()
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot read {self.admin_token_file}: {exc.strerror}", key="http.admin_token_file"
+            ) from None
+        if len(token) < 16:
+            raise ConfigError(
+                "the token must have at least 16 characters", key="http.admin_token_file"
+            )
+        return token
+
+    @model_validator(mode="after")
+    def _timeouts(self) -> HttpConfig:
+        if not timedelta(seconds=1) <= self.header_timeout <= timedelta(minutes=5):
+            raise ValueError("header_timeout must be between 1s and 5m")
+        if not timedelta(seconds=1) <= self.keepalive_timeout <= timedelta(minutes=5):
+            raise ValueError("keepalive_timeout must be between 1s and 5m")
+        if (
+            self.admin_enabled
+            and self.admin_listen == self.listen
+            and not self.listen.endswith(":0")
+        ):
+            raise ValueError('admin_listen must differ from listen (or be "off")')
+        return self
 
 
 class LoggingConfig(Section):
@@ -324,6 +386,18 @@ class CalDAVConfig(SecretSource):
             cls._one_of(values, "password")
         return values
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _no_userinfo(cls, value: Any) -> Any:
+        # Checked before anything echoes the value: a password in the URL would end up in
+        # messages, logs and /healthz. The message names the key, never the URL.
+        if isinstance(value, str) and "@" in urlsplit(value.strip()).netloc:
+            raise ValueError(
+                "a user name or password in the URL is not allowed; "
+                "use username and password_file (or password_credential, password_env)"
+            )
+        return value
+
     def password(self) -> str:
         return self._read_secret("password", f"caldav[{self.id}]")
 
@@ -420,6 +494,37 @@ def settings_from(data: dict[str, Any]) -> Settings:
         elif first["type"] == "missing":
             message = "this key is required"
         raise ConfigError(message, key=_location(first["loc"]) or None) from None
+
+
+def permission_warnings(settings: Settings, config_path: str | Path | None) -> list[str]:
+    """One line per config or secret file that the file's group or other users can read."""
+    files: list[tuple[str, Path | None]] = [
+        ("config file", Path(config_path) if config_path else None)
+    ]
+    files += [(f"accounts[{a.id}].token_file", a.token_file) for a in settings.accounts]
+    files += [(f"caldav[{c.id}].password_file", c.password_file) for c in settings.caldav]
+    files.append(("http.admin_token_file", settings.http.admin_token_file))
+    warnings = []
+    for key, file in files:
+        if file is None:
+            continue
+        try:
+            mode = stat.S_IMODE(Path(file).stat().st_mode)
+        except OSError:
+            continue  # a missing secret file is reported when it is read
+        if mode & (stat.S_IRGRP | stat.S_IROTH):
+            warnings.append(
+                f"{key}: {file} can be read by other users (mode {mode:04o}); run chmod 600 {file}"
+            )
+    return warnings
+
+
+def warn_permissions(settings: Settings, config_path: str | Path | None) -> list[str]:
+    """:func:`permission_warnings`, each logged as a warning."""
+    warnings = permission_warnings(settings, config_path)
+    for line in warnings:
+        log.warning("%s", line)
+    return warnings
 
 
 def load_config(path: str | Path) -> Settings:

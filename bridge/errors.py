@@ -230,6 +230,16 @@ class CalDAVUnavailable(CalDAVError, TransientError):
         self.retry_after = retry_after
 
 
+# --- State store ----------------------------------------------------------------------------
+
+
+class StateUnavailable(BridgeError):
+    """The state database cannot be used right now: locked by another process, the disk is
+    full, or an I/O error. Not a config error; retrying later may work once it is fixed."""
+
+    exit_code = 9
+
+
 # --- Calendar data --------------------------------------------------------------------------
 
 

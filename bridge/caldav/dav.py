@@ -18,6 +18,9 @@ from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError, CalDAVUn
 
 NS = {"d": "DAV:", "c": "urn:ietf:params:xml:ns:caldav"}
 RETRY_STATUS = {500, 502, 503, 504}
+# No answer of a calendar server needs more (a multiget batch of 200 events is well under 1 MB);
+# a server sending more gets a clear error instead of the daemon's memory.
+MAX_RESPONSE_BYTES = 32 << 20
 
 SYNC_BODY = """<?xml version="1.0" encoding="utf-8"?>
 <d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level>
@@ -54,12 +57,14 @@ class Dav:
         max_parallel: int,
         retries: int = 3,
         transport: httpx.AsyncBaseTransport | None = None,
+        max_response_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         self.collection = collection if collection.endswith("/") else collection + "/"
         self.target = target
         self.requests = 0
         self._limit = asyncio.Semaphore(max_parallel)
         self._retries = retries
+        self._max_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
             auth=auth,
             timeout=timeout,
@@ -85,8 +90,8 @@ class Dav:
             try:
                 async with self._limit:
                     self.requests += 1
-                    response = await self._http.request(
-                        method, urljoin(self.collection, url), headers=headers, content=content
+                    response = await self._send(
+                        method, urljoin(self.collection, url), headers, content
                     )
             except httpx.TransportError as exc:
                 if attempt >= self._retries:
@@ -105,6 +110,33 @@ class Dav:
             await asyncio.sleep(random.uniform(0, 0.2 * 2**attempt))
         raise CalDAVUnavailable(f"{method} kept failing", target=self.target)
 
+    async def _send(
+        self, method: str, url: str, headers: dict[str, str] | None, content: str | None
+    ) -> httpx.Response:
+        """One request; the body is read (decoded) up to :data:`MAX_RESPONSE_BYTES`."""
+        request = self._http.build_request(method, url, headers=headers, content=content)
+        streamed = await self._http.send(request, stream=True)
+        chunks, size = [], 0
+        try:
+            async for chunk in streamed.aiter_bytes():
+                size += len(chunk)
+                if size > self._max_bytes:
+                    raise CalDAVError(
+                        f"{method} answered more than {self._max_bytes >> 20} MB; refused",
+                        target=self.target,
+                    )
+                chunks.append(chunk)
+        finally:
+            await streamed.aclose()
+        headers_read = [
+            (k, v)
+            for k, v in streamed.headers.multi_items()
+            if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")
+        ]
+        return httpx.Response(
+            streamed.status_code, headers=headers_read, content=b"".join(chunks), request=request
+        )
+
     # --- reading ----------------------------------------------------------------------------
 
     def _multistatus(
@@ -115,6 +147,10 @@ class Dav:
             root = ET.fromstring(response.content)
         except ET.ParseError as exc:
             raise CalDAVError(f"unreadable multistatus: {exc}", target=self.target) from None
+        if root.tag != "{DAV:}multistatus":
+            raise CalDAVError(
+                f"expected a DAV multistatus, got <{root.tag}>"[:200], target=self.target
+            )
         out = []
         for resp in root.findall("d:response", NS):
             href = self.href_path((resp.findtext("d:href", "", NS) or "").strip())

@@ -4,14 +4,22 @@ Discovery (principal, calendar home, the calendar by display name) and creating 
 when it is missing use the ``caldav`` library — constructed directly, never through
 ``get_davclient``, which reads system-wide config files. The collection URL found is cached
 by the caller, so discovery happens once, not every cycle.
+
+Credentials go only where a server asked for them: the first request carries none, and the
+answer's ``WWW-Authenticate`` challenge picks Digest (preferred) or Basic. A Digest-only
+server therefore never sees the password in Basic form, and a server that asks for nothing
+gets nothing. URLs in messages never carry userinfo (config refuses it anyway).
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import xml.etree.ElementTree as ET
+from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 from caldav.davclient import DAVClient
@@ -19,6 +27,9 @@ from caldav.lib.error import AuthorizationError
 
 from bridge.config import CalDAVConfig
 from bridge.errors import CalDAVAuthError, CalDAVError, CalDAVUnavailable
+
+# A PROPFIND Depth 0 answer is a few hundred bytes; more than this is not a CalDAV server.
+PROBE_LIMIT = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -51,25 +62,115 @@ def settings_for(config: CalDAVConfig) -> TargetSettings:
     )
 
 
-async def choose_auth(settings: TargetSettings) -> httpx.Auth:
-    """Basic, or Digest when the server asks for it (SabreDAV's default)."""
-    basic = httpx.BasicAuth(settings.username, settings.password)
+def safe_url(url: str) -> str:
+    """``url`` without any ``user:password@`` part, for messages."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+
+
+def challenge_schemes(response: httpx.Response) -> list[str]:
+    """The auth schemes a 401 offers, lower-case, in the order the server gave them."""
+    schemes = []
+    for header in response.headers.get_list("www-authenticate"):
+        for match in re.finditer(
+            r"(?:^|,)\s*([A-Za-z][A-Za-z0-9!#$%&'*+.^_`|~-]*)(?=\s+[^\s,=]|\s*(?:,|$))", header
+        ):
+            schemes.append(match.group(1).lower())
+    return schemes
+
+
+class ChallengeAuth(httpx.Auth):
+    """Send credentials only in answer to a challenge: Digest if offered, else Basic.
+
+    The scheme chosen is kept, so later requests authenticate at once (Digest reuses the
+    server's nonce, as httpx's DigestAuth does).
+    """
+
+    def __init__(self, username: str, password: str) -> None:
+        self._username = username
+        self._password = password
+        self.scheme: str | None = None
+        self._inner: httpx.Auth | None = None
+
+    def __repr__(self) -> str:
+        return f"ChallengeAuth(username={self._username!r}, scheme={self.scheme!r})"
+
+    def _choose(self, response: httpx.Response) -> httpx.Auth | None:
+        offered = challenge_schemes(response)
+        if "digest" in offered:
+            self.scheme = "digest"
+            return httpx.DigestAuth(self._username, self._password)
+        if "basic" in offered:
+            self.scheme = "basic"
+            return httpx.BasicAuth(self._username, self._password)
+        return None
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        if self._inner is not None:
+            yield from self._inner.auth_flow(request)
+            return
+        response = yield request
+        if response.status_code != 401:
+            return
+        inner = self._choose(response)
+        if inner is None:
+            return
+        self._inner = inner
+        flow = inner.auth_flow(request)
+        retry = next(flow)
+        if "authorization" not in retry.headers:  # Digest: answer the challenge we already have
+            retry = flow.send(response)
+        try:
+            while True:
+                response = yield retry
+                retry = flow.send(response)
+        except StopIteration:
+            return
+
+
+async def choose_auth(settings: TargetSettings) -> ChallengeAuth:
+    """Probe the server (PROPFIND Depth 0) and return credentials that answer its challenge."""
+    auth = ChallengeAuth(settings.username, settings.password)
+    url = safe_url(settings.url)
     try:
-        async with httpx.AsyncClient(timeout=settings.timeout) as client:
-            response = await client.request(
-                "PROPFIND", settings.url, headers={"Depth": "0"}, auth=basic
-            )
+        async with (
+            httpx.AsyncClient(timeout=settings.timeout) as client,
+            client.stream("PROPFIND", settings.url, headers={"Depth": "0"}, auth=auth) as response,
+        ):
+            body = b""
+            async for chunk in response.aiter_bytes():
+                body += chunk
+                if len(body) > PROBE_LIMIT:
+                    raise CalDAVError(
+                        f"{url} answered more than {PROBE_LIMIT >> 20} MB to a PROPFIND of "
+                        "one resource; is this a CalDAV server?",
+                        target=settings.id,
+                    )
     except httpx.TransportError as exc:
         raise CalDAVUnavailable(
-            f"cannot reach {settings.url}: {type(exc).__name__}", target=settings.id
+            f"cannot reach {url}: {type(exc).__name__}", target=settings.id
         ) from None
     if response.status_code == 401:
-        if "digest" in response.headers.get("www-authenticate", "").lower():
-            return httpx.DigestAuth(settings.username, settings.password)
+        offered = challenge_schemes(response)
+        if auth.scheme is None and offered:
+            raise CalDAVAuthError(
+                f"the server asks for {', '.join(offered)} authentication; calbridge speaks Digest and Basic",
+                target=settings.id,
+                status=401,
+            )
         raise CalDAVAuthError(
             "the server refused the username or password", target=settings.id, status=401
         )
-    return basic
+    if response.status_code == 207:
+        try:
+            ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise CalDAVError(
+                f"{url} answered PROPFIND with malformed XML ({exc})", target=settings.id
+            ) from None
+    return auth
 
 
 def _slug(name: str) -> str:
@@ -140,4 +241,4 @@ async def check_target(settings: TargetSettings) -> str:
         if "will be created" in str(exc):
             return f"credentials accepted; calendar {settings.calendar!r} will be created on the first sync"
         raise
-    return f"credentials accepted; calendar {settings.calendar!r} at {url}"
+    return f"credentials accepted; calendar {settings.calendar!r} at {safe_url(url)}"

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 from bridge.cli import app
-from bridge.config import Settings, load_config
+from bridge.config import Settings, load_config, permission_warnings
 from bridge.daemon.logs import register_secret, setup_logging
 from bridge.errors import BridgeError, ConfigError, UserError
-from bridge.state import default_state_url, open_state
+from bridge.state import open_state
 
 if TYPE_CHECKING:
     from bridge.daemon.cycle import AccountResult
@@ -79,7 +79,7 @@ def sync(
     unknown = set(account) - {a.id for a in settings.accounts}
     if unknown:
         raise UserError(f"no account with id {', '.join(sorted(unknown))}")
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     syncer = Syncer(settings, state, FeedStore())
 
     async def go() -> list[AccountResult]:
@@ -118,7 +118,7 @@ def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = J
     from bridge.web.links import feed_urls
 
     settings = _settings(config)
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     try:
         rows: list[dict[str, Any]] = []
         for feed in settings.feeds:
@@ -144,17 +144,21 @@ def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = J
 
 @feeds_app.command("rotate-secret")
 def rotate_secret(ctx: typer.Context, feed_id: str, config: Path | None = ConfigOpt) -> None:
-    """Give a feed a new secret URL; the old one stops working (restart or SIGHUP the daemon)."""
+    """Give a feed a new secret URL; a running daemon stops serving the old one within seconds."""
+    from bridge.daemon.service import SECRET_REFRESH
+
     settings = _settings(config or ctx.obj)
     if feed_id not in {f.id for f in settings.feeds}:
         raise UserError(f"no feed with id {feed_id!r}")
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     try:
         state.rotate_feed_secret(feed_id)
     finally:
         state.close()
     typer.echo(
-        f"{feed_id}: new secret; see `calbridge feeds` for the new URLs (the old URL now answers 404)"
+        f"{feed_id}: new secret saved; a running daemon serves the feed only under the new URL "
+        f"within {SECRET_REFRESH:g} seconds (the old URL then answers 404); "
+        "see `calbridge feeds` for the new URLs"
     )
 
 
@@ -178,7 +182,7 @@ def render(
     feed = next((f for f in settings.feeds if f.id == feed_id), None)
     if feed is None:
         raise UserError(f"no feed with id {feed_id!r}")
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     try:
         stored = None if fresh else state.load_snapshot(feed.account)
         if stored is not None:
@@ -210,6 +214,8 @@ def check(config: Path | None = ConfigOpt) -> None:
     )
     for warning in settings.insecure_warnings():
         typer.echo(warning)
+    for warning in permission_warnings(settings, config):
+        typer.echo(f"warning: {warning}")
     failed = 0
 
     async def try_account(acct_id: str) -> str:
@@ -237,7 +243,7 @@ def check(config: Path | None = ConfigOpt) -> None:
             failed += 1
             typer.echo(f"caldav {target.id}: FAILED: {exc}")
     try:
-        state = open_state(settings.state.url or default_state_url())
+        state = open_state(settings.state.database_url())
         state.close()
         typer.echo("state: ok")
     except BridgeError as exc:

@@ -47,7 +47,7 @@ def demo(
     settings = settings_from(
         {
             "state": {"url": f"sqlite:///{workdir / 'state.sqlite3'}"},
-            "http": {"listen": listen},
+            "http": {"listen": listen, "admin_listen": "127.0.0.1:0"},
             "accounts": [
                 {
                     "id": "alice",
@@ -93,6 +93,10 @@ def demo(
             typer.echo(f"  {feed.name}")
             typer.echo(f"    subscribe page: {urls.page}")
             typer.echo(f"    feed:           {urls.https}")
+        if daemon.admin is not None:
+            typer.echo(
+                f"  health: {daemon.admin.url}/healthz   metrics: {daemon.admin.url}/metrics"
+            )
         typer.echo("Open a subscribe page in a browser. Ctrl-C stops the demo.")
         sys.stdout.flush()  # people pipe the demo into tee or a log
 

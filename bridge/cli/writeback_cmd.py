@@ -12,7 +12,7 @@ import typer
 from bridge.cli import app
 from bridge.cli.daemon_cmd import ConfigOpt, JsonOpt, _settings
 from bridge.errors import UserError
-from bridge.state import default_state_url, open_state
+from bridge.state import open_state
 from bridge.state.journal import JournalEntry
 from bridge.state.stops import StopState, StoredStop
 from bridge.sync.outcomes import StopKind, describe_stop
@@ -56,7 +56,7 @@ def writebacks(
         ctx.obj = config
         return
     settings = _settings(config)
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     try:
         entries = state.journal.recent(limit, target)
         open_entries = state.journal.open_entries(target_id=target)
@@ -104,7 +104,7 @@ def approve(
     settings = _settings(config or ctx.obj)
     if target not in {t.id for t in settings.caldav}:
         raise UserError(f"no CalDAV target with id {target!r}")
-    state = open_state(settings.state.url or default_state_url())
+    state = open_state(settings.state.database_url())
     try:
         stop = state.stops.get(target)
         if stop is None:

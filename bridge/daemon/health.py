@@ -2,7 +2,8 @@
 
 An account is *degraded* when its last poll failed or when it has not succeeded for three
 poll intervals; the whole daemon is *failing* when no account has ever succeeded and the last
-attempts failed, *starting* before the first cycle finished.
+attempts failed, *starting* before the first cycle finished. It is *degraded* too while the
+state database is locked or full (``state_error``, set by the daemon when a cycle hit it).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ class DaemonHealth:
         self._state = state
         self._scheduler_running = scheduler_running
         self.targets: dict[str, dict[str, Any]] = {}
+        self.state_error: str | None = None  # set while the state database is unusable
 
     def health(self) -> HealthReport:
         settings = self._settings()
@@ -67,6 +69,9 @@ class DaemonHealth:
             components[f"caldav:{target_id}"] = info
             if info.get("status") == "degraded":
                 states.append("degraded")
+        if self.state_error is not None:
+            components["state"] = {"status": "degraded", "error": self.state_error}
+            states.append("degraded")
         if not self._scheduler_running():
             overall: Status = "failing"
         elif not states or all(s == "ok" for s in states):

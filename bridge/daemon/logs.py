@@ -8,7 +8,13 @@ stderr inherits the variable but is not the journal).
 
 A redaction filter is the last line of defence: every secret the daemon reads (Canvas tokens,
 CalDAV passwords, feed secrets) is registered and replaced by ``***`` in any record that would
-contain it. Code never logs secrets on purpose; this catches accidents.
+contain it. Code never logs secrets on purpose; this catches accidents. The formatters redact
+their whole output too, because a traceback's text (``exc_text``) only exists after the
+filters have run.
+
+Conditions that can repeat thousands of times a second — asyncio's "socket.accept() out of
+system resource" when descriptors run out, uvicorn's errors — pass a rate limit: the first one
+of a kind is logged, the rest are counted and summed up once per interval.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import json
 import logging
 import os
 import sys
+import threading
+import time
 from datetime import UTC, datetime
 from typing import TextIO
 
@@ -90,6 +98,41 @@ class JournalPriority(logging.Formatter):
         return "\n".join(prefix + line for line in self.inner.format(record).split("\n"))
 
 
+class RateLimitFilter(logging.Filter):
+    """At most one record per (logger, message template) per ``interval`` seconds for the
+    given loggers; the next one let through says how many were dropped meanwhile."""
+
+    def __init__(self, prefixes: tuple[str, ...] = ("asyncio", "uvicorn"), interval: float = 60.0):
+        super().__init__()
+        self.prefixes = prefixes
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg).split("\n", 1)[0])
+        now = time.monotonic()
+        with self._lock:
+            last, dropped = self._seen.get(key, (float("-inf"), 0))
+            if now - last < self.interval:
+                self._seen[key] = (last, dropped + 1)
+                return False
+            self._seen[key] = (now, 0)
+        if dropped:
+            record.msg = f"{record.getMessage()} ({dropped} more like this in the last {self.interval:g}s were not logged)"
+            record.args = None
+        return True
+
+
+class TextFormatter(logging.Formatter):
+    """The plain formatter, redacting its whole output (message *and* traceback)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return redact_text(super().format(record))
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         data = {
@@ -100,7 +143,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info:
             data["exception"] = redact_text(self.formatException(record.exc_info))
-        return json.dumps(data, ensure_ascii=False)
+        return redact_text(json.dumps(data, ensure_ascii=False))
 
 
 def setup_logging(level: str = "info", fmt: str = "text") -> None:
@@ -110,12 +153,13 @@ def setup_logging(level: str = "info", fmt: str = "text") -> None:
     if fmt == "json":
         formatter = JsonFormatter()
     elif journal:  # journald adds time and unit itself
-        formatter = logging.Formatter("%(levelname)s %(name)s: %(message)s")
+        formatter = TextFormatter("%(levelname)s %(name)s: %(message)s")
     else:
-        formatter = logging.Formatter(
+        formatter = TextFormatter(
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"
         )
     handler.setFormatter(JournalPriority(formatter) if journal else formatter)
+    handler.addFilter(RateLimitFilter())
     handler.addFilter(RedactFilter())
     root = logging.getLogger()
     for old in list(root.handlers):

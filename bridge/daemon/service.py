@@ -6,7 +6,10 @@
   never runs the same account at the same time;
 * systemd: READY=1 once the HTTP server listens, WATCHDOG=1 while the loop is alive,
   RELOADING=1 on SIGHUP (the config is re-read; a bad new config keeps the old one),
-  STOPPING=1 on SIGTERM.
+  STOPPING=1 on SIGTERM;
+* feeds on ``[http] listen``, /healthz and /metrics on ``[http] admin_listen``; feed secrets
+  re-read from the state store every :data:`SECRET_REFRESH` seconds (and on SIGHUP), so
+  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing.
 """
 
 from __future__ import annotations
@@ -22,21 +25,26 @@ from pathlib import Path
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
 
-from bridge.config import AccountConfig, Settings, load_config
+from bridge.config import AccountConfig, Settings, load_config, warn_permissions
 from bridge.daemon.cycle import AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
+from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
-from bridge.errors import BridgeError
-from bridge.state import StateStore, default_state_url, open_state
+from bridge.errors import BridgeError, StateUnavailable
+from bridge.state import StateStore, open_state
+from bridge.state.schema import FeedSecretRow
 from bridge.sync.outcomes import AccountState, TargetState
+from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
-from bridge.web.server import WebServer
+from bridge.web.server import WebServer, connection_cap
 from bridge.web.store import FeedStore
 
 log = logging.getLogger("bridge.daemon")
 
 MAX_BACKOFF = timedelta(hours=1)
+SECRET_REFRESH = 2.0  # seconds between checks for rotated feed secrets
 
 
 LEASE_TTL = timedelta(seconds=60)  # a holder that stops renewing is presumed dead after this
@@ -120,6 +128,8 @@ class Daemon:
         self.state: StateStore | None = None
         self.syncer: Syncer | None = None
         self.web: WebServer | None = None
+        self.admin: WebServer | None = None
+        self._secrets_unreadable = False
         self.health: DaemonHealth | None = None
 
     # --- lifecycle --------------------------------------------------------------------------
@@ -129,7 +139,8 @@ class Daemon:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
-        url = self.settings.state.url or default_state_url()
+        url = self.settings.state.database_url()
+        warn_permissions(self.settings, self.config_path)
         self.state = await asyncio.to_thread(open_state, url)
         self.syncer = Syncer(
             self.settings, self.state, self.feeds, client_options=self.client_options
@@ -138,9 +149,11 @@ class Daemon:
         self.health = health = DaemonHealth(
             lambda: self.settings, self.state, lambda: self.scheduler.running
         )
-        app = create_app(self.feeds, health, public_url=self.settings.http.base_url)
-        self.web = WebServer(app, self.settings.http.listen)
+        self.web, self.admin = self._web_servers(health)
         await self.web.start()
+        if self.admin is not None:
+            await self.admin.start()
+        secrets_task = asyncio.create_task(self._watch_feed_secrets())
         self._schedule_all()
         self.scheduler.start()
         log.info(
@@ -160,13 +173,75 @@ class Daemon:
             log.info("stopping")
             self.notifier.stopping()
             watchdog.cancel()
+            secrets_task.cancel()
             self.scheduler.shutdown(wait=False)
             await self.web.stop()
+            if self.admin is not None:
+                await self.admin.stop()
             self.state.close()
         return 0
 
     def stop(self) -> None:
         self._stop.set()
+
+    def _web_servers(self, health: DaemonHealth) -> tuple[WebServer, WebServer | None]:
+        """The public feed listener and, unless ``admin_listen = "off"``, the admin listener."""
+        http = self.settings.http
+        feeds = WebServer(
+            create_app(self.feeds, public_url=http.base_url),
+            http.listen,
+            max_connections=connection_cap(http.max_connections, share=0.9),
+            header_timeout=http.header_timeout.total_seconds(),
+            keepalive_timeout=http.keepalive_timeout.total_seconds(),
+        )
+        log.info(
+            "feed listener: at most %d connections, headers within %gs",
+            feeds.max_connections,
+            http.header_timeout.total_seconds(),
+        )
+        if not http.admin_enabled:
+            return feeds, None
+        token = http.admin_token()
+        if token is not None:
+            register_secret(token)
+        admin = WebServer(
+            create_admin_app(health, token=token),
+            http.admin_listen,
+            key="http.admin_listen",
+            max_connections=connection_cap(32, share=0.05),
+            header_timeout=http.header_timeout.total_seconds(),
+            keepalive_timeout=http.keepalive_timeout.total_seconds(),
+        )
+        return feeds, admin
+
+    async def _watch_feed_secrets(self) -> None:
+        """Serve each feed under the secret the state store holds, checked every few seconds:
+        ``calbridge feeds rotate-secret`` (another process) takes effect here within
+        :data:`SECRET_REFRESH` seconds, whatever Canvas is doing."""
+        while True:
+            await asyncio.sleep(SECRET_REFRESH)
+            await self.refresh_feed_secrets()
+
+    async def refresh_feed_secrets(self) -> None:
+        if self.state is None:
+            return
+        try:
+            stored = await asyncio.to_thread(self.state_feed_secrets)
+        except BridgeError as exc:
+            if not self._secrets_unreadable:  # once per outage, not every few seconds
+                log.warning("feed secrets: cannot read the state store: %s", exc)
+            self._secrets_unreadable = True
+            return
+        self._secrets_unreadable = False
+        for feed_id, secret in stored.items():
+            if self.feeds.secret_of(feed_id) not in (None, secret):
+                self.feeds.set_secret(feed_id, secret)
+                log.info("feed %s: now served under its new secret", feed_id)
+
+    def state_feed_secrets(self) -> dict[str, str]:
+        assert self.state is not None
+        with self.state.session() as s:
+            return {row.feed_id: row.secret for row in s.scalars(select(FeedSecretRow))}
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -192,6 +267,7 @@ class Daemon:
                 self.syncer.settings = new
             self._schedule_all()
             log.info("reload: %d accounts, %d feeds", len(new.accounts), len(new.feeds))
+        await self.refresh_feed_secrets()
         self.notifier.send("READY=1", "STATUS=configuration reloaded")
 
     # --- scheduling -------------------------------------------------------------------------
@@ -212,6 +288,12 @@ class Daemon:
                 misfire_grace_time=int(interval.total_seconds()),
                 next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
             )
+
+    def _state_unavailable(self, account_id: str, exc: StateUnavailable) -> None:
+        """The state database is locked, full or failing: say so, and in /healthz."""
+        log.error("account %s: the cycle stopped: %s", account_id, exc)
+        if self.health is not None:
+            self.health.state_error = str(exc)
 
     def _record_targets(self, result: AccountResult) -> None:
         """CalDAV targets in /healthz: degraded while a safety stop waits, write-backs are
@@ -240,6 +322,9 @@ class Daemon:
             return
         try:
             result = await run_leased(self.state, self.syncer, account)
+        except StateUnavailable as exc:
+            self._state_unavailable(account_id, exc)
+            return
         except Exception:
             log.exception("account %s: the cycle failed unexpectedly", account_id)
             result = AccountResult(account_id, AccountState.POLL_FAILED, error="internal error")
@@ -247,6 +332,8 @@ class Daemon:
             log.info("account %s: another process is syncing it; skipped this run", account_id)
             return
         self._record_targets(result)
+        if self.health is not None:
+            self.health.state_error = None
         if result.ok:
             self._failures.pop(account_id, None)
             return

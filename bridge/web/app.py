@@ -1,72 +1,53 @@
-"""The feed server: ICS feeds with conditional GET and gzip, subscribe pages, health, metrics.
+"""The feed listener: ICS feeds with conditional GET and gzip, and subscribe pages.
 
-Feed URLs carry secrets, so uvicorn's access log is off and requests are logged here with the
-secret replaced. An unknown feed and a wrong secret get the same 404, after the same
-constant-time comparison.
+Nothing else is served here: ``/healthz`` and ``/metrics`` live on the admin listener
+(:mod:`bridge.web.admin`), so the feed listener answers 404 for them. An unknown feed and a
+wrong secret get the same 404, after the same constant-time comparison. Trailing-slash
+redirects are off: a 307 would echo the request's Host header with the secret in it.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-import time
-from datetime import datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp
 
 from bridge import metrics
-from bridge.web.health import HealthSource
 from bridge.web.links import feed_urls
-from bridge.web.page import index_page, subscribe_page
+from bridge.web.middleware import AccessLog, SecurityHeaders, redact
+from bridge.web.page import PAGE_CSP, index_page, subscribe_page
 from bridge.web.store import FeedStore, PublishedFeed
 
-log = logging.getLogger("bridge.web")
+__all__ = ["NOT_FOUND", "accepts_gzip", "create_app", "redact"]
 
-_FEED_PATH = re.compile(r"^(/feeds/[^/]+/)[^/]+?(\.ics)?$")
 NOT_FOUND = "Not found\n"
 
 
-def redact(path: str) -> str:
-    """``/feeds/<id>/<secret>.ics`` → ``/feeds/<id>/<redacted>.ics`` for logs."""
-    return _FEED_PATH.sub(lambda m: f"{m.group(1)}<redacted>{m.group(2) or ''}", path)
-
-
-class AccessLog:
-    """One log line per request, with feed secrets redacted (uvicorn's own log is off)."""
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = time.monotonic()
-        status = 500
-
-        async def capture(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, capture)
-        finally:
-            log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                redact(scope["path"]),
-                status,
-                (time.monotonic() - started) * 1000,
-            )
+def accepts_gzip(header: str) -> bool:
+    """RFC 9110 §12.5.3: gzip if ``gzip`` (or ``*`` when gzip is not named) has q > 0."""
+    named: dict[str, float] = {}
+    for item in header.lower().split(","):
+        coding, *params = (part.strip() for part in item.split(";"))
+        if not coding:
+            continue
+        q = 1.0
+        for param in params:
+            key, _, value = param.partition("=")
+            if key.strip() == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        named[coding] = q
+    if "gzip" in named:
+        return named["gzip"] > 0
+    if "x-gzip" in named:
+        return named["x-gzip"] > 0
+    return named.get("*", 0.0) > 0
 
 
 def _not_modified(request: Request, feed: PublishedFeed, etag: str) -> bool:
@@ -101,16 +82,7 @@ def _feed_headers(feed: PublishedFeed, etag: str, max_age: int) -> dict[str, str
     }
 
 
-def create_app(
-    store: FeedStore,
-    health: HealthSource,
-    *,
-    public_url: str,
-    metrics_registry: CollectorRegistry | None = None,
-    max_age: int = 300,
-) -> ASGIApp:
-    registry = metrics_registry or metrics.REGISTRY
-
+def create_app(store: FeedStore, *, public_url: str, max_age: int = 300) -> ASGIApp:
     def not_found() -> Response:
         metrics.FEED_REQUESTS.labels("404").inc()
         return PlainTextResponse(NOT_FOUND, 404, headers={"cache-control": "no-store"})
@@ -119,7 +91,7 @@ def create_app(
         found = store.lookup(request.path_params["feed_id"], request.path_params["secret"])
         if found is None:
             return not_found()
-        gz = "gzip" in request.headers.get("accept-encoding", "").lower()
+        gz = accepts_gzip(request.headers.get("accept-encoding", ""))
         etag = found.etag[:-1] + '-gz"' if gz else found.etag
         headers = _feed_headers(found, etag, max_age)
         if _not_modified(request, found, etag):
@@ -146,27 +118,14 @@ def create_app(
         return HTMLResponse(
             html,
             headers={
-                "referrer-policy": "no-referrer",
                 "x-robots-tag": "noindex, nofollow",
                 "cache-control": "no-store",
-                "content-security-policy": "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:",
+                "content-security-policy": PAGE_CSP,
             },
         )
 
-    async def healthz(request: Request) -> Response:
-        report = health.health()
-        body = {"status": report.status, "components": report.components}
-        return Response(
-            json.dumps(body, default=_json_default, sort_keys=True),
-            report.http_status,
-            media_type="application/json",
-        )
-
-    async def metrics_endpoint(request: Request) -> Response:
-        return Response(generate_latest(registry), headers={"content-type": CONTENT_TYPE_LATEST})
-
     async def index(request: Request) -> Response:
-        return HTMLResponse(index_page())
+        return HTMLResponse(index_page(), headers={"content-security-policy": PAGE_CSP})
 
     async def missing(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(NOT_FOUND, 404)
@@ -174,17 +133,10 @@ def create_app(
     app = Starlette(
         routes=[
             Route("/", index),
-            Route("/healthz", healthz),
-            Route("/metrics", metrics_endpoint),
             Route("/feeds/{feed_id}/{secret}.ics", feed, methods=["GET", "HEAD"]),
             Route("/feeds/{feed_id}/{secret}", page, methods=["GET"]),
         ],
         exception_handlers={404: missing, 405: missing},
     )
-    return AccessLog(app)
-
-
-def _json_default(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)
+    app.router.redirect_slashes = False
+    return AccessLog(SecurityHeaders(app))

@@ -4,19 +4,123 @@ uvicorn normally takes over SIGINT/SIGTERM; here the daemon owns signals (it mus
 scheduler and tell systemd), so the server's signal capture is switched off and it is stopped
 explicitly. The socket is bound before serving, so ``listen = "127.0.0.1:0"`` works and the
 real port is known.
+
+Hostile clients: uvicorn closes idle keep-alive connections but not a connection that never
+sends (or trickles) its request headers, and it has no cap on open connections. So each
+connection here must deliver complete headers within ``header_timeout``, and past
+``max_connections`` (never more than the process's file descriptors allow) the connection
+idle the longest is closed to make room: a flood of idle sockets cannot keep feeds from
+answering, and ``accept()`` never runs out of descriptors because of them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import resource
 import socket
 from collections.abc import Generator
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from bridge.errors import ConfigError
+
+log = logging.getLogger("bridge.web")
+
+# Descriptors kept free for everything else the daemon opens (database, Canvas, CalDAV, logs).
+RESERVED_FDS = 64
+KERNEL_BACKLOG = 1024
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as systemd services may); the new soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != resource.RLIM_INFINITY and soft < hard:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+            soft = hard
+    return soft
+
+
+def accept_burst(max_connections: int) -> int:
+    """How many connections asyncio may accept in one go (its ``backlog``), before any of them
+    is handed to the protocol and can be counted against the cap."""
+    return max(4, min(64, max_connections // 16))
+
+
+def connection_cap(wanted: int, share: float = 1.0) -> int:
+    """``wanted``, but never more than ``share`` of the descriptors left after the reserve,
+    minus room for the connections accepted (a burst per loop iteration, for the few loop
+    iterations it takes to close the ones the cap evicted) before the cap can act."""
+    soft = raise_fd_limit()
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    usable = int((soft - RESERVED_FDS) * share)
+    return max(8, min(wanted, usable - 6 * accept_burst(usable)))
+
+
+class BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol with a request-header deadline and a connection cap."""
+
+    header_timeout: float = 10.0
+    max_connections: int = 1000
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._deadline: asyncio.TimerHandle | None = None
+        self.last_active = 0.0
+
+    def _in_flight(self) -> bool:
+        return self.cycle is not None and not self.cycle.response_complete
+
+    def _arm(self) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+        self.last_active = self.loop.time()
+        self._deadline = self.loop.call_later(self.header_timeout, self._on_deadline)
+
+    def _on_deadline(self) -> None:
+        self._deadline = None
+        if not self._in_flight() and not self.transport.is_closing():
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._arm()
+        if len(self.connections) <= self.max_connections:
+            return
+        # Closed transports stay in the set until the next loop iteration: skip them.
+        open_ = [c for c in self.connections if not c.transport.is_closing()]
+        if len(open_) <= self.max_connections:
+            return
+        idle = [
+            c for c in open_ if c is not self and isinstance(c, BoundedH11) and not c._in_flight()
+        ]
+        victim = min(idle, key=lambda c: c.last_active) if idle else self
+        victim.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._deadline is not None:
+            self._deadline.cancel()
+            self._deadline = None
+        super().connection_lost(exc)
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm()
+
+
+def bounded_protocol(header_timeout: float, max_connections: int) -> type[BoundedH11]:
+    return type(
+        "BoundedH11",
+        (BoundedH11,),
+        {"header_timeout": header_timeout, "max_connections": max_connections},
+    )
 
 
 class _Server(uvicorn.Server):
@@ -33,7 +137,16 @@ def parse_listen(listen: str) -> tuple[str, int]:
 class WebServer:
     """A uvicorn server as an asyncio task: ``await start()``, ``await stop()``."""
 
-    def __init__(self, app: ASGIApp, listen: str) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        listen: str,
+        *,
+        key: str = "http.listen",
+        max_connections: int = 1000,
+        header_timeout: float = 10.0,
+        keepalive_timeout: float = 5.0,
+    ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self._sock = socket.socket(family, socket.SOCK_STREAM)
@@ -42,13 +155,19 @@ class WebServer:
             self._sock.bind((host, port))
         except OSError as exc:
             self._sock.close()
-            raise ConfigError(
-                f"cannot listen on {listen}: {exc.strerror}", key="http.listen"
-            ) from None
+            raise ConfigError(f"cannot listen on {listen}: {exc.strerror}", key=key) from None
         self.host = host
         self.port: int = self._sock.getsockname()[1]
+        self.max_connections = max_connections
         config = uvicorn.Config(
-            app, access_log=False, log_config=None, lifespan="off", server_header=False
+            app,
+            access_log=False,
+            log_config=None,
+            lifespan="off",
+            server_header=False,
+            http=bounded_protocol(header_timeout, max_connections),
+            timeout_keep_alive=max(1, round(keepalive_timeout)),
+            backlog=accept_burst(max_connections),
         )
         self._server = _Server(config)
         self._task: asyncio.Task[None] | None = None
@@ -65,6 +184,9 @@ class WebServer:
                 self._task.result()
                 raise RuntimeError("the HTTP server stopped while starting")
             await asyncio.sleep(0.01)
+        # asyncio took the small accept burst as the kernel's queue length too; a longer queue
+        # keeps connection attempts waiting there instead of being dropped (and retried 1 s later).
+        self._sock.listen(KERNEL_BACKLOG)
 
     async def stop(self) -> None:
         self._server.should_exit = True

@@ -73,6 +73,10 @@ class FeedStore:
         with self._lock:
             self._secrets[feed_id] = secret
 
+    def secret_of(self, feed_id: str) -> str | None:
+        with self._lock:
+            return self._secrets.get(feed_id)
+
     def remove(self, feed_id: str) -> None:
         with self._lock:
             self._feeds.pop(feed_id, None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import resource
 import signal
 import socket
 import subprocess
@@ -18,7 +19,7 @@ from tests.conftest import Sim
 from tests.servers import free_port
 
 
-def write_config(tmp: Path, sim: Sim, port: int, extra: str = "") -> Path:
+def write_config(tmp: Path, sim: Sim, port: int, extra: str = "", http: str = "") -> Path:
     (tmp / "alice.token").write_text(sim.tokens["alice"])
     (tmp / "teacher.token").write_text(sim.tokens["teacher"])
     path = tmp / "config.toml"
@@ -27,6 +28,8 @@ def write_config(tmp: Path, sim: Sim, port: int, extra: str = "") -> Path:
 url = "sqlite:///{tmp / "state.sqlite3"}"
 [http]
 listen = "127.0.0.1:{port}"
+admin_listen = "127.0.0.1:{port + 1}"
+{http}
 [[accounts]]
 id = "alice"
 canvas_url = "{sim.url}"
@@ -59,6 +62,12 @@ class Running:
     config: Path
     messages: list[str]
 
+    @property
+    def admin_url(self) -> str:
+        """The admin listener (/healthz, /metrics): write_config puts it on the next port."""
+        port = int(self.url.rsplit(":", 1)[1])
+        return f"http://127.0.0.1:{port + 1}"
+
     def wait_for(self, text: str, timeout: float = 30) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -86,16 +95,22 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
 def start_daemon(tmp_path: Path) -> Iterator[object]:
     started: list[Running] = []
 
-    def start(config: Path, port: int) -> Running:
+    def start(
+        config: Path, port: int, max_fds: int | None = None, log: Path | None = None
+    ) -> Running:
         sock_path = tmp_path / f"notify-{len(started)}.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(sock_path))
         env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
+        limit = (max_fds, max_fds) if max_fds else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "-c", str(config)],
             env=env,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+            if limit
+            else None,
             stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
+            stderr=log.open("w") if log else subprocess.PIPE,
             text=True,
         )
         running = Running(proc, notify, f"http://127.0.0.1:{port}", config, [])

@@ -53,9 +53,9 @@ def test_run_ready_feeds_health_metrics_stop(
     teacher = wait_feed(urls["teacher"]).text
     assert "Alice Liddell: Question about recursion depth" in teacher.replace("\r\n ", "")
     daemon.wait_for("WATCHDOG=1")
-    health = httpx.get(f"{daemon.url}/healthz").json()
+    health = httpx.get(f"{daemon.admin_url}/healthz").json()
     assert health["status"] == "ok" and health["components"]["account:alice"]["status"] == "ok"
-    metrics = httpx.get(f"{daemon.url}/metrics").text
+    metrics = httpx.get(f"{daemon.admin_url}/metrics").text
     assert 'calbridge_polls_total{account="alice",outcome="ok"} 1.0' in metrics
     assert daemon.stop() == 0
     daemon.wait_for("STOPPING=1")
@@ -81,12 +81,12 @@ def test_canvas_outage_keeps_the_last_good_feed(
     assert out.returncode == 10, out.stderr
     assert json.loads(out.stdout)["accounts"][0]["error"].endswith("Canvas answered 503 (HTTP 503)")
     assert httpx.get(url).content == before
-    health = httpx.get(f"{daemon.url}/healthz")
+    health = httpx.get(f"{daemon.admin_url}/healthz")
     assert health.status_code == 200 and health.json()["status"] == "degraded"
     assert "503" in health.json()["components"]["account:alice"]["last_error"]
     sim.world.faults.clear()
     assert cli("sync", "-c", str(daemon.config), "--account", "alice").returncode == 0
-    assert httpx.get(f"{daemon.url}/healthz").json()["status"] == "ok"
+    assert httpx.get(f"{daemon.admin_url}/healthz").json()["status"] == "ok"
 
 
 def test_kill_9_during_sync_then_restart(
@@ -242,7 +242,9 @@ def test_sighup_reloads_config_and_keeps_old_on_error(
     daemon.messages.clear()
     daemon.proc.send_signal(signal.SIGHUP)
     daemon.wait_for("READY=1")
-    assert httpx.get(f"{daemon.url}/healthz").status_code == 200  # still running on the old config
+    assert (
+        httpx.get(f"{daemon.admin_url}/healthz").status_code == 200
+    )  # still running on the old config
     assert daemon.stop() == 0
     _, stderr = daemon.proc.communicate()
     assert "reload: keeping the old configuration: config: accounts[0].poll_interval" in stderr

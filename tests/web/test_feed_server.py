@@ -1,10 +1,10 @@
-"""The feed server over a real socket: conditional GET, HEAD, gzip, 404s, logs, health, metrics."""
+"""The feed server over a real socket: conditional GET, HEAD, gzip, 404s, logs; health and
+metrics on the admin listener."""
 
 from __future__ import annotations
 
 import gzip
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -13,8 +13,7 @@ import httpx
 import pytest
 
 from bridge.errors import ConfigError
-from bridge.simulator.server import RunningServer, serve_in_thread
-from bridge.web.app import create_app
+from bridge.simulator.server import RunningServer
 from bridge.web.health import HealthReport, StaticHealth
 from bridge.web.links import feed_urls, new_feed_secret
 from bridge.web.store import FeedStore, PublishedFeed
@@ -30,6 +29,7 @@ ICS = (
 @dataclass
 class Served:
     server: RunningServer
+    admin: RunningServer
     store: FeedStore
     health: StaticHealth
     secret: str
@@ -53,14 +53,6 @@ def publish(
     )
     store.publish(feed, secret)
     return feed
-
-
-@pytest.fixture
-def served() -> Iterator[Served]:
-    store, health, secret = FeedStore(), StaticHealth(), new_feed_secret()
-    publish(store, secret)
-    with serve_in_thread(create_app(store, health, public_url="https://cal.example.edu")) as server:
-        yield Served(server, store, health, secret)
 
 
 def test_get_serves_the_published_bytes(served: Served) -> None:
@@ -168,16 +160,16 @@ def test_secrets_never_reach_the_logs(served: Served, caplog: pytest.LogCaptureF
 
 
 def test_healthz_and_metrics(served: Served) -> None:
-    assert httpx.get(f"{served.server.url}/healthz").json() == {"status": "ok", "components": {}}
+    assert httpx.get(f"{served.admin.url}/healthz").json() == {"status": "ok", "components": {}}
     served.health.report = HealthReport(
         "degraded", {"account:alice": {"last_error": "Canvas answered 503"}}
     )
-    r = httpx.get(f"{served.server.url}/healthz")
+    r = httpx.get(f"{served.admin.url}/healthz")
     assert r.status_code == 200 and r.json()["status"] == "degraded"
     served.health.report = HealthReport("failing")
-    assert httpx.get(f"{served.server.url}/healthz").status_code == 503
+    assert httpx.get(f"{served.admin.url}/healthz").status_code == 503
     httpx.get(served.feed_url)
-    text = httpx.get(f"{served.server.url}/metrics").text
+    text = httpx.get(f"{served.admin.url}/metrics").text
     assert 'calbridge_feed_requests_total{status="200"}' in text
 
 

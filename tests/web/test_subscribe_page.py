@@ -14,7 +14,6 @@ import pytest
 
 from bridge.simulator.server import RunningServer, serve_in_thread
 from bridge.web.app import create_app
-from bridge.web.health import StaticHealth
 from bridge.web.links import feed_urls, new_feed_secret
 from bridge.web.store import FeedStore
 from tests.web.test_feed_server import publish
@@ -51,16 +50,16 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 def page() -> Iterator[tuple[RunningServer, str]]:
     store, secret = FeedStore(), new_feed_secret()
     publish(store, secret)
-    with serve_in_thread(
-        create_app(store, StaticHealth(), public_url="https://cal.example.edu")
-    ) as server:
+    with serve_in_thread(create_app(store, public_url="https://cal.example.edu")) as server:
         yield server, secret
 
 
 def test_subscribe_page_in_chromium(page: tuple[RunningServer, str]) -> None:
     server, secret = page
     url = f"{server.url}/feeds/alice/{secret}"
-    dom = chromium("--dump-dom", url).stdout
+    run = chromium("--dump-dom", "--enable-logging=stderr", "--v=0", url)
+    dom = run.stdout
+    assert "Content Security Policy" not in run.stderr, run.stderr[-2000:]  # script and style ran
     urls = feed_urls("https://cal.example.edu", "alice", secret, "Alice's Canvas")
     assert f'href="{html.escape(urls.google)}"' in dom
     assert f'href="{html.escape(urls.outlook_live)}"' in dom

@@ -1,0 +1,26 @@
+"""The feed listener and the admin listener over real sockets, one published feed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from bridge.simulator.server import serve_in_thread
+from bridge.web.admin import create_admin_app
+from bridge.web.app import create_app
+from bridge.web.health import StaticHealth
+from bridge.web.links import new_feed_secret
+from bridge.web.store import FeedStore
+from tests.web.test_feed_server import Served, publish
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    store, health, secret = FeedStore(), StaticHealth(), new_feed_secret()
+    publish(store, secret)
+    with (
+        serve_in_thread(create_app(store, public_url="https://cal.example.edu")) as server,
+        serve_in_thread(create_admin_app(health)) as admin,
+    ):
+        yield Served(server, admin, store, health, secret)
