@@ -8,12 +8,14 @@ state database is locked or full (``state_error``, set by the daemon when a cycl
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge.config import Settings
 from bridge.state import StateStore
+from bridge.sync.outcomes import StopKind, describe_stop
 from bridge.web.health import HealthReport, Status
 
 STALE_INTERVALS = 3
@@ -65,8 +67,25 @@ class DaemonHealth:
                 }
             components[f"account:{account.id}"] = {"status": state, **info}
             states.append(state)
-        for target_id, info in self.targets.items():
-            components[f"caldav:{target_id}"] = info
+        # Safety stops and open write-backs live in the state store: one made by a one-off
+        # `calbridge sync`, or before a restart, shows here as well.
+        stops = {s.target_id: s for s in self._state.stops.all()}
+        open_entries = Counter(e.target_id for e in self._state.journal.open_entries())
+        for target in settings.caldav:
+            info = dict(self.targets.get(target.id, {}))
+            stop = stops.get(target.id)
+            if stop is not None:
+                info["status"] = "degraded"
+                info["safety_stop"] = describe_stop(
+                    target.id, StopKind(stop.kind), stop.changed, stop.owned
+                )
+                info["safety_stop_state"] = str(stop.state)
+            if open_entries.get(target.id):
+                info["status"] = "degraded"
+                info["open_writebacks"] = open_entries[target.id]
+            if not info:
+                continue
+            components[f"caldav:{target.id}"] = info
             if info.get("status") == "degraded":
                 states.append("degraded")
         if self.state_error is not None:
