@@ -106,6 +106,8 @@ class CommandReport:
         else:
             what = f"reserve slot {p['slot_id']}"
         text = f"{what} {self.title!r} — {self.why}"
+        if self.outcome is CommandOutcome.PLANNED:
+            return text
         return f"{text} [{self.outcome}{': ' + self.detail if self.detail else ''}]"
 
     def as_dict(self) -> dict[str, Any]:
