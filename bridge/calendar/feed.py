@@ -8,6 +8,7 @@ are parameters, the caller stores the new versions.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,12 +47,26 @@ class FeedOptions:
             raise ValueError(f"unknown include kinds: {sorted(unknown)}")
 
 
+class SkipReason(enum.StrEnum):
+    """Why an event was left out. The expected ones (outside the window, no time yet) are
+    logged at info; a feed cut for size is a warning."""
+
+    OUTSIDE_WINDOW = "outside the feed's time window"
+    NO_TIME = "no scheduled or actual time"
+    FEED_TOO_LARGE = "feed over its size cap (Google ignores feeds over ~1 MB)"
+
+    @property
+    def expected(self) -> bool:
+        return self is not SkipReason.FEED_TOO_LARGE
+
+
 @dataclass(frozen=True)
 class SkippedEvent:
     """An event left out of a feed, with why; the daemon logs these."""
 
     ref: str
-    reason: str
+    reason: SkipReason
+    detail: str = ""
 
 
 @dataclass(frozen=True)
@@ -144,7 +159,7 @@ def collect_events(
             try:
                 events.append(conference_event(conf, host, now))
             except NoTime as exc:
-                skipped.append(SkippedEvent(f"conference {conf.id}", str(exc)))
+                skipped.append(SkippedEvent(f"conference {conf.id}", SkipReason.NO_TIME, str(exc)))
     for group in snapshot.reservable:
         if "reservations" in options.include:
             build = partial(reservation_events, group, host, options.reservation_uids)
@@ -163,7 +178,7 @@ def collect_events(
         end = event.end if isinstance(event.end, datetime) else None
         start = event.start if isinstance(event.start, datetime) else None
         if (end is not None and end < earliest) or (start is not None and start > latest):
-            skipped.append(SkippedEvent(event.uid, "outside the feed's time window"))
+            skipped.append(SkippedEvent(event.uid, SkipReason.OUTSIDE_WINDOW))
             continue
         kept.append(event)
     return CollectResult(kept, skipped)
@@ -208,10 +223,7 @@ def render_feed(
         dropped = events.pop()
         size -= len(texts.pop().encode())
         skipped.append(
-            SkippedEvent(
-                dropped.uid,
-                f"feed over {options.max_bytes} bytes (Google ignores feeds over ~1 MB)",
-            )
+            SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {options.max_bytes} bytes")
         )
         versions.pop(dropped.uid, None)
     cache.retain({e.uid for e in events})

@@ -358,12 +358,11 @@ class Syncer:
             snapshot, options, previous, now, self._caches.setdefault(feed.id, RenderCache())
         )
         for skipped in rendered.skipped:
-            level = (
-                logging.INFO
-                if "window" in skipped.reason or "no scheduled" in skipped.reason
-                else logging.WARNING
+            level = logging.INFO if skipped.reason.expected else logging.WARNING
+            detail = f" ({skipped.detail})" if skipped.detail else ""
+            log.log(
+                level, "feed %s: left out %s: %s%s", feed.id, skipped.ref, skipped.reason, detail
             )
-            log.log(level, "feed %s: left out %s: %s", feed.id, skipped.ref, skipped.reason)
         current = self.feeds.get(feed.id)
         changed = current is None or current.body != rendered.ics
         metrics.RENDERS.labels(feed.id, str(changed).lower()).inc()

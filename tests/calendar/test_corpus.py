@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bridge.calendar import FeedOptions, render_feed
+from bridge.calendar.feed import SkipReason
 from bridge.canvas.models import AccountSnapshot, to_utc
 from tests.validators import assert_valid
 
@@ -73,18 +74,20 @@ def test_hostile_text_is_neutralised() -> None:
     assert (
         "• one & two" in conf.description and "(https://example.edu/x?a=1&b=2)" in conf.description
     )
-    assert [s.reason for s in feed.skipped] == ["no scheduled or actual start"]
+    assert [(s.reason, s.detail) for s in feed.skipped] == [
+        (SkipReason.NO_TIME, "no scheduled or actual start")
+    ]
 
 
 def test_window_and_size_cuts_are_reported() -> None:
     snapshot, options, now = build(CASES["window-cut"])
     window = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
-    assert any(s.reason == "outside the feed's time window" for s in window.skipped)
+    assert any(s.reason is SkipReason.OUTSIDE_WINDOW for s in window.skipped)
     full = render_feed(snapshot, FeedOptions(include=options.include), {}, now)  # type: ignore[arg-type]
     snapshot, options, now = build(CASES["size-cut"])
     cut = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
     assert len(cut.ics) <= 4000
-    dropped = [s for s in cut.skipped if "bytes" in s.reason]
+    dropped = [s for s in cut.skipped if s.reason is SkipReason.FEED_TOO_LARGE]
     assert dropped and len(cut.events) + len(dropped) == len([e for e in full.events])
     latest_kept = max(e.start for e in cut.events)  # type: ignore[type-var]
     dropped_events = [e for e in full.events if e.uid in {s.ref for s in dropped}]
