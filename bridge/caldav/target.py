@@ -191,7 +191,7 @@ def _discover_sync(settings: TargetSettings, create: bool) -> tuple[str, bool]:
             if settings.calendar in names or _slug(settings.calendar) in names:
                 return str(cal.url), False
         if not create:
-            raise CalDAVError(
+            raise CalendarMissing(
                 f"no calendar named {settings.calendar!r} (it will be created on the first sync)",
                 target=settings.id,
             )
@@ -227,6 +227,10 @@ def _safe(text: str, password: str) -> str:
     return text.replace(password, "***") if password else text
 
 
+class CalendarMissing(CalDAVError):
+    """Discovery without creating: the calendar is not there yet."""
+
+
 async def discover(settings: TargetSettings, *, create: bool = True) -> tuple[str, bool]:
     """The calendar's collection URL (created if missing); ``(url, created)``."""
     return await asyncio.to_thread(_discover_sync, settings, create)
@@ -237,8 +241,6 @@ async def check_target(settings: TargetSettings) -> str:
     await choose_auth(settings)
     try:
         url, _ = await discover(settings, create=False)
-    except CalDAVError as exc:
-        if "will be created" in str(exc):
-            return f"credentials accepted; calendar {settings.calendar!r} will be created on the first sync"
-        raise
+    except CalendarMissing:
+        return f"credentials accepted; calendar {settings.calendar!r} will be created on the first sync"
     return f"credentials accepted; calendar {settings.calendar!r} at {safe_url(url)}"
