@@ -7,6 +7,7 @@ per-event traffic is done here because it needs exact control of If-Match / If-N
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -18,6 +19,10 @@ from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError, CalDAVUn
 
 NS = {"d": "DAV:", "c": "urn:ietf:params:xml:ns:caldav"}
 RETRY_STATUS = {500, 502, 503, 504}
+# 423 Locked: Xandikos answers it to concurrent writes into one collection (its git index is
+# locked by the other write). Nothing was written: the request is sent again, and from then on
+# this client sends one request at a time.
+LOCKED, LOCKED_RETRIES = 423, 10
 
 SYNC_BODY = """<?xml version="1.0" encoding="utf-8"?>
 <d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level>
@@ -59,6 +64,8 @@ class Dav:
         self.target = target
         self.requests = 0
         self._limit = asyncio.Semaphore(max_parallel)
+        self._one_at_a_time = asyncio.Lock()
+        self._serial = False  # set after a 423: the server cannot take parallel writes
         self._retries = retries
         self._http = httpx.AsyncClient(
             auth=auth,
@@ -81,9 +88,10 @@ class Dav:
         headers: dict[str, str] | None = None,
         content: str | None = None,
     ) -> httpx.Response:
-        for attempt in range(self._retries + 1):
+        attempt = locked = 0
+        while attempt <= self._retries:
             try:
-                async with self._limit:
+                async with self._limit, self._turn():
                     self.requests += 1
                     response = await self._http.request(
                         method, urljoin(self.collection, url), headers=headers, content=content
@@ -100,10 +108,18 @@ class Dav:
                         target=self.target,
                         status=401,
                     )
+                if response.status_code == LOCKED and locked < LOCKED_RETRIES:
+                    self._serial, locked = True, locked + 1
+                    await asyncio.sleep(random.uniform(0.01, 0.05 * min(locked, 4)))
+                    continue
                 if response.status_code not in RETRY_STATUS or attempt >= self._retries:
                     return response
             await asyncio.sleep(random.uniform(0, 0.2 * 2**attempt))
+            attempt += 1
         raise CalDAVUnavailable(f"{method} kept failing", target=self.target)
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._one_at_a_time if self._serial else contextlib.nullcontext()
 
     # --- reading ----------------------------------------------------------------------------
 

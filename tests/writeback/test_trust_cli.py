@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
+import icalendar
 import pytest
 
 from bridge.config import load_config
@@ -536,6 +537,32 @@ def test_an_exact_copy_of_an_open_slot_books_it_once_and_stays(bed: Bed) -> None
     other_uid = f"canvas-slot-{other}@{bed.host}"
     assert after[other_uid] == before[other_uid]
     assert f"canvas-reservation-{made[0].id}@{bed.host}" in after
+
+
+# --- 4. malformed events --------------------------------------------------------------------
+
+
+def summary(ics: str) -> str:
+    return str(icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]["SUMMARY"])
+
+
+def test_several_canvas_changes_in_one_sync_all_reach_the_calendar(bed: Bed) -> None:
+    """Xandikos answers 423 Locked to concurrent PUTs (its git index is locked): found while
+    writing the test above, where four updates in one cycle failed."""
+    world = bed.sim.world
+    with world.lock:
+        renamed = {}
+        for conf in world.conferences.values():
+            uid = f"canvas-conference-{conf.id}@{bed.host}"
+            conf.title += " (renamed)"
+            renamed[uid] = conf.title
+    renamed = {u: t for u, t in renamed.items() if u in bed.items()}
+    assert len(renamed) >= 4
+    run = bed.sync()
+    assert run.code == 0, (run.out, run.err)
+    items = bed.items()
+    for uid, title in renamed.items():
+        assert summary(items[uid].body).endswith(title), (uid, run.out)
 
 
 # --- 5. a rerun right after kill -9 ---------------------------------------------------------
