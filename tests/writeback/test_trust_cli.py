@@ -542,6 +542,59 @@ def test_an_exact_copy_of_an_open_slot_books_it_once_and_stays(bed: Bed) -> None
 # --- 4. malformed events --------------------------------------------------------------------
 
 
+def corrupt(body: str, case: str) -> str:
+    """One hostile edit, of the kinds the review saw, to an event calbridge wrote. Each one
+    survives both servers and makes icalendar raise when read. (Others do not: Radicale rewrites
+    a year-0 DTSTART as 2000 and a year-9999 local one as a date, and refuses a duplicate
+    DTSTART with 400; Xandikos answers 500 to a duplicate DTSTART replacing an event.)"""
+    out: list[str] = []
+    for line in body.replace("\r\n", "\n").split("\n"):
+        name = re.split(r"[;:]", line, maxsplit=1)[0]
+        if name == "SEQUENCE" and case == "sequence":
+            continue
+        if name == "SUMMARY" and case == "sequence":  # merge: int() of vBroken → ValueError
+            out += ["SUMMARY:Edited on my phone", "SEQUENCE:abc"]
+        elif name == "SUMMARY" and case == "broken":  # BrokenCalendarProperty when read
+            out += [line, "PRIORITY:high"]
+        elif name == "SUMMARY" and case == "overflow":  # OverflowError when made UTC
+            out += [line, "DUE;TZID=America/New_York:99991231T230000"]
+        else:
+            out.append(line)
+    return "\r\n".join(out)
+
+
+def test_malformed_events_are_reported_and_everything_else_syncs(bed: Bed) -> None:
+    world = bed.sim.world
+    items = bed.items()
+    bookings = bed.alice_reservations()
+    lecture = next(c for c in world.conferences.values() if c.title == "Lecture 5: Recursion")
+    victims = {
+        "sequence": bed.booking_uid("Office hours"),
+        "broken": f"canvas-conference-{lecture.id}@{bed.host}",
+        "overflow": bed.booking_uid("Project review"),
+    }
+    for case, uid in victims.items():
+        bed.put(items[uid].href, corrupt(items[uid].body, case))
+    # … and a Canvas-side change to another event, which must reach the calendar in this run
+    conf = next(c for c in world.conferences.values() if c.title == "Team Ada stand-up")
+    with world.lock:
+        conf.title = "Team Ada stand-up (moved to Zoom)"
+    conf_uid = f"canvas-conference-{conf.id}@{bed.host}"
+    world.stats.reset()
+
+    run = bed.sync()
+    assert run.code == 11, (run.out, run.err)
+    for case, uid in victims.items():
+        assert f"ERROR in {items[uid].href}" in run.out, (case, run.out)
+    assert "Traceback" not in run.err
+    assert summary(bed.items()[conf_uid].body) == "Team Ada stand-up (moved to Zoom)"
+    assert re.search(r"^alice: ok \(feeds: alice \d+ events changed\)", run.out, re.M), run.out
+    ((feed,),) = bed.db("SELECT body FROM rendered_feeds WHERE feed_id = 'alice'")
+    assert b"moved to Zoom" in feed
+    assert bed.requests("DELETE") == 0 and bed.requests("POST", "reservations") == 0
+    assert {bed.state_of(r) for r in bookings} == {"locked"}
+
+
 def summary(ics: str) -> str:
     return str(icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]["SUMMARY"])
 
