@@ -273,35 +273,36 @@ def test_a_cancel_put_off_by_a_5xx_is_pending_then_done_once(bed: Bed) -> None:
     bed.delete(bed.items()[uid].href)
     # Canvas answers 503 to every cancel until the fault is cleared.
     bed.sim.world.faults.add("status", path=CANCEL, method="DELETE", count=None, status=503)
+    put_off = bed.sync("--json")
+    listed = bed.writebacks()
+    assert bed.state_of(res_id) == "locked"  # the simulator never carried it out
+    assert bed.requests("DELETE") == 1  # one attempt: a write that may have landed is not retried
+    assert uid not in bed.items()  # the person's deletion stands: nothing put back
 
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    target = only_target(run)
+    bed.sim.world.faults.clear()
+    bed.sim.world.stats.reset()
+    done = bed.sync("--json")
+    # Canvas first: the deletion was not lost with the sync token, and is carried out once.
+    assert bed.state_of(res_id) == "deleted"
+    assert bed.requests("DELETE") == 1
+    assert uid not in bed.items()
+    # … and what was said: pending (outcome unknown), listed as PENDING, then applied.
+    assert put_off.code == 0, put_off.err
+    target = only_target(put_off)
     assert [(c["kind"], c["params"], c["outcome"]) for c in target["commands"]] == [
         ("cancel", {"reservation_id": res_id}, "unknown")
     ]
     assert target["state"] == "pending"
-    assert bed.state_of(res_id) == "locked"  # the simulator never carried it out
-    assert bed.requests("DELETE") == 1  # one attempt: a write that may have landed is not retried
-    assert uid not in bed.items()  # the person's deletion stands: nothing put back
-    listed = bed.writebacks()
     assert listed.code == 0, listed.err
     assert re.search(rf"^PENDING {TARGET} cancel {re.escape(uid)} \(pending\)", listed.out, re.M), (
         listed.out
     )
+    assert done.code == 0, done.err
+    assert [c["outcome"] for c in only_target(done)["commands"]] == ["applied"]
 
-    bed.sim.world.faults.clear()
-    bed.sim.world.stats.reset()
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    assert [c["outcome"] for c in only_target(run)["commands"]] == ["applied"]
-    assert bed.state_of(res_id) == "deleted"
-    assert bed.requests("DELETE") == 1
-    assert uid not in bed.items()
-
-    run = bed.sync("--json")  # nothing left to do: no second cancel, nothing put back
-    assert run.code == 0, run.err
-    assert only_target(run)["commands"] == []
+    again = bed.sync("--json")  # nothing left to do: no second cancel, nothing put back
+    assert again.code == 0, again.err
+    assert only_target(again)["commands"] == []
     assert bed.requests("DELETE") == 1
     assert uid not in bed.items()
     assert "PENDING" not in bed.writebacks().out
@@ -314,18 +315,18 @@ def test_a_cancel_cut_off_by_a_reset_is_pending_then_done_once(bed: Bed) -> None
     bed.delete(bed.items()[uid].href)
     # The connection dies in the middle of Canvas's answer to the cancel.
     bed.sim.world.faults.add("reset", path=CANCEL, method="DELETE", count=None)
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    assert [c["outcome"] for c in only_target(run)["commands"]] == ["unknown"]
+    put_off = bed.sync("--json")
     assert bed.state_of(res_id) == "locked" and uid not in bed.items()
 
     bed.sim.world.faults.clear()
     bed.sim.world.stats.reset()
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    assert [c["outcome"] for c in only_target(run)["commands"]] == ["applied"]
-    assert bed.requests("DELETE") == 1
+    done = bed.sync("--json")
     assert bed.state_of(res_id) == "deleted" and uid not in bed.items()
+    assert bed.requests("DELETE") == 1
+    assert put_off.code == 0, put_off.err
+    assert [c["outcome"] for c in only_target(put_off)["commands"]] == ["unknown"]
+    assert done.code == 0, done.err
+    assert [c["outcome"] for c in only_target(done)["commands"]] == ["applied"]
 
 
 @pytest.mark.calbridge_config("[writeback]\nmax_per_minute = 1\nsafety_max_fraction = 1.0")
@@ -336,31 +337,34 @@ def test_the_rate_limit_puts_a_cancel_off_until_a_later_sync(bed: Bed) -> None:
     bed.delete(items[first].href)
     bed.delete(items[second].href)
 
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    outcomes = {c["uid"]: c["outcome"] for c in only_target(run)["commands"]}
-    assert sorted(outcomes.values()) == ["applied", "rate_limited"], outcomes
-    waiting = next(u for u, o in outcomes.items() if o == "rate_limited")
-    assert bed.requests("DELETE") == 1
-    assert bed.state_of(ids[waiting]) == "locked"
+    first_run = bed.sync("--json")
     listed = bed.writebacks()
-    assert re.search(
-        rf"^PENDING {TARGET} cancel {re.escape(waiting)} \(deferred\)", listed.out, re.M
-    ), listed.out
+    done = {u for u, i in ids.items() if bed.state_of(i) == "deleted"}
+    assert len(done) == 1 and bed.requests("DELETE") == 1
+    (waiting,) = set(ids) - done
 
     # The limit counts `sent_at` of the last minute with the real clock; rather than sleep a
     # minute, the sent entry is made two minutes older, as if the next sync ran later.
     bed.db(
-        "UPDATE writeback_journal SET sent_at = datetime(sent_at, '-2 minutes') WHERE sent_at IS NOT NULL"
+        "UPDATE writeback_journal SET sent_at = datetime(sent_at, '-2 minutes') "
+        "WHERE sent_at IS NOT NULL"
     )
-    run = bed.sync("--json")
-    assert run.code == 0, run.err
-    assert [(c["uid"], c["outcome"]) for c in only_target(run)["commands"]] == [
+    later = bed.sync("--json")
+    # Canvas first: the second cancel was not lost; each booking cancelled once.
+    assert {bed.state_of(i) for i in ids.values()} == {"deleted"}
+    assert bed.requests("DELETE") == 2
+    assert not {first, second} & set(bed.items())
+    # … and what was said: the second one pending (rate_limited), listed, then applied.
+    assert first_run.code == 0, first_run.err
+    outcomes = {c["uid"]: c["outcome"] for c in only_target(first_run)["commands"]}
+    assert outcomes == {waiting: "rate_limited", done.pop(): "applied"}, outcomes
+    assert re.search(
+        rf"^PENDING {TARGET} cancel {re.escape(waiting)} \(deferred\)", listed.out, re.M
+    ), listed.out
+    assert later.code == 0, later.err
+    assert [(c["uid"], c["outcome"]) for c in only_target(later)["commands"]] == [
         (waiting, "applied")
     ]
-    assert bed.requests("DELETE") == 2  # one per booking, each once
-    assert {bed.state_of(i) for i in ids.values()} == {"deleted"}
-    assert not {first, second} & set(bed.items())
 
 
 # --- 2. wiping the calendar ---------------------------------------------------------------
@@ -381,14 +385,14 @@ def test_wiping_the_calendar_stops_and_discard_puts_everything_back(bed: Bed) ->
     bed.sim.world.stats.reset()
 
     run = bed.sync("--json")
+    assert bed.requests("DELETE") == 0
+    assert {bed.state_of(r) for r in bookings} == {"locked"}
+    assert bed.items() == {}  # nothing put back before a person decides
     assert run.code == 8, (run.out, run.err)
     stop = only_target(run)["safety_stop"]
     assert stop is not None and stop["empty_listing"] is True
     assert set(stop["uids"]) == set(before)
     assert "writebacks approve phone" in stop["message"]
-    assert bed.requests("DELETE") == 0
-    assert {bed.state_of(r) for r in bookings} == {"locked"}
-    assert bed.items() == {}  # nothing put back before a person decides
 
     listed = bed.writebacks()
     assert re.search(r"^SAFETY STOP phone \(held", listed.out, re.M), listed.out
@@ -409,9 +413,9 @@ def test_wiping_the_calendar_then_approving_cancels_each_booking_once(bed: Bed) 
     wipe(bed)
     bed.sim.world.stats.reset()
     run = bed.sync()
+    assert bed.requests("DELETE") == 0
     assert run.code == 8, (run.out, run.err)
     assert "SAFETY STOP" in run.out
-    assert bed.requests("DELETE") == 0
 
     approve = bed.writebacks("approve", TARGET)
     assert approve.code == 0, approve.err
@@ -515,11 +519,6 @@ def test_an_exact_copy_of_an_open_slot_books_it_once_and_stays(bed: Bed) -> None
     bed.sim.world.stats.reset()
 
     run = bed.sync("--json")
-    assert run.code == 0, (run.out, run.err)
-    commands = only_target(run)["commands"]
-    assert [(c["kind"], c["params"], c["outcome"]) for c in commands] == [
-        ("reserve", {"slot_id": copied}, "applied")
-    ]
     made = [
         r
         for r in world.reservations.values()
@@ -528,6 +527,11 @@ def test_an_exact_copy_of_an_open_slot_books_it_once_and_stays(bed: Bed) -> None
     assert len(made) == 1
     assert not any(r.slot_id == other for r in world.reservations.values())
     assert bed.requests("POST", "reservations") == 1
+    assert run.code == 0, (run.out, run.err)
+    commands = only_target(run)["commands"]
+    assert [(c["kind"], c["params"], c["outcome"]) for c in commands] == [
+        ("reserve", {"slot_id": copied}, "applied")
+    ]
 
     run = bed.sync()  # the next poll brings the booking: calbridge adds its own event beside
     assert run.code == 0, (run.out, run.err)
@@ -695,11 +699,11 @@ def test_dry_run_lists_every_command_and_action_and_writes_nothing(bed: Bed) -> 
     run = bed.sync("--dry-run")
     assert run.code == 0, (run.out, run.err)
     out = run.out
-    assert "[dry run: nothing written]" in out
     assert (
         f"would send to Canvas: cancel reservation {res_id} 'Office hours' — deleted in the calendar"
         in out
     ), out
+    assert "[dry run: nothing written]" in out
     assert f"calendar (would): create {uid['added']}" in out
     assert f"calendar (would): update {uid['renamed']}" in out
     assert f"calendar (would): delete {uid['gone']}" in out
