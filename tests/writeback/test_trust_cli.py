@@ -390,13 +390,15 @@ def test_wiping_the_calendar_stops_and_discard_puts_everything_back(bed: Bed) ->
     assert bed.items() == {}  # nothing put back before a person decides
     assert run.code == 8, (run.out, run.err)
     stop = only_target(run)["safety_stop"]
-    assert stop is not None and stop["empty_listing"] is True
+    assert stop is not None
+    # `kind` on main since e77ae87 (the stop's kind as an enum); `empty_listing` before it
+    assert stop.get("kind") == "empty_listing" or stop.get("empty_listing") is True, stop
     assert set(stop["uids"]) == set(before)
     assert "writebacks approve phone" in stop["message"]
 
     listed = bed.writebacks()
-    assert re.search(r"^SAFETY STOP phone \(held", listed.out, re.M), listed.out
-    assert "calbridge writebacks approve phone --discard" in listed.out
+    assert re.search(r"^SAFETY STOP\b(?=.*\bheld\b)(?=.*\bphone\b)", listed.out, re.M), listed.out
+    assert "writebacks approve phone" in listed.out and "--discard" in listed.out
 
     approve = bed.writebacks("approve", TARGET, "--discard")
     assert approve.code == 0, approve.err
