@@ -669,6 +669,7 @@ def test_a_rerun_right_after_kill_9_completes(bed: Bed) -> None:
 
 def test_dry_run_lists_every_command_and_action_and_writes_nothing(bed: Bed) -> None:
     world = bed.sim.world
+    booked = set(bed.alice_reservations())
     office = bed.booking_uid("Office hours")
     res_id = res_of(office)
     items = bed.items()
@@ -738,6 +739,14 @@ def test_dry_run_lists_every_command_and_action_and_writes_nothing(bed: Bed) -> 
         r"^    SAFETY STOP: safety stop on phone: the server lists none", run.out, re.M
     ), run.out
     assert "held (safety stop): cancel reservation" in run.out
+    run = bed.sync("--dry-run", "--json")
+    assert run.code == 8, (run.out, run.err)
+    target = only_target(run)
+    assert target["safety_stop"] is not None and target["state"] == "stopped"
+    assert set(target["safety_stop"]["uids"]) == set(before) | {office}  # all it wrote
+    assert sorted((c["params"]["reservation_id"], c["outcome"]) for c in target["commands"]) == [
+        (r, "held") for r in sorted(booked)
+    ]
     assert bed.items() == {}
     assert bed.db("SELECT count(*) FROM safety_stops") == [(0,)]
     assert all(route.startswith("GET ") for route in world.stats.as_dict()["by_route"])
