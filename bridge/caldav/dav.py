@@ -7,6 +7,7 @@ per-event traffic is done here because it needs exact control of If-Match / If-N
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
@@ -21,6 +22,11 @@ RETRY_STATUS = {500, 502, 503, 504}
 # No answer of a calendar server needs more (a multiget batch of 200 events is well under 1 MB);
 # a server sending more gets a clear error instead of the daemon's memory.
 MAX_RESPONSE_BYTES = 32 << 20
+
+# 423 Locked: Xandikos answers it to concurrent writes into one collection (its git index is
+# locked by the other write). Nothing was written: the request is sent again, and from then on
+# this client sends one request at a time.
+LOCKED, LOCKED_RETRIES = 423, 10
 
 SYNC_BODY = """<?xml version="1.0" encoding="utf-8"?>
 <d:sync-collection xmlns:d="DAV:"><d:sync-token>{token}</d:sync-token><d:sync-level>1</d:sync-level>
@@ -63,6 +69,8 @@ class Dav:
         self.target = target
         self.requests = 0
         self._limit = asyncio.Semaphore(max_parallel)
+        self._one_at_a_time = asyncio.Lock()
+        self._serial = False  # set after a 423: the server cannot take parallel writes
         self._retries = retries
         self._max_bytes = max_response_bytes
         self._http = httpx.AsyncClient(
@@ -86,9 +94,10 @@ class Dav:
         headers: dict[str, str] | None = None,
         content: str | None = None,
     ) -> httpx.Response:
-        for attempt in range(self._retries + 1):
+        attempt = locked = 0
+        while attempt <= self._retries:
             try:
-                async with self._limit:
+                async with self._limit, self._turn():
                     self.requests += 1
                     response = await self._send(
                         method, urljoin(self.collection, url), headers, content
@@ -105,9 +114,14 @@ class Dav:
                         target=self.target,
                         status=401,
                     )
+                if response.status_code == LOCKED and locked < LOCKED_RETRIES:
+                    self._serial, locked = True, locked + 1
+                    await asyncio.sleep(random.uniform(0.01, 0.05 * min(locked, 4)))
+                    continue
                 if response.status_code not in RETRY_STATUS or attempt >= self._retries:
                     return response
             await asyncio.sleep(random.uniform(0, 0.2 * 2**attempt))
+            attempt += 1
         raise CalDAVUnavailable(f"{method} kept failing", target=self.target)
 
     async def _send(
@@ -136,6 +150,9 @@ class Dav:
         return httpx.Response(
             streamed.status_code, headers=headers_read, content=b"".join(chunks), request=request
         )
+
+    def _turn(self) -> contextlib.AbstractAsyncContextManager[object]:
+        return self._one_at_a_time if self._serial else contextlib.nullcontext()
 
     # --- reading ----------------------------------------------------------------------------
 

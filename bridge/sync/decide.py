@@ -144,10 +144,14 @@ def decide(plan: Plan, ctx: Context) -> Decision:
 
 
 def _safe_restore(observation: Observation, ctx: Context) -> list[Action]:
-    try:
-        return restore(observation, ctx.hidden)
-    except CalendarDataError:  # cannot even rebuild ours: leave the object alone
-        return []
+    """Canvas's version back, with the person's additions if their copy can be merged, else
+    without them (the caller has reported the object)."""
+    for whole in (False, True):
+        try:
+            return restore(observation, ctx.hidden, whole=whole)
+        except CalendarDataError:
+            continue
+    return []  # cannot even rebuild ours: leave the object alone
 
 
 def _one(observation: Observation, ctx: Context, decision: Decision) -> None:
@@ -192,11 +196,11 @@ def _one(observation: Observation, ctx: Context, decision: Decision) -> None:
         decision.actions.append(Hide(observation.uid, rule.content_hash))
         return
     if isinstance(rule, rules.Restore | rules.Keep | rules.Reserve):
+        decision.actions.extend(restore(observation, ctx.hidden))  # may raise: reported
         if isinstance(rule, rules.Restore):
             decision.restored.append((observation.uid, rule.reason))
-        decision.actions.extend(restore(observation, ctx.hidden))
         return
-    put_back = tuple(restore(observation, ctx.hidden))
+    put_back = tuple(_safe_restore(observation, ctx))  # only if Canvas refuses
     if isinstance(rule, rules.Cancel):
         params = {"reservation_id": rule.reservation_id}
         decision.commands.append(

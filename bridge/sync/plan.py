@@ -234,10 +234,16 @@ def plan(
     return result
 
 
-def restore(observation: Observation, hidden: Mapping[str, str]) -> list[Action]:
+def restore(
+    observation: Observation, hidden: Mapping[str, str], *, whole: bool = False
+) -> list[Action]:
     """Put Canvas's version back: a deleted event comes back (unless hidden with the same
     content), a changed one gets Canvas's fields with the person's additions kept. An event
-    Canvas no longer has is forgotten (deleted) instead. Never touches an unowned item."""
+    Canvas no longer has is forgotten (deleted) instead. Never touches an unowned item.
+
+    Raises CalendarDataError when the person's copy cannot be merged (e.g. ``SEQUENCE:abc``):
+    the caller reports it for that object and calls again with ``whole`` (ours, without their
+    additions) — a silent fallback here would drop the person's additions unreported."""
     if isinstance(observation, Unowned):
         return []
     desired = observation.desired
@@ -247,10 +253,11 @@ def restore(observation: Observation, hidden: Mapping[str, str]) -> list[Action]
         return [Create(desired.uid, desired.ics, desired.content_hash)]
     if desired is None:
         return [Delete(observation.uid, observation.href, observation.etag)]
-    try:
-        merged = merge_person_additions(desired.ics, observation.theirs_ics)
-    except CalendarDataError:
-        merged = desired.ics  # their copy is unreadable: put ours back whole
+    merged = (
+        desired.ics
+        if whole
+        else merge_person_additions(desired.ics, observation.theirs_ics, context=observation.uid)
+    )
     return [
         Update(observation.uid, observation.href, observation.etag, merged, desired.content_hash)
     ]
