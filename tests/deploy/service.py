@@ -26,6 +26,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.servers import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "calbridge.service"
 README = REPO / "README.md"
@@ -129,6 +131,7 @@ class ServiceTree:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.admin_port: int | None = None  # set by install_example
         self.unit = unit_directives()
         user = pwd.getpwnam(SERVICE_USER)
         self.uid, self.gid = user.pw_uid, user.pw_gid
@@ -169,18 +172,27 @@ class ServiceTree:
         self, canvas_url: str, port: int, dav_url: str, secrets: dict[str, str]
     ) -> Path:
         """The README's install with config.example.toml edited to point at the given Canvas,
-        listen port and CalDAV server (its state URL moved under the scratch root)."""
+        listen port and CalDAV server (its state URL moved under the scratch root). The admin
+        listener stays on loopback as the example has it, on a free port (``admin_url``)."""
         state = "sqlite:////var/lib/calbridge/state.sqlite3"
+        self.admin_port = free_port()
         self.install(
             secrets,
             {
                 'canvas_url = "https://canvas.example.edu"': f'canvas_url = "{canvas_url}"',
                 'listen = "127.0.0.1:8765"': f'listen = "127.0.0.1:{port}"',
+                'admin_listen = "127.0.0.1:8766"': f'admin_listen = "127.0.0.1:{self.admin_port}"',
                 'url = "https://dav.example.com/"': f'url = "{dav_url}"',
                 f'url = "{state}"': f'url = "sqlite:///{self.path("/var/lib/calbridge")}/state.sqlite3"',
             },
         )
         return self.path("/etc/calbridge/config.toml")
+
+    @property
+    def admin_url(self) -> str:
+        """/healthz and /metrics of the installed service (the admin listener)."""
+        assert self.admin_port is not None, "install_example() sets the admin port"
+        return f"http://127.0.0.1:{self.admin_port}"
 
     def feed_path(self, config: Path, feed_id: str = "alice") -> str:
         """The secret path of a feed, from `calbridge feeds --json` run as the service user."""

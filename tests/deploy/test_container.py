@@ -1,5 +1,6 @@
 """The Dockerfile's entrypoint as a plain process: its ENV, USER, WORKDIR, ENTRYPOINT + CMD and
-HEALTHCHECK, with the mounts the README describes (config, secrets, state volume). The image
+HEALTHCHECK (on the admin listener, with and without a bearer token), with the mounts the README
+describes (config, secrets, state volume). The image
 itself is built only where a container engine answers (none does on the development machines:
 the docker client is there without a daemon, and no registry serves the base image)."""
 
@@ -54,6 +55,7 @@ def image_env() -> dict[str, str]:
 
 
 def _healthcheck(tree: ServiceTree, uid: int, env: dict[str, str]) -> int:
+    """The HEALTHCHECK's exit code (0: healthy), run as the image's user."""
     args = _one("HEALTHCHECK")
     command = json.loads(args.split(" CMD ", 1)[1])
     out = subprocess.run(
@@ -82,6 +84,10 @@ def test_image_recipe_is_unprivileged_and_consistent() -> None:
     assert user.split(":")[0] not in ("root", "0") and user.split(":")[0].isdigit()
     env = image_env()
     assert env["CALBRIDGE_HTTP__LISTEN"].endswith(":" + _one("EXPOSE"))
+    # /healthz and /metrics stay inside the container: loopback, another port, not exposed.
+    admin_host, _, admin_port = env["CALBRIDGE_HTTP__ADMIN_LISTEN"].rpartition(":")
+    assert admin_host == "127.0.0.1" and admin_port not in _one("EXPOSE").split()
+    assert admin_port != env["CALBRIDGE_HTTP__LISTEN"].rpartition(":")[2]
     assert json.loads(_one("VOLUME")) == [env["STATE_DIRECTORY"]] == [_one("WORKDIR")]
     assert "--interval=" in _one("HEALTHCHECK") and "/healthz" in _one("HEALTHCHECK")
     ignored = (REPO / ".dockerignore").read_text().split()
@@ -99,19 +105,25 @@ def test_entrypoint_runs_as_the_image_user_with_its_mounts(live_sim: Sim, tmp_pa
         for key, value in image_env().items():
             env[key] = str(tree.path(value)) if value.startswith("/") else value
         env["CALBRIDGE_HTTP__LISTEN"] = f"127.0.0.1:{port}"  # docker run -e …, loopback here
+        # The container's own loopback is the host's here: a free port instead of 8766.
+        assert env["CALBRIDGE_HTTP__ADMIN_LISTEN"].startswith("127.0.0.1:")
+        env["CALBRIDGE_HTTP__ADMIN_LISTEN"] = f"127.0.0.1:{tree.admin_port}"
+        admin = tree.admin_url
         state = Path(env["STATE_DIRECTORY"])  # the volume, as the image made it
         state.mkdir(parents=True)
         os.chown(state, uid, uid)
         state.chmod(0o700)
         secret_dir = Path(env["CREDENTIALS_DIRECTORY"])  # -v …/secrets:/run/secrets:ro
         secret_dir.mkdir(parents=True)
-        for name, value in secrets.items():
+        admin_token = "t" * 32  # -e CALBRIDGE_HTTP__ADMIN_TOKEN_FILE=/run/secrets/admin-token
+        for name, value in (secrets | {"admin-token": admin_token}).items():
             (secret_dir / name).write_text(value)
             os.chown(secret_dir / name, uid, uid)
             (secret_dir / name).chmod(0o400)
         command = [*json.loads(_one("ENTRYPOINT")), *json.loads(_one("CMD"))]
         command = [str(tree.path(a)) if a.startswith("/etc/") else a for a in command]
         assert command[-1] == str(config)
+        env["CALBRIDGE_HTTP__ADMIN_TOKEN_FILE"] = str(secret_dir / "admin-token")
         assert _healthcheck(tree, uid, env) != 0  # nothing listens yet
         proc = subprocess.Popen(
             [*_as(uid), *command],
@@ -124,7 +136,9 @@ def test_entrypoint_runs_as_the_image_user_with_its_mounts(live_sim: Sim, tmp_pa
         try:
             deadline = time.monotonic() + 60  # the HEALTHCHECK's start period
             while _healthcheck(tree, uid, env) != 0:
-                assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1]
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()  # communicate() would wait for a daemon that keeps running
+                    raise AssertionError(f"never healthy: {proc.communicate()[1][-3000:]}")
                 time.sleep(0.3)
             feeds = subprocess.run(
                 [*_as(uid), "calbridge", "feeds", "-c", str(config), "--json"],
@@ -138,6 +152,19 @@ def test_entrypoint_runs_as_the_image_user_with_its_mounts(live_sim: Sim, tmp_pa
             path = url.removeprefix("https://calendar.example.edu")
             feed = httpx.get(f"http://127.0.0.1:{port}{path}")
             assert feed.status_code == 200 and b"BEGIN:VCALENDAR" in feed.content
+            # The health check read the admin listener, with the token; the feed port has no
+            # /healthz, and without the token the admin listener refuses (so does the check).
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 404
+            assert httpx.get(f"{admin}/healthz").status_code == 401
+            bearer = {"authorization": f"Bearer {admin_token}"}
+            assert httpx.get(f"{admin}/healthz", headers=bearer).json()["status"] in (
+                "ok",
+                "degraded",
+            )
+            without_token = {
+                k: v for k, v in env.items() if k != "CALBRIDGE_HTTP__ADMIN_TOKEN_FILE"
+            }
+            assert _healthcheck(tree, uid, without_token) != 0
             proc.terminate()  # docker stop
             assert proc.wait(timeout=10) == 0
         finally:
@@ -146,7 +173,7 @@ def test_entrypoint_runs_as_the_image_user_with_its_mounts(live_sim: Sim, tmp_pa
             _, stderr = proc.communicate()
         assert _healthcheck(tree, uid, env) != 0
         assert (state / "state.sqlite3").stat().st_uid == uid
-        assert live_sim.tokens["alice"] not in stderr
+        assert live_sim.tokens["alice"] not in stderr and admin_token not in stderr
 
 
 def _engine() -> str | None:

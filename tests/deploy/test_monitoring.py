@@ -1,5 +1,5 @@
-"""/metrics as Prometheus scrapes it from a running daemon, and the Grafana dashboard and alert
-rules shipped in deploy/ checked against it (and against promtool)."""
+"""/metrics as Prometheus scrapes it from a running daemon's admin listener, and the Grafana
+dashboard and alert rules shipped in deploy/ checked against it (and against promtool)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from bridge import __version__
+from bridge.config import HttpConfig
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import serve_in_thread
@@ -33,7 +35,8 @@ METRIC_NAME = re.compile(r"\b((?:calbridge|process|python)_[a-z0-9_]+|up)\b(?!\s
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The text of GET /metrics from `calbridge run` after one poll and one feed request."""
+    """The text of GET /metrics from `calbridge run` after one poll and one feed request, read
+    from the admin listener (write_config puts it on the feed port + 1)."""
     tmp = tmp_path_factory.mktemp("monitoring")
     world = sample_world()
     with serve_in_thread(create_app(world, control=True)) as server:
@@ -45,18 +48,19 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             stderr=subprocess.DEVNULL,
         )
         try:
-            base = f"http://127.0.0.1:{port}"
+            base, admin = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"
             deadline = time.monotonic() + 60
             text = ""
             while 'outcome="ok"' not in text and time.monotonic() < deadline:
                 time.sleep(0.2)
                 try:
-                    text = httpx.get(f"{base}/metrics").text
+                    text = httpx.get(f"{admin}/metrics").text
                 except httpx.TransportError:
                     continue
             assert 'outcome="ok"' in text, "the daemon never finished a poll"
             httpx.get(f"{base}/feeds/alice/not-the-secret.ics")  # a 404 feed request
-            yield httpx.get(f"{base}/metrics").text
+            assert httpx.get(f"{base}/metrics").status_code == 404  # not on the feed listener
+            yield httpx.get(f"{admin}/metrics").text
         finally:
             proc.terminate()
             proc.wait(timeout=30)
@@ -134,6 +138,19 @@ def test_dashboard_and_alerts_use_only_metrics_that_exist(scraped: str) -> None:
     assert not [name for name in ours if name not in dashboard_text]
 
 
+def test_readme_scrape_target_is_the_default_admin_listener() -> None:
+    """The README's Prometheus job scrapes where config.example.toml and the default put
+    /metrics, not the feed listener."""
+    section = (REPO / "README.md").read_text().split("### Monitoring", 1)[1].split("\n### ", 1)[0]
+    scrape = yaml.safe_load(section.split("```yaml\n", 1)[1].split("```", 1)[0])
+    (job,) = scrape["scrape_configs"]
+    assert job["job_name"] == "calbridge" and job.get("metrics_path", "/metrics") == "/metrics"
+    (target,) = [t for group in job["static_configs"] for t in group["targets"]]
+    example = tomllib.loads((REPO / "config.example.toml").read_text())["http"]
+    assert target == example["admin_listen"] == HttpConfig().admin_listen
+    assert target != example["listen"]
+
+
 def _promtool() -> str:
     path = shutil.which("promtool")
     assert path, "promtool is missing: run scripts/system-deps.sh (Debian package prometheus)"
@@ -144,9 +161,21 @@ def test_alert_rules_pass_promtool_check_and_their_unit_tests() -> None:
     check = subprocess.run(
         [_promtool(), "check", "rules", str(ALERTS)], capture_output=True, text=True, timeout=60
     )
-    assert check.returncode == 0 and "SUCCESS: 7 rules found" in check.stdout, (
+    rules = len(_alert_expressions())
+    assert check.returncode == 0 and f"SUCCESS: {rules} rules found" in check.stdout, (
         check.stdout + check.stderr
     )
+    # Each alert has a promtool case that fires it, but for these (a list that may only shrink).
+    cases = yaml.safe_load((ALERTS.parent / "alerts.test.yml").read_text())["tests"]
+    tested = {c["alertname"] for test in cases for c in test["alert_rule_test"] if c["exp_alerts"]}
+    alerts = yaml.safe_load(ALERTS.read_text())["groups"]
+    assert {r["alert"] for g in alerts for r in g["rules"]} - tested <= {
+        "CalbridgeCanvasThrottled",
+        "CalbridgeCalDAVErrors",
+        "CalbridgeWritebackFailures",
+        "CalbridgeMemoryHigh",
+        "CalbridgeFileDescriptorsLow",
+    }
     unit = subprocess.run(
         [_promtool(), "test", "rules", "alerts.test.yml"],
         cwd=ALERTS.parent,

@@ -1,6 +1,7 @@
 """The reverse-proxy examples in deploy/ in front of a running calbridge, over TLS with a
 certificate made by the test: feeds, 304s, gzip, HEAD, the subscribe page with public_url,
-the http→https redirect, private /metrics and /healthz, no feed secret in the proxy's logs."""
+the http→https redirect, /metrics and /healthz on the admin listener only (never through the
+proxy), no feed secret in the proxy's logs."""
 
 from __future__ import annotations
 
@@ -116,9 +117,12 @@ def _check_feeds_through(proxy: Proxy, daemon: Running) -> str:
     assert head.status_code == 200 and head.content == b""
     page = proxy.get(path.removesuffix(".ics"))
     assert page.status_code == 200 and f"webcal://{HOST}/feeds/alice/" in page.text
-    for private in ("/metrics", "/healthz"):
-        assert proxy.get(private).status_code == 404
-    assert httpx.get(f"{daemon.url}/metrics").status_code == 200  # still there, privately
+    for private in ("/metrics", "/healthz", "/metrics/", "/healthz?x=1"):
+        assert proxy.get(private).status_code == 404, private
+        assert httpx.get(f"{daemon.url}{private}").status_code == 404, private  # the upstream
+    # Still there, privately, on the admin listener the proxy does not forward to.
+    assert "calbridge_feed_requests_total" in httpx.get(f"{daemon.admin_url}/metrics").text
+    assert httpx.get(f"{daemon.admin_url}/healthz").json()["status"] == "ok"
     redirect = httpx.get(f"http://127.0.0.1:{proxy.http_port}{path}", headers={"host": HOST})
     assert redirect.status_code in (301, 308)
     assert redirect.headers["location"].startswith(f"https://{HOST}")
@@ -143,7 +147,7 @@ def daemon(
     port = free_port()
     running = start_daemon(write_config(tmp_path, live_sim, port), port)
     deadline = time.monotonic() + 30
-    while httpx.get(f"{running.url}/healthz").json()["status"] != "ok":
+    while httpx.get(f"{running.admin_url}/healthz").json()["status"] != "ok":
         assert time.monotonic() < deadline, "the daemon never finished its first poll"
         time.sleep(0.2)
     return running
@@ -166,6 +170,7 @@ def test_nginx_example_serves_feeds_over_tls(daemon: Running, tmp_path: Path) ->
             "/var/log/nginx/": f"{work}/logs/",
         },
     )
+    assert "8766" not in site  # forwards to the feed listener, never the admin listener
     (work / "calbridge.conf").write_text(site)
     main = work / "nginx.conf"
     main.write_text(
@@ -191,11 +196,11 @@ def test_caddy_example_serves_feeds_over_tls(daemon: Running, tmp_path: Path) ->
     work.mkdir()
     https_port, http_port = free_port(), free_port()
     upstream = daemon.url.removeprefix("http://")
-    (work / "Caddyfile.site").write_text(
-        _edited(
-            CADDYFILE.read_text(), {"reverse_proxy 127.0.0.1:8765": f"reverse_proxy {upstream}"}
-        )
+    site = _edited(
+        CADDYFILE.read_text(), {"reverse_proxy 127.0.0.1:8765": f"reverse_proxy {upstream}"}
     )
+    assert "8766" not in site  # forwards to the feed listener, never the admin listener
+    (work / "Caddyfile.site").write_text(site)
     # The site as shipped, with a local CA instead of ACME and ports a test may use.
     (work / "Caddyfile").write_text(
         "{\n\tadmin off\n\tlocal_certs\n\tskip_install_trust\n"

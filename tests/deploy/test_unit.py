@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -42,9 +43,21 @@ def test_installed_unit_serves_feeds_as_an_unprivileged_user(live_sim: Sim, tmp_
             path = tree.feed_path(config)
             feed = httpx.get(f"http://127.0.0.1:{port}{path}", timeout=30)
             assert feed.status_code == 200 and assert_valid(feed.text) >= 1
-            health = httpx.get(f"http://127.0.0.1:{port}/healthz").json()
+            # /healthz on the admin listener config.example.toml keeps on loopback; the feed
+            # listener has none.
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 404
+            # The account's poll is recorded before the push to CalDAV ends, the target after it.
+            deadline = time.monotonic() + 60
+            while (
+                "caldav:alice-phone"
+                not in (health := httpx.get(f"{tree.admin_url}/healthz").json())["components"]
+            ):
+                assert time.monotonic() < deadline, health
+                time.sleep(0.2)
             assert health["components"]["account:alice"]["status"] == "ok", health
             assert health["components"]["caldav:alice-phone"]["status"] == "ok", health
+            metrics = httpx.get(f"{tree.admin_url}/metrics").text  # what Prometheus scrapes
+            assert 'calbridge_polls_total{account="alice",outcome="ok"}' in metrics
             code, stderr = service.stop_and_read()
         assert code == 0, stderr
         state = tree.path("/var/lib/calbridge/state.sqlite3")
