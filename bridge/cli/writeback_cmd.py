@@ -9,14 +9,16 @@ import typer
 
 from bridge.cli import app
 from bridge.cli.daemon_cmd import ConfigOpt, JsonOpt, _settings
-from bridge.state import default_state_url, open_state
+from bridge.cli.options import default_state_url, open_state
 
 
 @app.command("writebacks")
 def writebacks(
     config: Path | None = ConfigOpt,
-    limit: int = typer.Option(50, "--limit", help="How many, newest first."),
-    target: str | None = typer.Option(None, "--target", help="Only this CalDAV target."),
+    limit: int = typer.Option(50, "--limit", metavar="N", help="How many, newest first."),
+    target: str | None = typer.Option(
+        None, "--target", metavar="ID", help="Only this CalDAV target."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Recent write-backs (cancel, rebook, reserve) and what Canvas said."""
