@@ -2,8 +2,9 @@
 
 :func:`bridge.state.open_state` creates a missing database and upgrades an old schema, which is
 right for the daemon and wrong for a check run by an administrator (as root, before the service
-ever started). :func:`inspect_state` opens SQLite read-only (``mode=ro``) and reads PostgreSQL
-inside a transaction it rolls back; it only reads Alembic's revision table.
+ever started). :func:`inspect_state` opens SQLite read-only (``mode=ro``, and ``immutable`` when
+no other process has it open, so that no -wal/-shm file appears) and reads PostgreSQL inside a
+transaction it rolls back; it only reads Alembic's revision table.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def inspect_state(url: str) -> StateInspection:
                     SchemaStatus.UNREADABLE, where, None, head, f"{parent} is not writable"
                 )
             return StateInspection(SchemaStatus.MISSING, where, None, head)
-        uri = f"file:{pathname2url(str(path))}?mode=ro"
+        # A read-only reader of a WAL database still creates -wal and -shm files beside it (as
+        # root, they would lock the service user out). Without a -wal file no process has the
+        # database open, so it is read as immutable, which creates nothing.
+        quiet = "" if Path(f"{path}-wal").exists() else "&immutable=1"
+        uri = f"file:{pathname2url(str(path))}?mode=ro{quiet}"
         engine = create_engine("sqlite://", creator=lambda: sqlite3.connect(uri, uri=True))
     else:
         where = parsed.render_as_string(hide_password=True)

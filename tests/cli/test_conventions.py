@@ -117,7 +117,9 @@ def test_shell_completion_is_enabled() -> None:
     script = calbridge("--show-completion", "bash")
     assert script.returncode == 0 and "_CALBRIDGE_COMPLETE" in script.stdout, script.stderr
     completed = calbridge(
-        env=clean_env(_CALBRIDGE_COMPLETE="complete_bash", COMP_WORDS="calbridge sy", COMP_CWORD="1")
+        env=clean_env(
+            _CALBRIDGE_COMPLETE="complete_bash", COMP_WORDS="calbridge sy", COMP_CWORD="1"
+        )
     )
     assert (completed.returncode, completed.stdout.split()) == (0, ["sync"])
     options = calbridge(
