@@ -63,16 +63,22 @@ def _env(*names: str) -> str | None:
 def resolve_credentials(
     url: str | None, token_file: Path | None, config: Path | None = None, account: str | None = None
 ) -> tuple[str, str]:
-    """Where the CLI finds Canvas: options, then a config account, then the environment."""
-    if config is not None and token_file is None:
+    """Where the CLI finds Canvas: options, then a config account, then the environment.
+
+    An explicit ``--token-file`` wins over the config's token (the config may come from
+    ``$CALBRIDGE_CONFIG``, set for the daemon's sake), as ``--url`` wins over its URL."""
+    base = url
+    if config is not None:
         from bridge.config import load_config  # the daemon's config; imported only when asked
 
         settings = load_config(config)
         chosen = [a for a in settings.accounts if account in (None, a.id)]
         if not chosen:
             raise UserError(f"no account {account!r} in {config}")
-        return url or chosen[0].canvas_url, chosen[0].token()
-    base = url or _env("CANVAS_URL", "CALBRIDGE_CANVAS_URL")
+        base = url or chosen[0].canvas_url
+        if token_file is None:
+            return base, chosen[0].token()
+    base = base or _env("CANVAS_URL", "CALBRIDGE_CANVAS_URL")
     if not base:
         raise UserError("no Canvas URL: pass --url, set CANVAS_URL, or use -c CONFIG")
     if token_file is not None:
