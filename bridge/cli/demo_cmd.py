@@ -138,6 +138,6 @@ def _ready(settings: Settings, canvas_url: str, workdir: Path, daemon: Daemon) -
         typer.echo(f"  {feed.name}")
         typer.echo(f"    subscribe page: {urls.page}")
         typer.echo(f"    feed:           {urls.https}")
-    typer.echo("Open a subscribe page in a browser. Ctrl-C stops the demo.")
     typer.echo(LOOPBACK_NOTE.format(host=urlsplit(base).hostname))
+    typer.echo("Open a subscribe page in a browser. Ctrl-C stops the demo.")
     sys.stdout.flush()  # people pipe the demo into tee or a log
