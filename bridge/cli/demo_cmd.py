@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import signal
 import socket
 import sys
 import tempfile
@@ -66,9 +67,13 @@ def demo(
     os.environ["CALBRIDGE_DEMO_ALICE"] = SAMPLE_TOKENS["alice"]
     os.environ["CALBRIDGE_DEMO_TEACHER"] = SAMPLE_TOKENS["teacher"]
     listen = f"127.0.0.1:{_free(port)}"
+    # Ctrl-C waits until the cleanup below is armed: a SIGINT that lands just after mkdtemp
+    # would otherwise leave the directory behind.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     workdir = Path(tempfile.mkdtemp(prefix="calbridge-demo-"))
     simulator: RunningServer | None = None
     try:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
         simulator = serve_in_thread(create_app(sample_world(), control=True))
         settings = _demo_settings(workdir, listen, simulator.url, poll_interval)
         code = asyncio.run(
