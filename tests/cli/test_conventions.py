@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import CLI_PYTHON, ENTRY_POINTS, calbridge, clean_env
+from tests.cli.conftest import CLI_PYTHON, CONSOLE_SCRIPT, ENTRY_POINTS, calbridge, clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -114,8 +114,16 @@ def test_bridge_errors_are_one_line_with_their_exit_code(entry: str, tmp_path: P
 
 
 def test_shell_completion_is_enabled() -> None:
-    script = calbridge("--show-completion", "bash")
-    assert script.returncode == 0 and "_CALBRIDGE_COMPLETE" in script.stdout, script.stderr
+    # The shell is detected from the parent process (older typer takes no shell argument), so
+    # bash runs it; "; true" keeps bash from exec'ing calbridge in its own place.
+    script = subprocess.run(
+        ["bash", "-c", f"{CONSOLE_SCRIPT} --show-completion; true"],
+        capture_output=True,
+        text=True,
+        env=clean_env(),
+        timeout=60,
+    )
+    assert "_CALBRIDGE_COMPLETE=complete_bash" in script.stdout, script.stderr
     completed = calbridge(
         env=clean_env(
             _CALBRIDGE_COMPLETE="complete_bash", COMP_WORDS="calbridge sy", COMP_CWORD="1"
