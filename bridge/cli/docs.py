@@ -122,6 +122,12 @@ def markdown() -> str:
                 "Commands: " + ", ".join(f"`{name}` ({text})" for name, text in doc.subcommands)
             )
             out.append("")
+    out += ["", "#### Exit status", ""]
+    out += ["| status | meaning |", "|---|---|"]
+    out += [f"| {code} | {_cell(text)} |" for code, text in EXIT_CODES]
+    out += ["", "#### Environment", ""]
+    out += ["| variable | |", "|---|---|"]
+    out += [f"| `{name}` | {_cell(text)} |" for name, text in ENVIRONMENT]
     return "\n".join(out).rstrip() + "\n"
 
 
@@ -131,6 +137,7 @@ def markdown() -> str:
 def _roff(text: str) -> str:
     text = text.replace("\\", "\\e").replace("-", "\\-")
     text = re.sub(r"`([^`]*)`", r"\\fB\1\\fR", text)
+    text = "".join(c if ord(c) < 128 else f"\\[u{ord(c):04X}]" for c in text)  # troff reads ASCII
     return "\n".join(
         ("\\&" + line) if line[:1] in (".", "'") else line for line in text.split("\n")
     )
