@@ -114,3 +114,18 @@ def test_unreadable_database_fails_the_check(sim: Sim, tmp_path: Path) -> None:
         report["state"]["status"] == "unreadable" and "not a database" in report["state"]["detail"]
     )
     assert db.read_text() == "this is not a database"
+
+
+def test_database_url_password_is_never_shown(sim: Sim, tmp_path: Path) -> None:
+    config = write_config(tmp_path, sim, tmp_path / "unused.sqlite3")
+    text = config.read_text().replace(
+        f'url = "sqlite:///{tmp_path / "unused.sqlite3"}"',
+        'url = "postgresql://calbridge:db-secret-4242@127.0.0.1:1/calbridge"',
+    )
+    config.write_text(text)
+    out = calbridge("check", "-c", str(config))
+    assert out.returncode == 1
+    assert (
+        "state: FAILED: cannot read postgresql://calbridge:***@127.0.0.1:1/calbridge" in out.stdout
+    )
+    assert "db-secret-4242" not in out.stdout + out.stderr
