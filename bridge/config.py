@@ -113,6 +113,12 @@ def _check_zone(value: str | None) -> str | None:
     return value
 
 
+def _check_uid_host(value: str) -> str:
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9.:-]*$", value):
+        raise ValueError(f"{value!r} is not a host name (e.g. canvas.example.edu)")
+    return value
+
+
 def _check_listen(value: str) -> str:
     host, sep, port = value.rpartition(":")
     if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
@@ -316,6 +322,11 @@ class AccountConfig(SecretSource):
     def _tls(cls, value: str, info: ValidationInfo) -> str:
         return _require_tls(value, info, "the Canvas token")
 
+    # The host named in event UIDs (default: canvas_url's host[:port]). Set it to keep the UIDs
+    # when Canvas moves to a new address; the demo sets it so a random simulator port does not
+    # change the UIDs on every run.
+    uid_host: Annotated[str, AfterValidator(_check_uid_host)] | None = None
+
     @model_validator(mode="before")
     @classmethod
     def _secret(cls, values: Any) -> Any:
@@ -337,7 +348,7 @@ class AccountConfig(SecretSource):
 
     @property
     def canvas_host(self) -> str:
-        return urlsplit(self.canvas_url).netloc
+        return self.uid_host or urlsplit(self.canvas_url).netloc
 
 
 class FeedConfig(Section):

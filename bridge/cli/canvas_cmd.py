@@ -2,8 +2,10 @@
 
 The base URL and token come from ``--url`` / ``--token-file``, or ``CANVAS_URL`` /
 ``CANVAS_TOKEN`` (also ``CALBRIDGE_CANVAS_URL`` / ``CALBRIDGE_CANVAS_TOKEN``), or an account of
-a config file (``-c CONFIG --account ID``). There is deliberately no ``--token VALUE`` option:
-a token on the command line shows in ``ps``. Output is a readable table, or ``--json``.
+a config file (``-c CONFIG --account ID``, or ``$CALBRIDGE_CONFIG`` like every other command);
+an explicit ``--token-file`` wins over the config. There is deliberately no ``--token VALUE``
+option: a token on the command line shows in ``ps``. Each command prints a readable table, or
+JSON with its own ``--json``.
 """
 
 from __future__ import annotations
@@ -14,30 +16,40 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
-from pydantic import BaseModel
 
-from bridge.canvas.client import CanvasClient
-from bridge.canvas.models import to_utc
-from bridge.cli import app
+from bridge.cli import app, help_without_subcommand, new_app
+from bridge.cli.options import JsonOpt
 from bridge.errors import UserError
+
+if TYPE_CHECKING:
+    from bridge.canvas.client import CanvasClient
 
 T = TypeVar("T")
 
-canvas_app = typer.Typer(
-    help="Call the Canvas APIs by hand (conferences, Scheduler).", no_args_is_help=True
-)
-groups_app = typer.Typer(help="Appointment groups (Scheduler).", no_args_is_help=True)
+canvas_app = new_app(help="Call the Canvas APIs by hand (conferences, Scheduler).")
+groups_app = new_app(help="Appointment groups (Scheduler).")
 canvas_app.add_typer(groups_app, name="groups")
 app.add_typer(canvas_app, name="canvas")
+groups_app.callback(invoke_without_command=True)(help_without_subcommand)
 
-UrlOpt = typer.Option(None, "--url", help="Canvas base URL (or $CANVAS_URL).")
-TokenFileOpt = typer.Option(None, "--token-file", help="File holding the token (or $CANVAS_TOKEN).")
-ConfigOpt = typer.Option(None, "--config", "-c", help="Take URL and token from this config file…")
-AccountOpt = typer.Option(None, "--account", help="…for this account id (default: the first).")
-JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
+UrlOpt = typer.Option(None, "--url", metavar="URL", help="Canvas base URL (or $CANVAS_URL).")
+TokenFileOpt = typer.Option(
+    None, "--token-file", metavar="FILE", help="File holding the token (or $CANVAS_TOKEN)."
+)
+ConfigOpt = typer.Option(
+    None,
+    "--config",
+    "-c",
+    envvar="CALBRIDGE_CONFIG",
+    metavar="CONFIG",
+    help="Take URL and token from this config file…",
+)
+AccountOpt = typer.Option(
+    None, "--account", metavar="ID", help="…for this account id (default: the first)."
+)
 
 
 def _env(*names: str) -> str | None:
@@ -51,7 +63,11 @@ def _env(*names: str) -> str | None:
 def resolve_credentials(
     url: str | None, token_file: Path | None, config: Path | None = None, account: str | None = None
 ) -> tuple[str, str]:
-    """Where the CLI finds Canvas: options, then a config account, then the environment."""
+    """Where the CLI finds Canvas: options, then a config account, then the environment.
+
+    An explicit ``--token-file`` wins over the config's token (the config may come from
+    ``$CALBRIDGE_CONFIG``, set for the daemon's sake), as ``--url`` wins over its URL."""
+    base = url
     if config is not None:
         from bridge.config import load_config  # the daemon's config; imported only when asked
 
@@ -59,8 +75,10 @@ def resolve_credentials(
         chosen = [a for a in settings.accounts if account in (None, a.id)]
         if not chosen:
             raise UserError(f"no account {account!r} in {config}")
-        return url or chosen[0].canvas_url, chosen[0].token()
-    base = url or _env("CANVAS_URL", "CALBRIDGE_CANVAS_URL")
+        base = url or chosen[0].canvas_url
+        if token_file is None:
+            return base, chosen[0].token()
+    base = base or _env("CANVAS_URL", "CALBRIDGE_CANVAS_URL")
     if not base:
         raise UserError("no Canvas URL: pass --url, set CANVAS_URL, or use -c CONFIG")
     if token_file is not None:
@@ -83,6 +101,8 @@ def _run(ctx: typer.Context, call: Callable[[CanvasClient], Awaitable[T]]) -> T:
         opts.get("url"), opts.get("token_file"), opts.get("config"), opts.get("account")
     )
 
+    from bridge.canvas.client import CanvasClient
+
     async def go() -> T:
         async with CanvasClient(url, token) as client:
             return await call(client)
@@ -95,6 +115,8 @@ def _when(value: datetime | None) -> str:
 
 
 def _dump(value: Any) -> Any:
+    from pydantic import BaseModel
+
     if isinstance(value, BaseModel):
         return value.model_dump(mode="json")
     if isinstance(value, list):
@@ -103,12 +125,12 @@ def _dump(value: Any) -> Any:
 
 
 def _print(
-    ctx: typer.Context,
+    as_json: bool,
     value: Any,
     rows: Callable[[], Sequence[Sequence[Any]]],
     headers: Sequence[str],
 ) -> None:
-    if (ctx.obj or {}).get("json"):
+    if as_json:
         typer.echo(json.dumps(_dump(value), indent=2))
         return
     table = [list(headers)] + [[str(c) for c in row] for row in rows()]
@@ -120,30 +142,25 @@ def _print(
         typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
 
 
-@canvas_app.callback()
+@canvas_app.callback(invoke_without_command=True)
 def canvas_options(
     ctx: typer.Context,
     url: str | None = UrlOpt,
     token_file: Path | None = TokenFileOpt,
     config: Path | None = ConfigOpt,
     account: str | None = AccountOpt,
-    as_json: bool = JsonOpt,
 ) -> None:
-    ctx.obj = {
-        "url": url,
-        "token_file": token_file,
-        "config": config,
-        "account": account,
-        "json": as_json,
-    }
+    """Where Canvas is and whose token to use; each subcommand has its own --json."""
+    help_without_subcommand(ctx)
+    ctx.obj = {"url": url, "token_file": token_file, "config": config, "account": account}
 
 
 @canvas_app.command("whoami")
-def whoami(ctx: typer.Context) -> None:
+def whoami(ctx: typer.Context, as_json: bool = JsonOpt) -> None:
     """Who the token belongs to."""
     me = _run(ctx, lambda c: c.me())
     _print(
-        ctx,
+        as_json,
         me,
         lambda: [[me.id, me.name, me.login_id or "", me.time_zone or ""]],
         ["ID", "NAME", "LOGIN", "TIME ZONE"],
@@ -154,8 +171,13 @@ def whoami(ctx: typer.Context) -> None:
 def conferences(
     ctx: typer.Context,
     live: bool = typer.Option(False, "--live", help="Only conferences live now."),
-    course: int | None = typer.Option(None, "--course", help="Every conference of this course."),
-    group: int | None = typer.Option(None, "--group", help="Every conference of this group."),
+    course: int | None = typer.Option(
+        None, "--course", metavar="ID", help="Every conference of this course."
+    ),
+    group: int | None = typer.Option(
+        None, "--group", metavar="ID", help="Every conference of this group."
+    ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """List conferences (yours, or a course's or group's)."""
     if course is not None and group is not None:
@@ -167,7 +189,7 @@ def conferences(
     else:
         found = _run(ctx, lambda c: c.conferences(live=live))
     _print(
-        ctx,
+        as_json,
         found,
         lambda: [
             [
@@ -200,35 +222,55 @@ def _group_rows(groups: list[Any]) -> list[list[Any]]:
 
 
 GROUP_HEADERS = ["ID", "TITLE", "STATE", "STARTS", "CONTEXTS", "SLOTS", "RESERVED"]
+GroupArg = typer.Argument(..., metavar="GROUP", help="Appointment group id.")
+ReasonOpt = typer.Option(None, "--reason", metavar="TEXT", help="Why (Canvas keeps it).")
+DescriptionOpt = typer.Option(None, "--description", metavar="TEXT", help="Description.")
+LocationOpt = typer.Option(None, "--location", metavar="TEXT", help="Location name.")
+AddressOpt = typer.Option(None, "--address", metavar="TEXT", help="Location address.")
+PerSlotOpt = typer.Option(None, "--per-slot", metavar="N", help="Participants per slot.")
+MaxOpt = typer.Option(None, "--max", metavar="N", help="Max slots per participant.")
+MinOpt = typer.Option(None, "--min", metavar="N", help="Min slots per participant.")
+VisibilityOpt = typer.Option(
+    None, "--visibility", metavar="private|protected", help="Who sees who else signed up."
+)
 
 
 @groups_app.command("list")
 def groups_list(
     ctx: typer.Context,
-    scope: str = typer.Option("reservable", help="reservable or manageable."),
+    scope: str = typer.Option(
+        "reservable", "--scope", metavar="reservable|manageable", help="Which groups."
+    ),
     include: list[str] = typer.Option(
-        ["appointments", "reserved_times"], "--include", help="include[] values."
+        ["appointments", "reserved_times"],
+        "--include",
+        metavar="WHAT",
+        help="include[] values (repeat for more).",
     ),
     past: bool = typer.Option(False, "--past", help="Include past appointment groups."),
-    context: list[str] = typer.Option([], "--context", help="Limit to context codes (course_1…)."),
+    context: list[str] = typer.Option(
+        [], "--context", metavar="CODE", help="Limit to context codes (course_1…); repeatable."
+    ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """List appointment groups you can reserve or manage."""
     found = _run(ctx, lambda c: c.appointment_groups(scope, include, context, past))
-    _print(ctx, found, lambda: _group_rows(found), GROUP_HEADERS)
+    _print(as_json, found, lambda: _group_rows(found), GROUP_HEADERS)
 
 
 @groups_app.command("show")
 def groups_show(
     ctx: typer.Context,
-    group_id: int,
+    group_id: int = typer.Argument(..., metavar="GROUP", help="Appointment group id."),
     children: bool = typer.Option(False, "--children", help="Include reservations."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """One appointment group with its slots."""
     group = _run(
         ctx, lambda c: c.appointment_group(group_id, ("child_events",) if children else ())
     )
     _print(
-        ctx,
+        as_json,
         group,
         lambda: [
             [
@@ -246,6 +288,8 @@ def groups_show(
 
 
 def _parse_slot(text: str) -> tuple[datetime, datetime]:
+    from bridge.canvas.models import to_utc
+
     start, sep, end = text.partition("/")
     try:
         parsed = (to_utc(start), to_utc(end))
@@ -286,25 +330,28 @@ def _group_fields(
     }
 
 
-SlotOpt = typer.Option([], "--slot", help="START/END of a new slot; repeat for more.")
+SlotOpt = typer.Option(
+    [], "--slot", metavar="START/END", help="A new slot, in ISO 8601; repeat for more."
+)
 
 
 @groups_app.command("create")
 def groups_create(
     ctx: typer.Context,
     context: list[str] = typer.Option(
-        ..., "--context", help="Course context code(s), e.g. course_1."
+        ..., "--context", metavar="CODE", help="Course context code(s), e.g. course_1."
     ),
-    title: str = typer.Option(..., "--title"),
-    description: str | None = typer.Option(None, "--description"),
-    location: str | None = typer.Option(None, "--location"),
-    address: str | None = typer.Option(None, "--address"),
-    per_slot: int | None = typer.Option(None, "--per-slot", help="Participants per slot."),
-    max_: int | None = typer.Option(None, "--max", help="Max slots per participant."),
-    min_: int | None = typer.Option(None, "--min", help="Min slots per participant."),
-    visibility: str | None = typer.Option(None, "--visibility", help="private or protected."),
+    title: str = typer.Option(..., "--title", metavar="TEXT", help="The group's title."),
+    description: str | None = DescriptionOpt,
+    location: str | None = LocationOpt,
+    address: str | None = AddressOpt,
+    per_slot: int | None = PerSlotOpt,
+    max_: int | None = MaxOpt,
+    min_: int | None = MinOpt,
+    visibility: str | None = VisibilityOpt,
     slot: list[str] = SlotOpt,
     publish: bool = typer.Option(False, "--publish", help="Publish at once."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Create an appointment group (pending unless --publish)."""
     fields = _group_fields(
@@ -313,7 +360,7 @@ def groups_create(
     fields.pop("title")
     group = _run(ctx, lambda c: c.create_appointment_group(context, title, **fields))
     _print(
-        ctx,
+        as_json,
         group,
         lambda: (
             _group_rows([group])
@@ -329,44 +376,52 @@ def groups_create(
 @groups_app.command("update")
 def groups_update(
     ctx: typer.Context,
-    group_id: int,
-    title: str | None = typer.Option(None, "--title"),
-    description: str | None = typer.Option(None, "--description"),
-    location: str | None = typer.Option(None, "--location"),
-    address: str | None = typer.Option(None, "--address"),
-    per_slot: int | None = typer.Option(None, "--per-slot"),
-    max_: int | None = typer.Option(None, "--max"),
-    min_: int | None = typer.Option(None, "--min"),
-    visibility: str | None = typer.Option(None, "--visibility"),
+    group_id: int = GroupArg,
+    title: str | None = typer.Option(None, "--title", metavar="TEXT", help="A new title."),
+    description: str | None = DescriptionOpt,
+    location: str | None = LocationOpt,
+    address: str | None = AddressOpt,
+    per_slot: int | None = PerSlotOpt,
+    max_: int | None = MaxOpt,
+    min_: int | None = MinOpt,
+    visibility: str | None = VisibilityOpt,
     slot: list[str] = SlotOpt,
-    publish: bool = typer.Option(False, "--publish"),
+    publish: bool = typer.Option(False, "--publish", help="Publish the group."),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Update an appointment group; --slot adds slots, --publish publishes."""
     fields = _group_fields(
         title, description, location, address, per_slot, max_, min_, visibility, slot, publish
     )
     group = _run(ctx, lambda c: c.update_appointment_group(group_id, **fields))
-    _print(ctx, group, lambda: _group_rows([group]), GROUP_HEADERS)
+    _print(as_json, group, lambda: _group_rows([group]), GROUP_HEADERS)
 
 
 @groups_app.command("delete")
 def groups_delete(
-    ctx: typer.Context, group_id: int, reason: str | None = typer.Option(None, "--reason")
+    ctx: typer.Context,
+    group_id: int = GroupArg,
+    reason: str | None = ReasonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Delete an appointment group with its slots and reservations."""
     group = _run(ctx, lambda c: c.delete_appointment_group(group_id, reason))
-    _print(ctx, group, lambda: _group_rows([group]), GROUP_HEADERS)
+    _print(as_json, group, lambda: _group_rows([group]), GROUP_HEADERS)
 
 
-StatusOpt = typer.Option("all", "--status", help="all, registered or unregistered.")
+StatusOpt = typer.Option(
+    "all", "--status", metavar="all|registered|unregistered", help="Which participants."
+)
 
 
 @groups_app.command("users")
-def groups_users(ctx: typer.Context, group_id: int, status: str = StatusOpt) -> None:
+def groups_users(
+    ctx: typer.Context, group_id: int = GroupArg, status: str = StatusOpt, as_json: bool = JsonOpt
+) -> None:
     """Users who are (or may be) participating."""
     users = _run(ctx, lambda c: c.appointment_group_users(group_id, status))
     _print(
-        ctx,
+        as_json,
         users,
         lambda: [[u.id, u.name, u.sortable_name or ""] for u in users],
         ["ID", "NAME", "SORTABLE NAME"],
@@ -374,11 +429,13 @@ def groups_users(ctx: typer.Context, group_id: int, status: str = StatusOpt) -> 
 
 
 @groups_app.command("groups")
-def groups_groups(ctx: typer.Context, group_id: int, status: str = StatusOpt) -> None:
+def groups_groups(
+    ctx: typer.Context, group_id: int = GroupArg, status: str = StatusOpt, as_json: bool = JsonOpt
+) -> None:
     """Student groups that are (or may be) participating."""
     groups = _run(ctx, lambda c: c.appointment_group_groups(group_id, status))
     _print(
-        ctx,
+        as_json,
         groups,
         lambda: [[g.id, g.name, len(g.users)] for g in groups],
         ["ID", "NAME", "MEMBERS"],
@@ -388,7 +445,10 @@ def groups_groups(ctx: typer.Context, group_id: int, status: str = StatusOpt) ->
 @groups_app.command("next")
 def groups_next(
     ctx: typer.Context,
-    group: list[int] = typer.Option([], "--group", help="Limit to these group ids."),
+    group: list[int] = typer.Option(
+        [], "--group", metavar="ID", help="Limit to this appointment group; repeatable."
+    ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """The next slot available to sign up for."""
     event = _run(ctx, lambda c: c.next_appointment(group))
@@ -397,7 +457,7 @@ def groups_next(
         if event
         else []
     )
-    _print(ctx, event, lambda: rows, ["SLOT", "TITLE", "START", "GROUP"])
+    _print(as_json, event, lambda: rows, ["SLOT", "TITLE", "START", "GROUP"])
 
 
 def _event_rows(e: Any) -> list[list[Any]]:
@@ -417,23 +477,30 @@ EVENT_HEADERS = ["ID", "TITLE", "START", "END", "STATE", "SLOT"]
 
 
 @canvas_app.command("event")
-def event(ctx: typer.Context, event_id: int) -> None:
+def event(
+    ctx: typer.Context,
+    event_id: int = typer.Argument(..., metavar="EVENT", help="Calendar event id."),
+    as_json: bool = JsonOpt,
+) -> None:
     """One calendar event (slot or reservation)."""
     found = _run(ctx, lambda c: c.calendar_event(event_id))
-    _print(ctx, found, lambda: _event_rows(found), EVENT_HEADERS)
+    _print(as_json, found, lambda: _event_rows(found), EVENT_HEADERS)
 
 
 @canvas_app.command("reserve")
 def reserve(
     ctx: typer.Context,
-    slot_id: int,
+    slot_id: int = typer.Argument(..., metavar="SLOT", help="The slot's calendar event id."),
     participant: int | None = typer.Option(
-        None, "--participant", help="Reserve for this user/group (managers)."
+        None, "--participant", metavar="ID", help="Reserve for this user/group (managers)."
     ),
-    comments: str | None = typer.Option(None, "--comments"),
+    comments: str | None = typer.Option(
+        None, "--comments", metavar="TEXT", help="Comments for the reservation."
+    ),
     cancel_existing: bool = typer.Option(
         False, "--cancel-existing", help="Swap: cancel your other reservations in the group."
     ),
+    as_json: bool = JsonOpt,
 ) -> None:
     """Reserve a slot."""
     made = _run(
@@ -442,13 +509,18 @@ def reserve(
             slot_id, participant_id=participant, comments=comments, cancel_existing=cancel_existing
         ),
     )
-    _print(ctx, made, lambda: _event_rows(made), EVENT_HEADERS)
+    _print(as_json, made, lambda: _event_rows(made), EVENT_HEADERS)
 
 
 @canvas_app.command("cancel")
 def cancel(
-    ctx: typer.Context, reservation_id: int, reason: str | None = typer.Option(None, "--reason")
+    ctx: typer.Context,
+    reservation_id: int = typer.Argument(
+        ..., metavar="RESERVATION", help="The reservation's calendar event id."
+    ),
+    reason: str | None = ReasonOpt,
+    as_json: bool = JsonOpt,
 ) -> None:
     """Cancel a reservation."""
     done = _run(ctx, lambda c: c.cancel_reservation(reservation_id, reason))
-    _print(ctx, done, lambda: _event_rows(done), EVENT_HEADERS)
+    _print(as_json, done, lambda: _event_rows(done), EVENT_HEADERS)

@@ -1,4 +1,4 @@
-"""``calbridge run | sync | feeds | render | check``: the daemon and its one-shot companions.
+"""``calbridge run | sync | feeds | render``: the daemon and its one-shot companions.
 
 Exit codes of ``sync`` are in :mod:`bridge.cli.sync_output`. Config errors exit 3, a bad Canvas
 token 6 (see ``bridge.errors``).
@@ -14,34 +14,26 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bridge.cli import app
-from bridge.config import Settings, load_config, permission_warnings
-from bridge.daemon.logs import register_secret, setup_logging
-from bridge.errors import BridgeError, ConfigError, UserError
-from bridge.state import open_state
+from bridge.cli import app, new_app
+from bridge.cli.options import ConfigOpt, JsonOpt, open_state
+from bridge.cli.options import load_settings as _settings
+from bridge.daemon.logs import setup_logging
+from bridge.errors import UserError
 
 if TYPE_CHECKING:
     from bridge.daemon.cycle import AccountResult
 
-ConfigOpt = typer.Option(
-    None, "--config", "-c", envvar="CALBRIDGE_CONFIG", help="The TOML config file."
-)
-JsonOpt = typer.Option(False, "--json", help="Print JSON for scripts.")
-
-
-def _settings(config: Path | None) -> Settings:
-    if config is None:
-        raise ConfigError(
-            "no config file: pass -c CONFIG or set CALBRIDGE_CONFIG (see config.example.toml)"
-        )
-    return load_config(config)
+__all__ = ["ConfigOpt", "JsonOpt", "_settings"]  # writeback_cmd and others import them from here
 
 
 @app.command("run")
 def run(
     config: Path | None = ConfigOpt,
     log_format: str | None = typer.Option(
-        None, "--log-format", help="text or json (overrides [logging] format)."
+        None,
+        "--log-format",
+        metavar="text|json",
+        help="Log line format (overrides format in [logging]).",
     ),
 ) -> None:
     """The daemon: scheduler + HTTP server, until SIGTERM (systemd Type=notify)."""
@@ -62,9 +54,14 @@ def sync(
         False, "--dry-run", help="Poll and plan; write nothing (no state, no CalDAV, no Canvas)."
     ),
     as_json: bool = JsonOpt,
-    account: list[str] = typer.Option([], "--account", help="Only these account ids."),
+    account: list[str] = typer.Option(
+        [], "--account", metavar="ID", help="Only this account (repeat for more)."
+    ),
     wait: float = typer.Option(
-        30.0, "--wait", help="Seconds to wait for an account the daemon is syncing."
+        30.0,
+        "--wait",
+        metavar="SECONDS",
+        help="How long to wait for an account the daemon is syncing.",
     ),
 ) -> None:
     """One full cycle for every account, then exit; the exit code says what failed."""
@@ -105,11 +102,11 @@ def sync(
     raise typer.Exit(exit_code(results))
 
 
-feeds_app = typer.Typer(help="Feed URLs and secrets.", invoke_without_command=True)
+feeds_app = new_app(help="Feed URLs and secrets.")
 app.add_typer(feeds_app, name="feeds")
 
 
-@feeds_app.callback()
+@feeds_app.callback(invoke_without_command=True)
 def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     """Each feed with its URLs: https, webcal, Google, Outlook, subscribe page."""
     if ctx.invoked_subcommand is not None:
@@ -143,7 +140,11 @@ def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = J
 
 
 @feeds_app.command("rotate-secret")
-def rotate_secret(ctx: typer.Context, feed_id: str, config: Path | None = ConfigOpt) -> None:
+def rotate_secret(
+    ctx: typer.Context,
+    feed_id: str = typer.Argument(..., metavar="FEED", help="The feed's id."),
+    config: Path | None = ConfigOpt,
+) -> None:
     """Give a feed a new secret URL; a running daemon stops serving the old one within seconds."""
     from bridge.daemon.service import SECRET_REFRESH
 
@@ -164,7 +165,7 @@ def rotate_secret(ctx: typer.Context, feed_id: str, config: Path | None = Config
 
 @app.command("render")
 def render(
-    feed_id: str,
+    feed_id: str = typer.Argument(..., metavar="FEED", help="The feed's id."),
     config: Path | None = ConfigOpt,
     fresh: bool = typer.Option(
         False, "--fresh", help="Poll Canvas now instead of using the last good snapshot."
@@ -200,53 +201,3 @@ def render(
     finally:
         state.close()
     sys.stdout.buffer.write(rendered.ics)
-
-
-@app.command("check")
-def check(config: Path | None = ConfigOpt) -> None:
-    """Validate the config, try each Canvas token and each CalDAV server; say what is wrong."""
-    from bridge.canvas.client import CanvasClient
-    from bridge.canvas.transport import limits_for
-
-    settings = _settings(config)
-    typer.echo(
-        f"config: ok ({len(settings.accounts)} accounts, {len(settings.feeds)} feeds, {len(settings.caldav)} CalDAV targets)"
-    )
-    for warning in settings.insecure_warnings():
-        typer.echo(warning)
-    for warning in permission_warnings(settings, config):
-        typer.echo(f"warning: {warning}")
-    failed = 0
-
-    async def try_account(acct_id: str) -> str:
-        acct = settings.account(acct_id)
-        token = acct.token()
-        register_secret(token)
-        async with CanvasClient(
-            acct.canvas_url, token, max_retries=1, backoff_base=0.2, limits=limits_for(acct)
-        ) as client:
-            me = await client.me()
-        return f"token of {me.name} (user {me.id})"
-
-    for acct in settings.accounts:
-        try:
-            typer.echo(f"account {acct.id}: ok: {asyncio.run(try_account(acct.id))}")
-        except BridgeError as exc:
-            failed += 1
-            typer.echo(f"account {acct.id}: FAILED: {exc}")
-    for target in settings.caldav:
-        try:
-            from bridge.caldav.target import check_target, settings_for
-
-            typer.echo(f"caldav {target.id}: ok: {asyncio.run(check_target(settings_for(target)))}")
-        except BridgeError as exc:
-            failed += 1
-            typer.echo(f"caldav {target.id}: FAILED: {exc}")
-    try:
-        state = open_state(settings.state.database_url())
-        state.close()
-        typer.echo("state: ok")
-    except BridgeError as exc:
-        failed += 1
-        typer.echo(f"state: FAILED: {exc}")
-    raise typer.Exit(1 if failed else 0)

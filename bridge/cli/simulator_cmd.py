@@ -9,21 +9,27 @@ from datetime import datetime
 
 import typer
 
-from bridge.canvas.models import to_utc
 from bridge.cli import app
 from bridge.errors import UserError
 
 
 @app.command("simulator")
 def simulator(
-    host: str = typer.Option("127.0.0.1", help="Address to listen on."),
-    port: int = typer.Option(8900, help="Port to listen on (0: any free port)."),
+    host: str = typer.Option(
+        "127.0.0.1", "--host", metavar="ADDRESS", help="Address to listen on."
+    ),
+    port: int = typer.Option(
+        8900, "--port", metavar="PORT", help="Port to listen on (0: any free port)."
+    ),
     control: bool = typer.Option(
         False, "--control", help="Enable the /_sim/ test control surface."
     ),
-    now: str | None = typer.Option(None, help="Start the simulated clock at this ISO 8601 time."),
+    now: str | None = typer.Option(
+        None, "--now", metavar="TIME", help="Start the simulated clock at this ISO 8601 time."
+    ),
 ) -> None:
     """Serve the Canvas simulator with its sample data until Ctrl-C."""
+    from bridge.canvas.models import to_utc
     from bridge.simulator.app import create_app
     from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
     from bridge.simulator.server import serve_in_thread

@@ -5,20 +5,26 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from bridge.cli import app
 from bridge.cli.daemon_cmd import ConfigOpt, JsonOpt, _settings
+from bridge.cli.options import open_state
 from bridge.errors import UserError
-from bridge.state import open_state
-from bridge.state.journal import JournalEntry
-from bridge.state.stops import StopState, StoredStop
 from bridge.sync.outcomes import StopKind, describe_stop
 
+if TYPE_CHECKING:
+    from bridge.state.journal import JournalEntry
+    from bridge.state.stops import StoredStop
+
 writebacks_app = typer.Typer(
-    help="Write-backs to Canvas, pending ones, and safety stops.", invoke_without_command=True
+    help="Write-backs to Canvas, pending ones, and safety stops.",
+    invoke_without_command=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    add_completion=False,
 )
 app.add_typer(writebacks_app, name="writebacks")
 
@@ -47,8 +53,10 @@ def _stop(s: StoredStop) -> dict[str, Any]:
 def writebacks(
     ctx: typer.Context,
     config: Path | None = ConfigOpt,
-    limit: int = typer.Option(50, "--limit", help="How many, newest first."),
-    target: str | None = typer.Option(None, "--target", help="Only this CalDAV target."),
+    limit: int = typer.Option(50, "--limit", metavar="N", help="How many, newest first."),
+    target: str | None = typer.Option(
+        None, "--target", metavar="ID", help="Only this CalDAV target."
+    ),
     as_json: bool = JsonOpt,
 ) -> None:
     """Recent write-backs (cancel, rebook, reserve) and what Canvas said; pending ones; stops."""
@@ -115,6 +123,8 @@ def approve(
                 "clears itself when Canvas lists the events again (approve without --discard "
                 "to delete them)"
             )
+        from bridge.state.stops import StopState
+
         decided = state.stops.decide(target, StopState.DISCARDED if discard else StopState.APPROVED)
     finally:
         state.close()

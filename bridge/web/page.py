@@ -12,6 +12,8 @@ import base64
 import hashlib
 from datetime import datetime
 from html import escape
+from ipaddress import ip_address
+from urllib.parse import urlsplit
 
 from bridge.web.links import FeedUrls
 from bridge.web.store import PublishedFeed
@@ -56,6 +58,23 @@ def _ago(when: datetime) -> str:
     return when.strftime("%Y-%m-%d %H:%M UTC")
 
 
+def _loopback_note(https: str) -> str:
+    """Google and Outlook fetch a feed from their own servers: a loopback address (the demo, or
+    a daemon without ``http.public_url``) is out of their reach, so the page says so."""
+    host = urlsplit(https).hostname or ""
+    try:
+        loopback = host == "localhost" or ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        return ""
+    return f"""<p class="note" id="loopback-note"><strong>This address is on this computer ({escape(host)}).</strong>
+Google Calendar and Outlook fetch feeds from their own servers and cannot reach it: their buttons work once
+calbridge has a public https address (<code>http.public_url</code>). Apple Calendar or Thunderbird on this
+computer can subscribe now.</p>
+"""
+
+
 def subscribe_page(feed: PublishedFeed, urls: FeedUrls) -> str:
     contains = (
         "".join(f"<li>{escape(_LABELS.get(kind, kind))}</li>" for kind in feed.includes)
@@ -70,7 +89,7 @@ def subscribe_page(feed: PublishedFeed, urls: FeedUrls) -> str:
 <h1>{e(feed.name)}</h1>
 <p class="sub">A calendar feed from Canvas, kept up to date by calbridge.</p>
 <h2>Add it to your calendar</h2>
-<div class="btns">
+{_loopback_note(urls.https)}<div class="btns">
 <a class="btn" id="add-google" href="{e(urls.google)}" target="_blank" rel="noreferrer noopener">Add to Google Calendar</a>
 <a class="btn" id="add-outlook" href="{e(urls.outlook_live)}" target="_blank" rel="noreferrer noopener">Add to Outlook.com</a>
 <a class="btn alt" id="add-outlook-work" href="{e(urls.outlook_office)}" target="_blank" rel="noreferrer noopener">Add to Outlook (work or school)</a>

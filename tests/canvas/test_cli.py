@@ -35,19 +35,19 @@ def test_whoami_table_and_json(sim: Sim, tmp_path: Path) -> None:
     out = run(sim, tmp_path, "whoami")
     assert out.returncode == 0, out.stderr
     assert "Alice Liddell" in out.stdout and out.stdout.startswith("ID")
-    out = run(sim, tmp_path, "--json", "whoami", env_token=True)
+    out = run(sim, tmp_path, "whoami", "--json", env_token=True)
     assert json.loads(out.stdout)["name"] == "Alice Liddell"
 
 
 def test_groups_reserve_and_cancel(sim: Sim, tmp_path: Path) -> None:
-    listed = json.loads(run(sim, tmp_path, "--json", "groups", "list", who="bob").stdout)
+    listed = json.loads(run(sim, tmp_path, "groups", "list", "--json", who="bob").stdout)
     office = next(g for g in listed if g["title"] == "Office hours")
     free = next(s for s in office["appointments"] if s.get("available_slots"))
     swapped = run(
         sim,
         tmp_path,
-        "--json",
         "reserve",
+        "--json",
         str(free["id"]),
         "--cancel-existing",
         "--comments",
@@ -74,9 +74,9 @@ def test_teacher_creates_and_inspects_a_group(sim: Sim, tmp_path: Path) -> None:
     created = run(
         sim,
         tmp_path,
-        "--json",
         "groups",
         "create",
+        "--json",
         "--context",
         "course_1",
         "--title",
@@ -152,3 +152,68 @@ def test_missing_credentials_say_what_to_do(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "no Canvas URL" in out.stderr
+
+
+def test_every_canvas_command_has_its_own_json_option() -> None:
+    """``--json`` belongs to the commands that print data, not to the ``canvas`` group."""
+    from bridge.cli.docs import commands
+
+    docs = {doc.path: doc for doc in commands()}
+    canvas = [path for path in docs if path.startswith("calbridge canvas ")]
+    assert len(canvas) >= 12
+    for path in canvas:
+        options = [opt for opt, _ in docs[path].params]
+        assert ("--json" in options) != bool(docs[path].subcommands), path
+    assert "--json" not in [opt for opt, _ in docs["calbridge canvas"].params]
+    for path in ("calbridge check", "calbridge feeds", "calbridge writebacks", "calbridge sync"):
+        assert "--json" in [opt for opt, _ in docs[path].params], path
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "canvas", "--json", "whoami"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode == 2 and "No such option: --json" in out.stderr
+
+
+def test_config_comes_from_calbridge_config_like_the_other_commands(
+    sim: Sim, tmp_path: Path
+) -> None:
+    (tmp_path / "teacher.token").write_text(sim.tokens["teacher"])
+    config = tmp_path / "config.toml"
+    config.write_text(f"""
+[[accounts]]
+id = "teacher"
+canvas_url = "{sim.url}"
+token_file = "{tmp_path / "teacher.token"}"
+""")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVAS_", "CALBRIDGE_"))}
+    out = subprocess.run(
+        [sys.executable, "-m", "bridge", "canvas", "whoami", "--json"],
+        capture_output=True,
+        text=True,
+        env={**env, "CALBRIDGE_CONFIG": str(config)},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["name"] == "Grace Hopper"
+    # An explicit --token-file still wins over the config from the environment.
+    (tmp_path / "alice.token").write_text(sim.tokens["alice"])
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bridge",
+            "canvas",
+            "--token-file",
+            str(tmp_path / "alice.token"),
+            "whoami",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        env={**env, "CALBRIDGE_CONFIG": str(config)},
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["name"] == "Alice Liddell"
