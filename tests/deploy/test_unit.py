@@ -92,11 +92,6 @@ def test_bad_config_exits_with_a_status_that_stops_restarts() -> None:
 
 
 @needs_root
-@pytest.mark.xfail(
-    strict=True,
-    reason="typer >= 0.26 rejects an unreadable --config as BadParameter, which exits 70 until "
-    "the usage-error fix of issue 11 (Command line) maps it to 2: remove this mark then",
-)
 def test_unreadable_config_names_the_file_and_stops_restarts() -> None:
     """What the README used to install (config 0600 root) must fail loudly, not loop."""
     with service_tree() as tree:

@@ -239,9 +239,13 @@ class FakeCanvas:
         if fault == "refuse":
             return WriteResult(CommandOutcome.REFUSED, "all slots filled")
         slot = params.get("to_slot_id", params.get("slot_id"))
+        # Canvas would refuse these, and the refusal would put back an event the person had
+        # deleted: sending a write that was already done is a violation, not just a no-op.
         if kind is CommandKind.CANCEL and params["reservation_id"] in self.cancelled:
+            self.violations.append(f"cancel of reservation {params['reservation_id']} sent twice")
             return WriteResult(CommandOutcome.REFUSED, "already cancelled")
         if kind is not CommandKind.CANCEL and slot in self.mine().values():
+            self.violations.append(f"reservation of slot {slot}, which is already booked, sent")
             return WriteResult(CommandOutcome.REFUSED, "already reserved")
         new = self._apply(kind, params)
         if fault == "5xx_after":
