@@ -67,7 +67,7 @@ def holder_alive(holder: str) -> bool:
     except ProcessLookupError:
         return False
     except PermissionError:  # exists, owned by another user
-        return True
+        pass
     return True
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from bridge import metrics
@@ -32,11 +31,12 @@ from bridge.state.stops import StopState, StopStore
 from bridge.sync.decide import Command, Decision
 from bridge.sync.outcomes import (
     ActionReport,
+    CommandKind,
     CommandOutcome,
     CommandReport,
     TargetReport,
 )
-from bridge.sync.plan import Action, Delete, Forget, Hide
+from bridge.sync.plan import Action, Hide, in_order
 from bridge.writeback.rules import CANCEL_REASON
 
 log = logging.getLogger("bridge.writeback")
@@ -49,6 +49,7 @@ _FROM_ENTRY = {
     EntryState.PENDING: CommandOutcome.UNKNOWN,
     EntryState.DEFERRED: CommandOutcome.RATE_LIMITED,
 }
+_TO_ENTRY = {outcome: state for state, outcome in _FROM_ENTRY.items() if state.final}
 
 
 @dataclass
@@ -115,11 +116,7 @@ async def run_command(command: Command, target_id: str, ledger: Ledger) -> Comma
             result.detail,
         )
         return report_command(command, result.outcome, result.detail)
-    state = {
-        CommandOutcome.APPLIED: EntryState.APPLIED,
-        CommandOutcome.REFUSED: EntryState.REFUSED,
-        CommandOutcome.FAILED: EntryState.FAILED,
-    }[result.outcome]
+    state = _TO_ENTRY[result.outcome]
     await asyncio.to_thread(
         journal.finish, entry.id, state, result.detail, result.new_reservation_id
     )
@@ -142,13 +139,6 @@ async def run_command(command: Command, target_id: str, ledger: Ledger) -> Comma
         result.detail,
     )
     return report_command(command, result.outcome, result.detail, result.new_reservation_id)
-
-
-def ordered(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
-    """Writes (create, update, adopt) first; deletes and bookkeeping after them."""
-    writes: list[Action] = [a for a in actions if not isinstance(a, Delete | Forget | Hide)]
-    removals: list[Action] = [a for a in actions if isinstance(a, Delete | Forget | Hide)]
-    return writes, removals
 
 
 async def _write_and_record(
@@ -216,7 +206,7 @@ async def execute(
             follow += command.on_applied
         elif result.outcome in (CommandOutcome.REFUSED, CommandOutcome.FAILED):
             follow += command.on_refused
-    writes, removals = ordered([*decision.actions, *follow])
+    writes, removals = in_order([*decision.actions, *follow])
     results: list[Written] = []
     for batch in (writes, removals):  # creates and updates before any delete
         results += await asyncio.gather(
@@ -247,8 +237,6 @@ async def redrive(ledger: Ledger) -> list[tuple[str, bool | None]]:
     """At the start of every cycle, whatever the calendar's delta says: ask Canvas about every
     write-back whose outcome is unknown. Done → applied; not done → sent again when the edit is
     still there (deferred); Canvas cannot tell → stays pending."""
-    from bridge.sync.outcomes import CommandKind
-
     answers = []
     for entry in await asyncio.to_thread(ledger.journal.pending, ledger.account_id):
         done = await ledger.writes.verify(CommandKind(entry.action), entry.params)

@@ -15,7 +15,7 @@ of actions; :mod:`bridge.sync.execute` runs them. The rules, which are the produ
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -135,8 +135,8 @@ class Plan:
 
     def ordered(self) -> list[Action]:
         """Writes before deletes; bookkeeping last."""
-        rank = {Create: 0, Update: 0, Adopt: 1, Delete: 2, Forget: 3, Hide: 3}
-        return sorted(self.actions, key=lambda a: rank[type(a)])
+        writes, removals = in_order(self.actions)
+        return writes + removals
 
     @property
     def empty(self) -> bool:
@@ -232,6 +232,14 @@ def plan(
             continue
         result.actions.append(Create(uid, wanted.ics, wanted.content_hash))
     return result
+
+
+def in_order(actions: Sequence[Action]) -> tuple[list[Action], list[Action]]:
+    """Writes (create, update, adopt) first, then deletes and bookkeeping: a crash between the
+    two leaves an extra event at worst, never a missing one."""
+    writes: list[Action] = [a for a in actions if not isinstance(a, Delete | Forget | Hide)]
+    removals: list[Action] = [a for a in actions if isinstance(a, Delete | Forget | Hide)]
+    return writes, removals
 
 
 def restore(

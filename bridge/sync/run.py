@@ -18,7 +18,7 @@ from bridge.canvas.models import AccountSnapshot
 from bridge.errors import SafetyAbort
 from bridge.state.stops import StopState
 from bridge.sync.decide import Approval, Context, Policy, decide
-from bridge.sync.execute import Ledger, execute, ordered, report_command
+from bridge.sync.execute import Ledger, execute, report_command
 from bridge.sync.outcomes import (
     ActionReport,
     CommandOutcome,
@@ -26,7 +26,7 @@ from bridge.sync.outcomes import (
     StopKind,
     TargetReport,
 )
-from bridge.sync.plan import DesiredItem, PersonChanged, PersonDeleted, plan
+from bridge.sync.plan import DesiredItem, PersonChanged, PersonDeleted, in_order, plan
 
 log = logging.getLogger("bridge.caldav")
 
@@ -129,7 +129,7 @@ class CalendarSync:
                 report.stop = decision.stop
                 outcome = CommandOutcome.HELD if decision.stop else CommandOutcome.PLANNED
                 report.commands += [report_command(c, outcome) for c in decision.commands]
-                writes, removals = ordered(decision.actions)
+                writes, removals = in_order(decision.actions)
                 report.actions += [
                     ActionReport(type(a).__name__.lower(), a.uid) for a in writes + removals
                 ]

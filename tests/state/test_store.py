@@ -67,7 +67,7 @@ def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) 
     state = open_state(url(tmp_path))
     limits = Limits(per_minute=2, per_day=3)
 
-    def begin(key: str, params: dict[str, int] | None = None) -> Begun:
+    def begin(key: str, params: dict[str, int] | None = None, now: datetime | None = None) -> Begun:
         return state.journal.begin(
             key=key,
             account_id="a",
@@ -76,6 +76,7 @@ def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) 
             action="cancel",
             params=params or {"reservation_id": 5},
             limits=limits,
+            now=now,
         )
 
     first = begin("k1")
@@ -95,27 +96,9 @@ def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) 
     assert limited.entry.state == EntryState.DEFERRED  # visible, and sent when allowed
     assert [e.idempotency_key for e in state.journal.open_entries()] == ["k2", "k3"]
     later = datetime.now(UTC) + timedelta(minutes=2)
-    sent = state.journal.begin(
-        key="k3",
-        account_id="a",
-        target_id="t",
-        uid="u",
-        action="cancel",
-        params={},
-        limits=limits,
-        now=later,
-    )
+    sent = begin("k3", now=later)
     assert sent.send
-    capped = state.journal.begin(
-        key="k4",
-        account_id="a",
-        target_id="t",
-        uid="u",
-        action="cancel",
-        params={},
-        limits=limits,
-        now=later + timedelta(minutes=2),
-    )
+    capped = begin("k4", now=later + timedelta(minutes=2))
     assert capped.limited == "at most 3 write-backs a day"
     # an edit undone before it was sent is closed, not left pending forever
     assert state.journal.supersede("t", keep=set()) == 1
