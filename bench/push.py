@@ -13,11 +13,11 @@ from pathlib import Path
 
 import httpx
 
-from bridge.caldav.remote import href_for
-from bridge.caldav.status import MemoryStatusStore
-from bridge.caldav.target import TargetSettings
+from bridge.dav.discovery import TargetSettings
+from bridge.dav.remote import href_for
+from bridge.model.status import MemoryStatusStore
 from bridge.sync.run import CalendarSync
-from tests.caldav.conftest import NOW, desired, event
+from tests.dav.conftest import NOW, desired, event
 from tests.servers import radicale
 
 COUNT = 1000

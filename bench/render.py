@@ -11,9 +11,9 @@ import statistics
 import time
 from datetime import UTC, datetime, timedelta
 
-from bridge.calendar import FeedOptions, RenderCache, render_feed
-from bridge.calendar.text import html_to_text
-from bridge.canvas.models import AccountSnapshot
+from bridge.mapping import FeedOptions, RenderCache, render_feed
+from bridge.mapping.text import html_to_text
+from bridge.model.canvas import AccountSnapshot
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 GROUPS, PER_GROUP, RUNS = 2000, 5, 5

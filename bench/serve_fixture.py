@@ -1,4 +1,4 @@
-"""Helper for bench/serve.sh: render a 2,000-event feed with bridge.calendar, write its bytes
+"""Helper for bench/serve.sh: render a 2,000-event feed with bridge.mapping, write its bytes
 to a file (for nginx) and serve the same bytes with calbridge's feed app on a free port.
 Prints "PORT SECRET ETAG" on one line, then serves until terminated."""
 
@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.render import snapshot
-from bridge.calendar import FeedOptions, render_feed
+from bridge.mapping import FeedOptions, render_feed
 from bridge.simulator.server import serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret

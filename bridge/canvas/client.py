@@ -21,7 +21,8 @@ import httpx
 from pydantic import BaseModel, ValidationError
 
 from bridge import errors
-from bridge.canvas.models import (
+from bridge.canvas.transport import CanvasLimits, ResponseInfo, RetryPolicy, Transport, decode_json
+from bridge.model.canvas import (
     AppointmentGroup,
     CalendarEvent,
     Conference,
@@ -29,7 +30,6 @@ from bridge.canvas.models import (
     Profile,
     User,
 )
-from bridge.canvas.transport import CanvasLimits, ResponseInfo, RetryPolicy, Transport, decode_json
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -16,8 +16,8 @@ import math
 from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
-from bridge.canvas.models import AccountSnapshot, Conference
 from bridge.errors import CanvasTimeout, ConfigError
+from bridge.model.canvas import AccountSnapshot, Conference
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")

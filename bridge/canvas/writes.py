@@ -21,7 +21,7 @@ from bridge.errors import (
     CanvasUnavailable,
     ReservationRefused,
 )
-from bridge.sync.outcomes import CommandKind, CommandOutcome
+from bridge.model.outcomes import CommandKind, CommandOutcome
 
 log = logging.getLogger("bridge.writeback")
 

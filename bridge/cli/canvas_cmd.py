@@ -288,7 +288,7 @@ def groups_show(
 
 
 def _parse_slot(text: str) -> tuple[datetime, datetime]:
-    from bridge.canvas.models import to_utc
+    from bridge.model.canvas import to_utc
 
     start, sep, end = text.partition("/")
     try:

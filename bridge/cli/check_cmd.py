@@ -56,7 +56,7 @@ def _probe_account(settings: Settings, acct_id: str) -> Probe:
 
 
 def _probe_caldav(settings: Settings, target_id: str) -> Probe:
-    from bridge.caldav.target import check_target, settings_for
+    from bridge.dav.discovery import check_target, settings_for
 
     target = next(t for t in settings.caldav if t.id == target_id)
     try:

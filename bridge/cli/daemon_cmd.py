@@ -174,9 +174,9 @@ def render(
     """One feed's ICS on stdout (from the last good snapshot, or a fresh poll)."""
     from datetime import UTC, datetime
 
-    from bridge.calendar import render_feed
-    from bridge.canvas.models import AccountSnapshot
     from bridge.daemon.cycle import Syncer, feed_options
+    from bridge.mapping import render_feed
+    from bridge.model.canvas import AccountSnapshot
     from bridge.web.store import FeedStore
 
     settings = _settings(config)

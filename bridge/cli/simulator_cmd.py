@@ -29,7 +29,7 @@ def simulator(
     ),
 ) -> None:
     """Serve the Canvas simulator with its sample data until Ctrl-C."""
-    from bridge.canvas.models import to_utc
+    from bridge.model.canvas import to_utc
     from bridge.simulator.app import create_app
     from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
     from bridge.simulator.server import serve_in_thread

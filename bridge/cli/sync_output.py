@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from bridge.sync.outcomes import AccountState, CommandOutcome, TargetReport
+from bridge.model.outcomes import AccountState, CommandOutcome, TargetReport
 
 if TYPE_CHECKING:
     from bridge.daemon.cycle import AccountResult

@@ -13,7 +13,7 @@ from bridge.cli import app
 from bridge.cli.daemon_cmd import ConfigOpt, JsonOpt, _settings
 from bridge.cli.options import open_state
 from bridge.errors import UserError
-from bridge.sync.outcomes import StopKind, describe_stop
+from bridge.model.outcomes import StopKind, describe_stop
 
 if TYPE_CHECKING:
     from bridge.state.journal import JournalEntry

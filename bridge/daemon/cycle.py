@@ -18,8 +18,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge import metrics
-from bridge.caldav.target import settings_for
-from bridge.calendar import (
+from bridge.canvas.client import CanvasClient
+from bridge.canvas.poller import poll_account
+from bridge.canvas.transport import ResponseInfo, limits_for
+from bridge.canvas.writes import ClientWrites
+from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
+from bridge.daemon.logs import register_secret
+from bridge.dav.discovery import settings_for
+from bridge.errors import BridgeError
+from bridge.mapping import (
     FeedOptions,
     RenderCache,
     RenderedFeed,
@@ -28,19 +35,12 @@ from bridge.calendar import (
     render_event_ics,
     render_feed,
 )
-from bridge.canvas.client import CanvasClient
-from bridge.canvas.models import AccountSnapshot
-from bridge.canvas.poller import poll_account
-from bridge.canvas.transport import ResponseInfo, limits_for
-from bridge.canvas.writes import ClientWrites
-from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
-from bridge.daemon.logs import register_secret
-from bridge.errors import BridgeError
+from bridge.model.canvas import AccountSnapshot
+from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore, StoredFeed
 from bridge.state.journal import Limits
 from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger, redrive
-from bridge.sync.outcomes import AccountState, TargetReport, TargetState
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
 from bridge.web.store import FeedStore, PublishedFeed

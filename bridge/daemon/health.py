@@ -14,8 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bridge.config import Settings
+from bridge.model.outcomes import StopKind, describe_stop
 from bridge.state import StateStore
-from bridge.sync.outcomes import StopKind, describe_stop
 from bridge.web.health import HealthReport, Status
 
 STALE_INTERVALS = 3

@@ -33,9 +33,9 @@ from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
 from bridge.errors import BridgeError, StateUnavailable
+from bridge.model.outcomes import AccountState, TargetState
 from bridge.state import StateStore, open_state
 from bridge.state.schema import FeedSecretRow
-from bridge.sync.outcomes import AccountState, TargetState
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
 from bridge.web.server import WebServer, connection_cap

@@ -15,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from bridge.canvas.models import to_utc
+from bridge.model.canvas import to_utc
 from bridge.simulator.world import World
 
 FAULT_KINDS = {

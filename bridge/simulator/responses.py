@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bridge.canvas.models import to_utc
+from bridge.model.canvas import to_utc
 from bridge.simulator import paging
 from bridge.simulator.rules import NOT_FOUND, SimError
 

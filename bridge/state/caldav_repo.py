@@ -5,12 +5,12 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.caldav.status import ItemStatus
+from bridge.model.status import ItemStatus
 from bridge.state.schema import CalDAVItemRow, CalDAVTokenRow, HiddenEventRow
 
 
 class SqlStatusStore:
-    """:class:`bridge.caldav.status.StatusStore` in the state database."""
+    """:class:`bridge.model.status.StatusStore` in the state database."""
 
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self._sessions = sessions

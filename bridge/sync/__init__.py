@@ -8,6 +8,6 @@
 * :mod:`bridge.sync.execute` — the only step with I/O: Canvas commands through the journal,
   then CalDAV actions, then the sync token — advanced only past what was completely handled.
 
-:mod:`bridge.sync.outcomes` holds the typed results every caller reads (exit codes,
+:mod:`bridge.model.outcomes` holds the typed results every caller reads (exit codes,
 ``/healthz``, metrics, logs). ``--dry-run`` stops after *decide* and prints the decision.
 """

@@ -28,12 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bridge.caldav.ics import guarded, vevent
-from bridge.calendar import CalEvent
-from bridge.calendar.identity import parse_uid
-from bridge.canvas.models import AccountSnapshot
 from bridge.errors import CalendarDataError
-from bridge.sync.outcomes import CommandKind, ItemError, SafetyStop, StopKind
+from bridge.mapping import CalEvent
+from bridge.mapping.ics_reader import guarded, vevent
+from bridge.mapping.identity import parse_uid
+from bridge.model.canvas import AccountSnapshot
+from bridge.model.outcomes import CommandKind, ItemError, SafetyStop, StopKind
 from bridge.sync.plan import (
     Action,
     Adopt,

@@ -23,19 +23,19 @@ import logging
 from dataclasses import dataclass
 
 from bridge import metrics
-from bridge.caldav.remote import Remote, View, Written
-from bridge.caldav.status import StatusStore
 from bridge.canvas.writes import CanvasWrites
-from bridge.state.journal import EntryState, Journal, Limits
-from bridge.state.stops import StopState, StopStore
-from bridge.sync.decide import Command, Decision
-from bridge.sync.outcomes import (
+from bridge.dav.remote import Remote, View, Written
+from bridge.model.outcomes import (
     ActionReport,
     CommandKind,
     CommandOutcome,
     CommandReport,
     TargetReport,
 )
+from bridge.model.status import StatusStore
+from bridge.state.journal import EntryState, Journal, Limits
+from bridge.state.stops import StopState, StopStore
+from bridge.sync.decide import Command, Decision
 from bridge.sync.plan import Action, Hide, in_order
 from bridge.writeback.rules import CANCEL_REASON
 

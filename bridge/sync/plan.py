@@ -19,111 +19,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bridge.caldav.ics import fingerprint
-from bridge.caldav.merge import merge_person_additions
-from bridge.caldav.status import ItemStatus
 from bridge.errors import CalendarDataError, SafetyAbort
-
-
-@dataclass(frozen=True)
-class DesiredItem:
-    uid: str
-    ics: str
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class RemoteItem:
-    """An item on the server. ``ics`` is None when it is known unchanged since our status."""
-
-    href: str
-    etag: str | None
-    uid: str | None = None
-    ics: str | None = None
-
-
-@dataclass(frozen=True)
-class Create:
-    uid: str
-    ics: str
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class Update:
-    uid: str
-    href: str
-    etag: str | None
-    ics: str
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class Delete:
-    uid: str
-    href: str
-    etag: str | None
-
-
-@dataclass(frozen=True)
-class Adopt:
-    """The server already holds exactly our content (a write whose status was lost)."""
-
-    uid: str
-    href: str
-    etag: str | None
-    ics: str
-    content_hash: str
-
-
-@dataclass(frozen=True)
-class Forget:
-    uid: str
-
-
-@dataclass(frozen=True)
-class PersonChanged:
-    uid: str
-    href: str
-    etag: str | None
-    theirs_ics: str
-    ours_ics: str
-    desired: DesiredItem | None
-
-
-@dataclass(frozen=True)
-class PersonDeleted:
-    uid: str
-    status: ItemStatus
-    desired: DesiredItem | None
-
-
-@dataclass(frozen=True)
-class Unowned:
-    """An item calbridge did not write, newly seen (e.g. an open-slot event the person copied)."""
-
-    uid: str
-    href: str
-    etag: str | None
-    ics: str
-
-
-@dataclass(frozen=True)
-class Conflict:
-    uid: str
-    reason: str
-
-
-@dataclass(frozen=True)
-class Hide:
-    """Forget a deleted conference event and keep it hidden while its content is the same."""
-
-    uid: str
-    content_hash: str
-
-
-Action = Create | Update | Delete | Adopt | Forget | Hide
-Observation = PersonChanged | PersonDeleted | Unowned
+from bridge.mapping.ics_reader import fingerprint
+from bridge.mapping.merge import merge_person_additions
+from bridge.model.actions import (
+    Action,
+    Adopt,
+    Conflict,
+    Create,
+    Delete,
+    DesiredItem,
+    Forget,
+    Hide,
+    Observation,
+    PersonChanged,
+    PersonDeleted,
+    RemoteItem,
+    Unowned,
+    Update,
+)
+from bridge.model.status import ItemStatus
 
 
 @dataclass
@@ -288,7 +203,7 @@ def _differs(a: str, b: str) -> bool:
 
 
 def _is_past(mine: ItemStatus, now: datetime) -> bool:
-    from bridge.caldav.ics import event_end
+    from bridge.mapping.ics_reader import event_end
 
     try:
         end = event_end(mine.ics)

@@ -10,25 +10,25 @@ from datetime import datetime
 
 import httpx
 
-from bridge.caldav.remote import CalendarRemote, Remote
-from bridge.caldav.status import ItemStatus, StatusStore
-from bridge.caldav.target import TargetSettings
-from bridge.calendar import CalEvent
-from bridge.canvas.models import AccountSnapshot
+from bridge.dav.discovery import TargetSettings
+from bridge.dav.remote import CalendarRemote, Remote
 from bridge.errors import SafetyAbort
-from bridge.state.stops import StopState
-from bridge.sync.decide import Approval, Context, Policy, decide
-from bridge.sync.execute import Ledger, execute, report_command
-from bridge.sync.outcomes import (
+from bridge.mapping import CalEvent
+from bridge.model.canvas import AccountSnapshot
+from bridge.model.outcomes import (
     ActionReport,
     CommandOutcome,
     SafetyStop,
     StopKind,
     TargetReport,
 )
+from bridge.model.status import ItemStatus, StatusStore
+from bridge.state.stops import StopState
+from bridge.sync.decide import Approval, Context, Policy, decide
+from bridge.sync.execute import Ledger, execute, report_command
 from bridge.sync.plan import DesiredItem, PersonChanged, PersonDeleted, in_order, plan
 
-log = logging.getLogger("bridge.caldav")
+log = logging.getLogger("bridge.dav")
 
 
 @dataclass

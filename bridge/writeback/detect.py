@@ -12,8 +12,8 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from bridge.caldav.ics import fingerprint, guarded, vevent
 from bridge.errors import CalendarDataError
+from bridge.mapping.ics_reader import fingerprint, guarded, vevent
 
 EditKind = Literal["deleted", "moved", "retimed", "changed", "additions", "unchanged"]
 CANVAS_TEXT = ("SUMMARY", "DESCRIPTION", "LOCATION", "URL")

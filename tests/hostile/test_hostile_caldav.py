@@ -18,8 +18,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bridge.caldav.dav import Dav
-from bridge.caldav.target import ChallengeAuth, TargetSettings, check_target, choose_auth
+from bridge.dav.discovery import ChallengeAuth, TargetSettings, check_target, choose_auth
+from bridge.dav.webdav import Dav
 from bridge.errors import CalDAVAuthError, CalDAVError
 from tests.servers import Server, sabredav
 

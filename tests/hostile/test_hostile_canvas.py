@@ -20,10 +20,10 @@ import pytest
 from ical.calendar_stream import IcsCalendarStream
 
 from bridge import errors
-from bridge.calendar.feed import FeedOptions, render_feed
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import poll_account
 from bridge.canvas.transport import CanvasLimits
+from bridge.mapping.feed import FeedOptions, render_feed
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import RunningServer, serve_in_thread
 from tests.conftest import SAMPLE_NOW
@@ -319,7 +319,7 @@ def test_sync_survives_surrogates_and_crlf(
 
 
 def test_surrogates_are_replaced_everywhere_in_a_model() -> None:
-    from bridge.canvas.models import AppointmentGroup, Conference
+    from bridge.model.canvas import AppointmentGroup, Conference
 
     conf = Conference.model_validate(
         {"id": 1, "title": "a\ud83d", "user_settings": {"k\udc00": ["x\ud800"]}}

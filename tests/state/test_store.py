@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bridge.caldav.status import ItemStatus
-from bridge.calendar import EventVersion
 from bridge.errors import ConfigError
+from bridge.mapping import EventVersion
+from bridge.model.status import ItemStatus
 from bridge.state import StoredFeed, open_state
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Begun, EntryState, Limits
@@ -169,7 +169,7 @@ def test_lease_across_processes(tmp_path: Path) -> None:
 WRITER = """
 import sys
 from datetime import UTC, datetime
-from bridge.calendar import EventVersion
+from bridge.mapping import EventVersion
 from bridge.state import StoredFeed, open_state
 state = open_state(sys.argv[1])
 t = datetime(2026, 3, 2, 12, tzinfo=UTC)

@@ -35,20 +35,20 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.caldav.dav import Listing
-from bridge.caldav.remote import CalendarRemote
-from bridge.caldav.target import TargetSettings
-from bridge.calendar import FeedOptions, collect_events, next_versions, render_event_ics
-from bridge.calendar.versions import EventVersion
-from bridge.canvas.models import AccountSnapshot
 from bridge.canvas.writes import WriteResult
+from bridge.dav.discovery import TargetSettings
+from bridge.dav.remote import CalendarRemote
+from bridge.dav.webdav import Listing
 from bridge.errors import CalDAVConflict, CalDAVUnavailable
+from bridge.mapping import FeedOptions, collect_events, next_versions, render_event_ics
+from bridge.mapping.versions import EventVersion
+from bridge.model.canvas import AccountSnapshot
+from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.state import StateStore, open_state
 from bridge.state.journal import Limits
 from bridge.state.stops import StopState
 from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger, redrive
-from bridge.sync.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
 
@@ -67,7 +67,7 @@ class Crash(Exception):
 
 
 class MemoryDav:
-    """The part of :class:`bridge.caldav.dav.Dav` the sync uses, in memory: sync tokens over a
+    """The part of :class:`bridge.dav.webdav.Dav` the sync uses, in memory: sync tokens over a
     change log, ETags, If-Match / If-None-Match."""
 
     def __init__(self) -> None:

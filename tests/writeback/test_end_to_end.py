@@ -16,8 +16,8 @@ import pytest
 
 from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
+from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.state import StateStore, open_state
-from bridge.sync.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.web.store import FeedStore
 from tests.conftest import Sim
 from tests.servers import Server, radicale, xandikos

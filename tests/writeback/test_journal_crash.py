@@ -7,11 +7,11 @@ from pathlib import Path
 
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.writes import ClientWrites
+from bridge.model.outcomes import CommandKind, CommandOutcome
 from bridge.state import open_state
 from bridge.state.journal import EntryState, Limits
 from bridge.sync.decide import Command, command_key
 from bridge.sync.execute import Ledger, redrive, run_command
-from bridge.sync.outcomes import CommandKind, CommandOutcome
 from tests.conftest import Sim
 
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bridge.calendar import CalEvent, EventVersion, render_event_ics
-from bridge.canvas.models import AccountSnapshot
+from bridge.mapping import CalEvent, EventVersion, render_event_ics
+from bridge.model.canvas import AccountSnapshot
 from bridge.writeback.detect import detect
 from bridge.writeback.rules import Cancel, Hide, Keep, Rebook, Restore, decide
 

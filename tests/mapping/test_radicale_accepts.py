@@ -11,8 +11,8 @@ import httpx
 import icalendar
 import pytest
 
-from bridge.calendar import render_event_ics, render_feed
-from tests.calendar.test_corpus import CASES, build
+from bridge.mapping import render_event_ics, render_feed
+from tests.mapping.test_corpus import CASES, build
 from tests.servers import Server, radicale
 
 

@@ -19,10 +19,10 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from bridge.calendar.event import CalEvent
-from bridge.calendar.identity import uid_for
-from bridge.calendar.text import checked_uri, html_to_text
-from bridge.canvas.models import Conference
+from bridge.mapping.identity import uid_for
+from bridge.mapping.text import checked_uri, html_to_text
+from bridge.model.canvas import Conference
+from bridge.model.event import CalEvent
 
 LONG_RUNNING_LENGTH = timedelta(hours=1)
 DEFAULT_LENGTH = timedelta(hours=1)

@@ -14,7 +14,7 @@ from functools import lru_cache
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-log = logging.getLogger("bridge.calendar")
+log = logging.getLogger("bridge.mapping")
 
 _BLOCK = {"p", "div", "br", "h1", "h2", "h3", "h4", "h5", "h6", "table", "blockquote", "hr"}
 _CLOSE = {"p", "div", "table", "blockquote", "h1", "h2", "h3", "h4", "h5", "h6"}

@@ -14,10 +14,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 
-from bridge.calendar.event import CalEvent
-from bridge.calendar.identity import uid_for
-from bridge.calendar.text import checked_uri, html_to_text
-from bridge.canvas.models import AppointmentGroup, CalendarEvent
+from bridge.mapping.identity import uid_for
+from bridge.mapping.text import checked_uri, html_to_text
+from bridge.model.canvas import AppointmentGroup, CalendarEvent
+from bridge.model.event import CalEvent
 
 
 def _location(group: AppointmentGroup) -> str:

@@ -6,10 +6,10 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bridge.caldav.target import TargetSettings
+from bridge.dav.discovery import TargetSettings
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
-from tests.caldav.conftest import NOW, desired, event
+from tests.dav.conftest import NOW, desired, event
 
 
 def main(url: str, state_url: str, count: int) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.caldav.ics import guarded, parse
+from bridge.mapping.ics_reader import guarded, parse
 
 CANVAS_OWNED = {
     "UID",

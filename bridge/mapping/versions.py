@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.calendar.event import CalEvent
+from bridge.model.event import CalEvent
 
 
 @dataclass(frozen=True)

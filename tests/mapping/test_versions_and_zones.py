@@ -8,10 +8,10 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from bridge.calendar import FeedOptions, render_event_ics, render_feed
-from bridge.calendar.timezones import vtimezone_lines
-from bridge.canvas.models import AccountSnapshot
-from tests.calendar.test_corpus import CORPUS
+from bridge.mapping import FeedOptions, render_event_ics, render_feed
+from bridge.mapping.timezones import vtimezone_lines
+from bridge.model.canvas import AccountSnapshot
+from tests.mapping.test_corpus import CORPUS
 from tests.validators import assert_valid
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)

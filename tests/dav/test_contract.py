@@ -11,11 +11,11 @@ import httpx
 import icalendar
 import pytest
 
-from bridge.caldav.status import MemoryStatusStore
-from bridge.caldav.target import TargetSettings, check_target
+from bridge.dav.discovery import TargetSettings, check_target
 from bridge.errors import CalDAVAuthError, SafetyAbort
+from bridge.model.status import MemoryStatusStore
 from bridge.sync.run import CalendarSync
-from tests.caldav.conftest import NOW, desired, event, target_settings
+from tests.dav.conftest import NOW, desired, event, target_settings
 from tests.servers import Server, sabredav
 
 

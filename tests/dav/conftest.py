@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.caldav.target import TargetSettings
-from bridge.calendar import CalEvent, EventVersion, render_event_ics
+from bridge.dav.discovery import TargetSettings
+from bridge.mapping import CalEvent, EventVersion, render_event_ics
 from bridge.sync.plan import DesiredItem
 from tests.servers import SERVERS, Server
 

@@ -5,8 +5,7 @@ with stable versions, ``render_event_ics`` writes one event for CalDAV. See
 docs/calendar-mapping.md for the rules.
 """
 
-from bridge.calendar.event import CalEvent
-from bridge.calendar.feed import (
+from bridge.mapping.feed import (
     CollectResult,
     FeedOptions,
     RenderCache,
@@ -16,7 +15,8 @@ from bridge.calendar.feed import (
     render_event_ics,
     render_feed,
 )
-from bridge.calendar.versions import EventVersion, next_versions
+from bridge.mapping.versions import EventVersion, next_versions
+from bridge.model.event import CalEvent
 
 __all__ = [
     "CalEvent",

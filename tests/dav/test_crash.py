@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.caldav.test_contract import server_uids
+from tests.dav.test_contract import server_uids
 from tests.servers import radicale
 
 COUNT = 500
@@ -23,7 +23,7 @@ def test_kill_9_mid_push_then_rerun(tmp_path: Path) -> None:
     state_url = f"sqlite:///{db}"
     with radicale(tmp_path / "radicale") as server:
         env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-        cmd = [sys.executable, "-m", "tests.caldav.push_worker", server.url, state_url, str(COUNT)]
+        cmd = [sys.executable, "-m", "tests.dav.push_worker", server.url, state_url, str(COUNT)]
         worker = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, text=True)
         collection = f"{server.home}canvas/"
         deadline = time.monotonic() + 60

@@ -14,14 +14,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-from bridge.calendar import ics
-from bridge.calendar.bookings import managed_slot_events, open_slot_events, reservation_events
-from bridge.calendar.conferences import NoTime, conference_event
-from bridge.calendar.event import CalEvent
-from bridge.calendar.text import fold
-from bridge.calendar.timezones import vtimezone_lines
-from bridge.calendar.versions import EventVersion, next_versions
-from bridge.canvas.models import AccountSnapshot, AppointmentGroup
+from bridge.mapping import ics_writer
+from bridge.mapping.bookings import managed_slot_events, open_slot_events, reservation_events
+from bridge.mapping.conferences import NoTime, conference_event
+from bridge.mapping.text import fold
+from bridge.mapping.timezones import vtimezone_lines
+from bridge.mapping.versions import EventVersion, next_versions
+from bridge.model.canvas import AccountSnapshot, AppointmentGroup
+from bridge.model.event import CalEvent
 
 ALL_KINDS = frozenset({"conferences", "reservations", "open_slots", "managed_slots"})
 GOOGLE_LIMIT = 1_000_000
@@ -124,7 +124,7 @@ class RenderCache:
         )
         text = self._text.get(key)
         if text is None:
-            text = self._text[key] = ics.vevent(event, version, tzid, alarm, organizer)
+            text = self._text[key] = ics_writer.vevent(event, version, tzid, alarm, organizer)
         return text
 
     def retain(self, uids: set[str]) -> None:
@@ -185,7 +185,7 @@ def collect_events(
 
 
 def _header(options: FeedOptions, now: datetime) -> str:
-    head = ics.calendar_header(
+    head = ics_writer.calendar_header(
         name=options.name,
         description=options.description,
         refresh=options.refresh_interval,
@@ -217,7 +217,7 @@ def render_feed(
         for e in collected.events
     ]
     head = _header(options, now)
-    size = len(head.encode()) + len(ics.FOOTER) + sum(len(t.encode()) for t in texts)
+    size = len(head.encode()) + len(ics_writer.FOOTER) + sum(len(t.encode()) for t in texts)
     events, skipped = list(collected.events), list(collected.skipped)
     while size > options.max_bytes and events:
         dropped = events.pop()
@@ -227,7 +227,7 @@ def render_feed(
         )
         versions.pop(dropped.uid, None)
     cache.retain({e.uid for e in events})
-    body = head + "".join(texts) + ics.FOOTER
+    body = head + "".join(texts) + ics_writer.FOOTER
     return RenderedFeed(body.encode(), versions, events, skipped)
 
 
@@ -240,9 +240,9 @@ def render_event_ics(
     """One event as a complete VCALENDAR: what a CalDAV resource holds. Its VTIMEZONE is
     built for the event's own years (``now`` no longer matters; kept for callers)."""
     tzid = options.timezone if options else None
-    head = ics.minimal_header()
+    head = ics_writer.minimal_header()
     if tzid:  # right for the event's own dates (an irregular zone gets explicit transitions)
         years = (event.start.year, event.end.year)
         head += "".join(fold(line) for line in vtimezone_lines(tzid, min(years), max(years)))
     alarm = options.default_alarm if options else None
-    return head + ics.vevent(event, version, tzid, alarm) + ics.FOOTER
+    return head + ics_writer.vevent(event, version, tzid, alarm) + ics_writer.FOOTER

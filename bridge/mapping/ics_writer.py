@@ -10,9 +10,9 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from bridge.calendar.event import CalEvent
-from bridge.calendar.text import checked_uri, escape, fold
-from bridge.calendar.versions import EventVersion
+from bridge.mapping.text import checked_uri, escape, fold
+from bridge.mapping.versions import EventVersion
+from bridge.model.event import CalEvent
 
 PRODID = "-//calbridge//Canvas conferences and bookings//EN"
 

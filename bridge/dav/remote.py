@@ -21,15 +21,15 @@ from typing import Protocol
 
 import httpx
 
-from bridge.caldav.dav import Dav, Listing, SyncTokenInvalid
-from bridge.caldav.ics import fingerprint, uid_of
-from bridge.caldav.status import ItemStatus
-from bridge.caldav.target import TargetSettings, choose_auth, discover
+from bridge.dav.discovery import TargetSettings, choose_auth, discover
+from bridge.dav.webdav import Dav, Listing, SyncTokenInvalid
 from bridge.errors import CalDAVConflict, CalDAVError, CalendarDataError
-from bridge.sync.outcomes import ItemError
+from bridge.mapping.ics_reader import fingerprint, uid_of
+from bridge.model.outcomes import ItemError
+from bridge.model.status import ItemStatus
 from bridge.sync.plan import Action, Adopt, Create, Delete, RemoteItem, Update
 
-log = logging.getLogger("bridge.caldav")
+log = logging.getLogger("bridge.dav")
 
 
 def href_for(uid: str) -> str:

@@ -14,11 +14,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 
-from bridge.calendar import FeedOptions, ics, render_event_ics
-from bridge.calendar.event import CalEvent
-from bridge.calendar.text import clean, escape, fold, html_to_text, safe_uri
-from bridge.calendar.timezones import vtimezone_lines
-from bridge.calendar.versions import EventVersion
+from bridge.mapping import FeedOptions, ics_writer, render_event_ics
+from bridge.mapping.text import clean, escape, fold, html_to_text, safe_uri
+from bridge.mapping.timezones import vtimezone_lines
+from bridge.mapping.versions import EventVersion
+from bridge.model.event import CalEvent
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 VERSION = EventVersion("u1@canvas.sim", "h", 0, NOW, NOW)
@@ -26,7 +26,7 @@ INJECTION = "https://evil.example/j\r\nEND:VEVENT\r\nBEGIN:VEVENT\r\nUID:injecte
 
 
 def calendar(*vevents: str, extra: str = "") -> str:
-    return ics.minimal_header() + extra + "".join(vevents) + ics.FOOTER
+    return ics_writer.minimal_header() + extra + "".join(vevents) + ics_writer.FOOTER
 
 
 def event(**kw: object) -> CalEvent:
@@ -61,7 +61,7 @@ def event(**kw: object) -> CalEvent:
 def test_unsafe_links_are_left_out_and_logged(link: str, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
     uid = f"u{abs(hash(link))}@canvas.sim"  # a warning is logged once per event and property
-    text = ics.vevent(event(uid=uid, url=link, conference_uri=link), VERSION)
+    text = ics_writer.vevent(event(uid=uid, url=link, conference_uri=link), VERSION)
     assert "\r\nURL" not in text and "\r\nCONFERENCE" not in text
     parsed = IcsCalendarStream.calendar_from_ics(calendar(text))
     assert [e.uid for e in parsed.events] == [uid]
@@ -75,7 +75,7 @@ def test_unsafe_links_are_left_out_and_logged(link: str, caplog: pytest.LogCaptu
 
 def test_safe_links_are_written() -> None:
     link = "https://canvas.example.edu/courses/2/conferences/7/join?x=1&y=%0A"
-    text = ics.vevent(event(url=link, conference_uri=link), VERSION)
+    text = ics_writer.vevent(event(url=link, conference_uri=link), VERSION)
     loose = icalendar.Calendar.from_ical(calendar(text)).walk("VEVENT")[0]
     assert str(loose["URL"]) == link and str(loose["CONFERENCE"]) == link
     assert safe_uri("http://127.0.0.1:8080/x") == "http://127.0.0.1:8080/x"
@@ -134,7 +134,7 @@ TEXT = st.text(
 def test_fold_property(prefix: str, pad: int, text: str) -> None:
     check_fold(prefix + "é" * (pad % 3) + "x" * pad + escape(text))
     parsed = icalendar.Calendar.from_ical(
-        calendar(ics.vevent(event(description="x" * pad + text), VERSION))
+        calendar(ics_writer.vevent(event(description="x" * pad + text), VERSION))
     ).walk("VEVENT")[0]
     assert str(parsed.get("DESCRIPTION", "")) == clean("x" * pad + text)
 

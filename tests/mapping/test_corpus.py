@@ -1,6 +1,6 @@
 """Golden files: Canvas JSON in, ICS out, for every case in corpus/cases.json.
 
-Regenerate after an intended change with ``CALBRIDGE_REGEN_GOLDEN=1 pytest tests/calendar`` and
+Regenerate after an intended change with ``CALBRIDGE_REGEN_GOLDEN=1 pytest tests/mapping`` and
 review the diff; without the flag a mismatch fails.
 """
 
@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from bridge.calendar import FeedOptions, render_feed
-from bridge.calendar.feed import SkipReason
-from bridge.canvas.models import AccountSnapshot, to_utc
+from bridge.mapping import FeedOptions, render_feed
+from bridge.mapping.feed import SkipReason
+from bridge.model.canvas import AccountSnapshot, to_utc
 from tests.validators import assert_valid
 
 CORPUS = Path(__file__).parent / "corpus"

@@ -11,8 +11,8 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from bridge.caldav.status import ItemStatus
-from bridge.calendar import CalEvent, EventVersion, render_event_ics
+from bridge.mapping import CalEvent, EventVersion, render_event_ics
+from bridge.model.status import ItemStatus
 from bridge.sync.decide import Context, decide
 from bridge.sync.plan import (
     Adopt,

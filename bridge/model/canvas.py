@@ -13,7 +13,7 @@ Canvas emits it (``../shared/canvas-api/canvas-behaviour.md``), not only as docu
   U+FFFD here, at the edge — otherwise saving the snapshot and writing the feed fail on every
   poll after one person typed half an emoji.
 
-The models are frozen plain data so the pure core (``bridge.calendar``, planners) can hash and
+The models are frozen plain data so the pure core (``bridge.mapping``, planners) can hash and
 compare them freely.
 """
 

@@ -9,9 +9,9 @@ import icalendar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.calendar import FeedOptions, render_event_ics, render_feed
-from bridge.calendar.text import clean
-from bridge.canvas.models import AccountSnapshot
+from bridge.mapping import FeedOptions, render_event_ics, render_feed
+from bridge.mapping.text import clean
+from bridge.model.canvas import AccountSnapshot
 from tests.validators import own_errors, strict_ical
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
