@@ -8,6 +8,8 @@ what calbridge's own copy of the event said, and for the times the person gave i
 
 ``{{UID}}``, ``{{SUMMARY}}``, ``{{DESCRIPTION}}``, ``{{LOCATION}}``, ``{{KIND}}``
     the value calbridge wrote, as it wrote it (already escaped for iCalendar).
+``{{LINE:URL}}``
+    calbridge's whole ``URL`` line (apps keep it), or no line when it wrote none.
 ``{{START:ZONE}}``, ``{{END:ZONE}}``
     the person's start or end, written as the app writes it: ``UTC`` gives ``…Z``, a zone name
     gives local time in that zone (the file's own TZID parameter may name it differently, as
@@ -69,7 +71,7 @@ def catalogue() -> dict[str, ClientFile]:
 
 
 def _lines(ics: str) -> dict[str, str]:
-    """Property name → raw value (after unfolding) of the first VEVENT, as calbridge wrote it."""
+    """Property name → raw line (after unfolding) of the first VEVENT, as calbridge wrote it."""
     unfolded = re.sub(r"\r?\n[ \t]", "", ics)
     inside, out = False, {}
     for line in unfolded.splitlines():
@@ -78,8 +80,7 @@ def _lines(ics: str) -> dict[str, str]:
         elif line == "END:VEVENT":
             break
         elif inside and ":" in line:
-            name, value = line.split(":", 1)
-            out.setdefault(name.split(";", 1)[0], value)
+            out.setdefault(re.split(r"[;:]", line, maxsplit=1)[0], line)
     return out
 
 
@@ -102,13 +103,19 @@ def client_edit(
     event = icalendar.Calendar.from_ical(ours).walk("VEVENT")[0]
     begin = start or event["DTSTART"].dt
     finish = end or (begin + (event["DTEND"].dt - event["DTSTART"].dt))
+    names = {"KIND": "X-CALBRIDGE-KIND"}
     values = {
-        "UID": props["UID"],
-        "SUMMARY": props.get("SUMMARY", ""),
-        "DESCRIPTION": props.get("DESCRIPTION", ""),
-        "LOCATION": props.get("LOCATION", ""),
-        "KIND": props.get("X-CALBRIDGE-KIND", ""),
+        key: props.get(names.get(key, key), ":").split(":", 1)[1]
+        for key in ("UID", "SUMMARY", "DESCRIPTION", "LOCATION", "KIND")
     }
+    template = (CLIENTS / name).read_bytes()
+    for prop in re.findall(rb"\{\{LINE:([A-Z-]+)\}\}", template):  # a whole line, if we wrote one
+        line = props.get(prop.decode())
+        template = re.sub(
+            rb"\{\{LINE:" + prop + rb"\}\}(\r?\n)",
+            (lambda m, line=line: line.encode() + m.group(1)) if line else b"",
+            template,
+        )
 
     def fill(match: re.Match[bytes]) -> bytes:
         key, sign, days, hours, minutes, zone = (
@@ -122,4 +129,4 @@ def client_edit(
         when = begin if key == "START" else finish
         return _when(when - shift if sign == "-" else when + shift, zone).encode()
 
-    return PLACEHOLDER.sub(fill, (CLIENTS / name).read_bytes())
+    return PLACEHOLDER.sub(fill, template)
