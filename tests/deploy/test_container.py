@@ -17,9 +17,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Sim
-from tests.deploy.service import PATH, REPO, ServiceTree, service_tree
-from tests.servers import free_port, radicale
+from tests.helpers.servers import free_port, radicale
+from tests.helpers.service import PATH, REPO, ServiceTree, service_tree
+from tests.helpers.sim import Sim
 
 DOCKERFILE = REPO / "Dockerfile"
 

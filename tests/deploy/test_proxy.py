@@ -20,10 +20,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Sim
-from tests.daemon.conftest import Running, cli, write_config
-from tests.deploy.service import REPO
-from tests.servers import free_port
+from tests.helpers.daemon import Running, cli, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.service import REPO
+from tests.helpers.sim import Sim
 
 HOST = "calendar.example.edu"
 NGINX_CONF = REPO / "deploy" / "nginx" / "calbridge.conf"

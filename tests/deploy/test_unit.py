@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Sim
-from tests.deploy.service import (
+from tests.helpers.servers import free_port, radicale
+from tests.helpers.service import (
     PRIORITY_LINE,
     REPO,
     UNIT,
@@ -20,8 +20,8 @@ from tests.deploy.service import (
     service_tree,
     unit_directives,
 )
-from tests.servers import free_port, radicale
-from tests.validators import assert_valid
+from tests.helpers.sim import Sim
+from tests.helpers.validators import assert_valid
 
 needs_root = pytest.mark.skipif(
     os.geteuid() != 0, reason="switching to the service user needs root (CI runs as root)"

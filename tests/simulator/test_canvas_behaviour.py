@@ -10,7 +10,7 @@ import pytest
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world, sample_world
 from bridge.simulator.server import serve_in_thread
-from tests.conftest import SAMPLE_NOW, Sim
+from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 def http(sim: Sim, who: str = "alice") -> httpx.Client:

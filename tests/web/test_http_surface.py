@@ -25,7 +25,7 @@ from bridge.state import open_state
 from bridge.web.admin import create_admin_app
 from bridge.web.app import accepts_gzip
 from bridge.web.health import HealthReport, StaticHealth
-from tests.web.test_feed_server import ICS, Served
+from tests.helpers.web import ICS, Served
 
 
 def test_feed_listener_answers_404_for_health_and_metrics(served: Served) -> None:

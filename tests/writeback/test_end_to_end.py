@@ -19,9 +19,9 @@ from bridge.daemon.cycle import Syncer
 from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.state import StateStore, open_state
 from bridge.web.store import FeedStore
-from tests.conftest import Sim
 from tests.helpers.clients import ClientFile, catalogue
-from tests.servers import Server, radicale, xandikos
+from tests.helpers.servers import Server, radicale, xandikos
+from tests.helpers.sim import Sim
 
 
 @dataclass

@@ -33,8 +33,8 @@ from bridge.config import load_config
 from bridge.daemon.cycle import Syncer
 from bridge.state import open_state
 from bridge.web.store import FeedStore
-from tests.conftest import Sim
-from tests.servers import Server, radicale, xandikos
+from tests.helpers.servers import Server, radicale, xandikos
+from tests.helpers.sim import Sim
 
 TARGET = "phone"
 QUERY = """<?xml version="1.0"?>
