@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import authlib.deprecate
 import httpx
 
 from bridge import errors
@@ -29,10 +28,14 @@ from bridge.canvas.client import validate_base_url
 from bridge.model.tokens import TokenSet
 
 with warnings.catch_warnings():
-    # Authlib 1.9 prefers the httpx2 package and warns at import when it runs on httpx.
-    warnings.filterwarnings("ignore", category=authlib.deprecate.AuthlibDeprecationWarning)
+    # Authlib 1.9 prefers the httpx2 package and warns at import when it runs on httpx; its
+    # deprecate module also installs an "always" filter at import. Both stay inside this block.
+    from authlib.deprecate import AuthlibDeprecationWarning
+
+    warnings.filterwarnings("ignore", category=AuthlibDeprecationWarning)
     from authlib.integrations.httpx_client import AsyncOAuth2Client
     from authlib.integrations.httpx_client import OAuthError as AuthlibError
+    from authlib.oauth2.rfc6749.parameters import prepare_grant_uri
 
 log = logging.getLogger("bridge.canvas.oauth")
 
@@ -119,18 +122,19 @@ class CanvasOAuth:
         bound to the browser's session and checked with :func:`callback_code` on return."""
         if not state:
             raise ValueError("state must not be empty")
-        extra: dict[str, Any] = {"response_type": "code"}
-        if self.options.scopes:
-            extra["scope"] = " ".join(self.options.scopes)
+        extra: dict[str, Any] = {}
         if self.options.purpose:
             extra["purpose"] = self.options.purpose
         if force_login:
             extra["force_login"] = "1"
-        client = AsyncOAuth2Client(
-            client_id=self.options.client_id, redirect_uri=self.options.redirect_uri
-        )
-        url, _ = client.create_authorization_url(
-            self.base_url + AUTHORIZE_PATH, state=state, **extra
+        url = prepare_grant_uri(
+            self.base_url + AUTHORIZE_PATH,
+            client_id=self.options.client_id,
+            response_type="code",
+            redirect_uri=self.options.redirect_uri,
+            scope=" ".join(self.options.scopes) or None,
+            state=state,
+            **extra,
         )
         return str(url)
 

@@ -110,10 +110,12 @@ async def _gate(request: Request, world: World, handler: Handler, scope: str) ->
     with world.lock:
         user = world.user_by_token(token)
         if user is None and world.oauth.grants:
-            user, refused = authenticate(world, token, scope)
-            if refused is not None:
-                return refused
-        if user is None or user.token_state != "active":
+            # Not a personal access token: an OAuth one (its own expiry and scopes).
+            found = authenticate(world, token, scope)
+            if isinstance(found, Response):
+                return found
+            user = found
+        elif user is None or user.token_state != "active":
             state = user.token_state if user else "invalid"
             message = {
                 "invalid": "Invalid access token.",

@@ -46,14 +46,14 @@ def _back(redirect_uri: str, **params: str | None) -> RedirectResponse:
     return RedirectResponse(urlunsplit(parts._replace(query=query)), 302)
 
 
-def authenticate(world: World, token: str, scope: str) -> tuple[SimUser | None, Response | None]:
+def authenticate(world: World, token: str, scope: str) -> SimUser | Response:
     """The user an OAuth access token acts for, or the 401 Canvas answers. Call under the lock."""
     grant = world.oauth.by_access_token(token)
     if grant is None or grant.expires_at <= world.clock.now():
-        return None, json_response(INVALID_TOKEN, 401, WWW_AUTH)
+        return json_response(INVALID_TOKEN, 401, WWW_AUTH)
     if grant.key.enforces_scopes and scope not in grant.scopes:
-        return None, json_response(INSUFFICIENT_SCOPES, 401)
-    return world.users[grant.user_id], None
+        return json_response(INSUFFICIENT_SCOPES, 401)
+    return world.users[grant.user_id]
 
 
 # --- the authorize page ---------------------------------------------------------------------

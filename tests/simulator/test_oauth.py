@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import re
+import subprocess
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
 import pytest
 
+from bridge.canvas.scopes import required_scopes
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
+from tests.cli.conftest import CONSOLE_SCRIPT, calbridge, clean_env
 from tests.conftest import Sim
 
 REDIRECT = "http://127.0.0.1:8080/oauth/callback"
@@ -258,3 +261,40 @@ def test_personal_access_tokens_are_unchanged_beside_oauth(sim: Sim) -> None:
     state = httpx.get(f"{sim.url}/_sim/oauth").json()
     assert state["grants"][0]["user_id"] == 3
     assert SAMPLE_CLIENT_SECRET not in str(state) and "access_token" not in str(state)
+
+
+def test_simulator_command_configures_the_sample_key() -> None:
+    bad = calbridge("simulator", "--key-scopes", "GET /api/v1/users/self")
+    assert bad.returncode == 2 and "--key-scopes" in bad.stderr and "url:GET|" in bad.stderr
+    bad_uri = calbridge("simulator", "--redirect-uri", "calbridge.example")
+    assert bad_uri.returncode == 2 and "--redirect-uri" in bad_uri.stderr
+    scopes = "\n".join(required_scopes())
+    args = ["--port", "0", "--control", "--key-scopes", scopes]
+    args += ["--redirect-uri", "https://calbridge.example"]
+    proc = subprocess.Popen(
+        [CONSOLE_SCRIPT, "simulator", *args], stdout=subprocess.PIPE, text=True, env=clean_env()
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        url = re.search(r"on (http://127\.0\.0\.1:\d+)", first)
+        assert url, first
+        keys = httpx.get(f"{url[1]}/_sim/oauth").json()["keys"]
+        assert keys == [
+            {
+                "client_id": SAMPLE_CLIENT_ID,
+                "redirect_uris": ["https://calbridge.example"],
+                "scopes": list(required_scopes()),
+                "active": True,
+            }
+        ]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_a_revoked_personal_token_does_not_touch_the_same_users_oauth_grant(sim: Sim) -> None:
+    tokens = exchange(sim, code_for(sim)).json()
+    httpx.post(f"{sim.url}/_sim/tokens/{sim.tokens['alice']}", json={"state": "revoked"})
+    assert me(sim, sim.tokens["alice"]).json() == {"errors": [{"message": "Revoked access token."}]}
+    assert me(sim, tokens["access_token"]).status_code == 200
