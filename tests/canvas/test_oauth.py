@@ -242,3 +242,14 @@ async def test_no_token_or_secret_in_logs_or_errors(
     assert "Canvas sign-in completed for user 3" in caplog.text
     for secret in secrets:
         assert secret not in everything
+
+
+async def test_a_key_enforcing_scopes_refuses_a_client_asking_for_none(sim: Sim) -> None:
+    sim.world.oauth.keys[SAMPLE_CLIENT_ID].scopes = ["url:GET|/api/v1/users/:id"]
+    oauth = CanvasOAuth(options(sim))  # no scopes configured
+    redirect = httpx.get(oauth.authorize_url("s"))  # Canvas sends the browser straight back
+    assert redirect.status_code == 302
+    answered = callback_params(redirect.headers["location"])
+    with pytest.raises(errors.OAuthError) as info:
+        callback_code(answered, "s")
+    assert info.value.error == "invalid_scope" and not isinstance(info.value, errors.AccessDenied)

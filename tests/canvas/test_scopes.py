@@ -3,6 +3,7 @@ get no 401, and each scope is used."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -23,6 +24,8 @@ from tests.conftest import Sim
 def test_calbridge_oauth_scopes_prints_the_list() -> None:
     out = calbridge("oauth", "scopes")
     assert out.returncode == 0 and out.stdout.split("\n")[:-1] == list(required_scopes())
+    as_json = calbridge("oauth", "scopes", "--json")
+    assert json.loads(as_json.stdout) == list(required_scopes())
     assert all(
         s.startswith(("url:GET|/api/v1/", "url:POST|/api/v1/", "url:DELETE|/api/v1/"))
         for s in required_scopes()
