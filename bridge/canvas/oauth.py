@@ -63,7 +63,8 @@ def callback_code(params: Mapping[str, str], expected_state: str) -> str:
     given. A refusal is :class:`AccessDenied`; a missing or foreign state an :class:`OAuthError`
     (never exchange a code someone else started: it would sign this browser in as them)."""
     state = params.get("state") or ""
-    if not expected_state or not hmac.compare_digest(state, expected_state):
+    # bytes: compare_digest refuses non-ASCII str, and the state comes from the query string
+    if not expected_state or not hmac.compare_digest(state.encode(), expected_state.encode()):
         raise errors.OAuthError(
             "the sign-in answer does not belong to this browser session (state mismatch)"
         )

@@ -148,7 +148,9 @@ class OAuthRegistry:
     def refresh(self, key: DeveloperKey, refresh_token: str, now: datetime) -> Grant | None:
         """A new access token for the grant; the previous one stops working at once."""
         for grant in self.grants:
-            if grant.key is key and secrets.compare_digest(grant.refresh_token, refresh_token):
+            if grant.key is key and secrets.compare_digest(
+                grant.refresh_token.encode(), refresh_token.encode()
+            ):
                 grant.access_token = _token("1")
                 grant.expires_at = now + TOKEN_LIFETIME
                 grant.refreshes += 1
@@ -157,7 +159,9 @@ class OAuthRegistry:
 
     def by_access_token(self, token: str) -> Grant | None:
         for grant in self.grants:
-            if grant.key.active and secrets.compare_digest(grant.access_token, token):
+            if grant.key.active and secrets.compare_digest(
+                grant.access_token.encode(), token.encode()
+            ):
                 return grant
         return None
 

@@ -78,6 +78,8 @@ async def test_cancel_is_access_denied_and_a_foreign_state_is_refused(sim: Sim) 
         callback_code(answered, "mine")
     with pytest.raises(errors.OAuthError, match="state mismatch"):
         callback_code({"code": answered["code"]}, "mine")
+    with pytest.raises(errors.OAuthError, match="state mismatch"):
+        callback_code({"code": answered["code"], "state": "mïne"}, "mine")
 
 
 async def test_a_code_is_exchanged_once(sim: Sim) -> None:

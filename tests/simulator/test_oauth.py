@@ -298,3 +298,13 @@ def test_a_revoked_personal_token_does_not_touch_the_same_users_oauth_grant(sim:
     httpx.post(f"{sim.url}/_sim/tokens/{sim.tokens['alice']}", json={"state": "revoked"})
     assert me(sim, sim.tokens["alice"]).json() == {"errors": [{"message": "Revoked access token."}]}
     assert me(sim, tokens["access_token"]).status_code == 200
+
+
+def test_non_ascii_tokens_are_refused_not_crashed_on(sim: Sim) -> None:
+    exchange(sim, code_for(sim))
+    r = httpx.get(
+        f"{sim.url}/api/v1/users/self", headers={"Authorization": "Bearer t\u00f6ken".encode()}
+    )
+    assert r.status_code == 401 and "www-authenticate" in r.headers
+    dead = token_post(sim, grant_type="refresh_token", refresh_token="r\u00e9fresh")
+    assert dead.status_code == 400 and dead.json()["error"] == "invalid_grant"
