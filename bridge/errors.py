@@ -217,7 +217,22 @@ class CalDAVAuthError(CalDAVError, UserError):
 
 
 class CalDAVConflict(CalDAVError):
-    """A precondition failed (412): the server's copy changed since we read it."""
+    """A precondition failed (412): the server's copy changed since we read it.
+
+    ``expected_etag`` is the ETag the request was conditioned on (None: we expected nothing
+    there, a create); ``current_etag`` the server's, when its answer said (None: unknown)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_etag: str | None = None,
+        current_etag: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.expected_etag = expected_etag
+        self.current_etag = current_etag
 
 
 class CalDAVUnavailable(CalDAVError, TransientError):
