@@ -48,6 +48,19 @@ class ConfigError(UserError):
         self.key = key
 
 
+class SetupError(UserError):
+    """What the config names cannot be used here: the state directory cannot be created, the
+    listen address is taken. The config itself is valid (that is :class:`ConfigError`, raised
+    only by configuration code); the adapter that met the problem raises this, naming the
+    setting as its caller gave it. Exit code 3 too, so systemd does not restart into it."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
+
+
 class TransientError(BridgeError):
     """Worth retrying later. ``retry_after`` is seconds, when known."""
 
