@@ -16,7 +16,7 @@ import math
 from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
-from bridge.errors import CanvasTimeout
+from bridge.errors import CanvasTimeout, ConfigError
 from bridge.model.canvas import AccountSnapshot, Conference
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
@@ -26,8 +26,9 @@ MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
 def _context(code: str) -> tuple[str, int]:
     kind, _, ident = code.partition("_")
     if kind not in ("course", "group") or not ident.isdigit():
-        # the config refuses such a code first (accounts[…].conference_contexts)
-        raise ValueError(f"{code!r} is not a course_<id> or group_<id> context code")
+        raise ConfigError(
+            f"{code!r} is not a course_<id> or group_<id> context code", key="conference_contexts"
+        )
     return kind, int(ident)
 
 

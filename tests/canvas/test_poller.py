@@ -58,6 +58,6 @@ async def test_failed_list_fails_the_whole_poll(sim: Sim) -> None:
 
 async def test_bad_context_code_fails_before_any_request(sim: Sim) -> None:
     async with CanvasClient(sim.url, sim.tokens["alice"]) as c:
-        with pytest.raises(ValueError, match="course_<id>"):
+        with pytest.raises(errors.ConfigError, match="course_<id>"):
             await poll_account(c, "canvas.sim", conference_contexts=("section_4",))
         assert c.requests_made == 0
