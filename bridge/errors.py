@@ -9,8 +9,12 @@ matter to callers:
   ``retry_after`` when the other side said (or we computed) how long to wait.
 * everything else — a definite answer that retrying will not change (not found, refused).
 
-Errors become exit codes in exactly one place (``bridge.cli``) and HTTP statuses in exactly
-one place (the feed server). Messages never contain secrets: Canvas errors name the request
+Each adapter turns its protocol's answers into these once: Canvas in
+``bridge.canvas.transport`` (and ``bridge.canvas.writes`` for write-back commands), CalDAV in
+``bridge.dav.boundary``, the database in ``bridge.state.db``. :class:`ConfigError` comes only
+from configuration code; an adapter that finds a valid setting unusable raises
+:class:`SetupError`. Errors become exit codes in exactly one place (``bridge.cli``) and HTTP
+statuses in exactly one place (the feed server). Messages never contain secrets: Canvas errors name the request
 by method and path only, never the token or the query string.
 """
 
