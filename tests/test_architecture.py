@@ -91,6 +91,13 @@ CROSSINGS = [
         "bridge.simulator is not allowed to import bridge.canvas",
         id="simulator-imports-canvas",
     ),
+    # … and no other record than those (the contract forbids all of bridge.model but canvas)
+    pytest.param(
+        "bridge/simulator/world.py",
+        "bridge.model.event",
+        "bridge.simulator is not allowed to import bridge.model",
+        id="simulator-imports-model-event",
+    ),
     # and only the CLI starts it
     pytest.param(
         "bridge/daemon/service.py",
