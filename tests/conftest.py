@@ -1,4 +1,6 @@
-"""Fixtures shared by the whole suite: the Canvas simulator served over real HTTP."""
+"""Fixtures shared by the whole suite: the Canvas simulator served over real HTTP, the client
+corpus, and the daemon under test (for tests/daemon and tests/deploy). Helpers live in
+tests/helpers."""
 
 from __future__ import annotations
 
@@ -19,8 +21,6 @@ from tests.helpers.clients import CLIENTS, ClientFile, catalogue
 from tests.helpers.daemon import Running
 from tests.helpers.sim import SAMPLE_NOW, Sim
 
-# A fixed "now" keeps sample data, and so every expectation built on it, deterministic.
-
 
 @pytest.fixture
 def sim() -> Iterator[Sim]:
@@ -40,7 +40,7 @@ def live_sim() -> Iterator[Sim]:
 @pytest.fixture(scope="session")
 def client_corpus() -> dict[str, ClientFile]:
     """The client-written calendar objects of ``tests/corpus/clients``, by file name, as its
-    README lists them; fill one in with :func:`tests.helpers.clients.client_edit`."""
+    README lists them; ``client_corpus[name].fill(ours, start=…)`` gives the app's bytes."""
     files = catalogue()
     on_disk = {p.name for p in CLIENTS.glob("*.ics")}
     assert set(files) == on_disk, f"README and folder disagree: {set(files) ^ on_disk}"

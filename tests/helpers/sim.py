@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from bridge.simulator.server import RunningServer
 from bridge.simulator.world import World
 
+# A fixed "now" keeps sample data, and so every expectation built on it, deterministic.
 SAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 
