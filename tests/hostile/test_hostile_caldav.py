@@ -21,7 +21,7 @@ import pytest
 from bridge.dav.discovery import ChallengeAuth, TargetSettings, check_target, choose_auth
 from bridge.dav.webdav import Dav
 from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError
-from tests.servers import Server, sabredav
+from tests.helpers.servers import Server, sabredav
 
 PASSWORD = "hostile-test-dav-password"
 MULTISTATUS_HEAD = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
