@@ -393,6 +393,8 @@ class Syncer:
         published = self._published(stored)
         stored = StoredFeed(**{**vars(stored), "etag": published.etag})
         self.state.save_feed(stored, rendered.versions)
+        if feed.id not in {f.id for f in self.settings.feeds}:
+            return  # dropped from the config (SIGHUP) while this cycle ran: not served again
         self.feeds.publish(published, self.secret(feed.id))
         metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         metrics.FEED_EVENTS.labels(feed.id).set(len(rendered.events))

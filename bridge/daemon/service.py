@@ -265,6 +265,8 @@ class Daemon:
             self.settings = new
             if self.syncer is not None:
                 self.syncer.settings = new
+            for feed_id in self.feeds.retain({f.id for f in new.feeds}):
+                log.info("reload: feed %s is no longer in the configuration; not served", feed_id)
             self._schedule_all()
             log.info("reload: %d accounts, %d feeds", len(new.accounts), len(new.feeds))
         await self.refresh_feed_secrets()

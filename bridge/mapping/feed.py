@@ -24,7 +24,6 @@ from bridge.model.canvas import AccountSnapshot, AppointmentGroup
 from bridge.model.event import CalEvent
 
 ALL_KINDS = frozenset({"conferences", "reservations", "open_slots", "managed_slots"})
-GOOGLE_LIMIT = 1_000_000
 
 
 @dataclass(frozen=True)

@@ -77,10 +77,14 @@ class FeedStore:
         with self._lock:
             return self._secrets.get(feed_id)
 
-    def remove(self, feed_id: str) -> None:
+    def retain(self, feed_ids: set[str]) -> list[str]:
+        """Stop serving every feed not in ``feed_ids`` (dropped from the config); their ids."""
         with self._lock:
-            self._feeds.pop(feed_id, None)
-            self._secrets.pop(feed_id, None)
+            gone = sorted(set(self._feeds) - feed_ids)
+            for feed_id in gone:
+                del self._feeds[feed_id]
+                self._secrets.pop(feed_id, None)
+            return gone
 
     def get(self, feed_id: str) -> PublishedFeed | None:
         with self._lock:
@@ -94,7 +98,3 @@ class FeedStore:
         # Compare against a dummy when the id is unknown, so both paths do the same work.
         ok = hmac.compare_digest((expected or "\x00" * 32).encode(), secret.encode())
         return feed if ok and expected is not None else None
-
-    def feeds(self) -> list[PublishedFeed]:
-        with self._lock:
-            return list(self._feeds.values())
