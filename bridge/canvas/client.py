@@ -97,6 +97,7 @@ class CanvasClient:
         base_url: str,
         token: str,
         *,
+        limits: CanvasLimits,
         timeout: float = 30.0,
         max_concurrency: int = 4,
         max_retries: int = 5,
@@ -104,7 +105,6 @@ class CanvasClient:
         backoff_cap: float = 30.0,
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        limits: CanvasLimits | None = None,
     ) -> None:
         if not token or not token.strip():
             raise errors.ConfigError("the Canvas token is empty", key="token")

@@ -174,7 +174,7 @@ def render(
     """One feed's ICS on stdout (from the last good snapshot, or a fresh poll)."""
     from datetime import UTC, datetime
 
-    from bridge.daemon.cycle import Syncer, feed_options
+    from bridge.daemon.cycle import Syncer
     from bridge.mapping import render_feed
     from bridge.model.canvas import AccountSnapshot
     from bridge.web.store import FeedStore
@@ -194,7 +194,7 @@ def render(
             )
         rendered = render_feed(
             snapshot,
-            feed_options(feed, state.journal.aliases(feed.account)),
+            feed.options(state.journal.aliases(feed.account)),
             state.load_versions(f"feed:{feed.id}"),
             datetime.now(UTC),
         )

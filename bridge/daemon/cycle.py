@@ -20,14 +20,13 @@ from typing import Any
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import poll_account
-from bridge.canvas.transport import ResponseInfo, limits_for
+from bridge.canvas.transport import ResponseInfo
 from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
+from bridge.config.resolve import account_token, caldav_password
 from bridge.daemon.logs import register_secret
-from bridge.dav.discovery import settings_for
 from bridge.errors import BridgeError
 from bridge.mapping import (
-    FeedOptions,
     RenderCache,
     RenderedFeed,
     collect_events,
@@ -93,21 +92,6 @@ class AccountResult:
         }
 
 
-def feed_options(feed: FeedConfig, aliases: dict[int, str] | None = None) -> FeedOptions:
-    return FeedOptions(
-        name=feed.name or f"Canvas ({feed.id})",
-        description=feed.description,
-        include=frozenset(feed.include),
-        timezone=feed.timezone,
-        window_past=feed.window_past,
-        window_future=feed.window_future,
-        color=feed.color,
-        default_alarm=feed.default_alarm,
-        refresh_interval=feed.refresh_interval,
-        reservation_uids=aliases or {},
-    )
-
-
 def _count_response(info: ResponseInfo) -> None:
     metrics.CANVAS_REQUESTS.labels(str(info.status)).inc()
     if info.throttled:
@@ -167,25 +151,20 @@ class Syncer:
     # --- the cycle --------------------------------------------------------------------------
 
     def client_for(self, account: AccountConfig) -> CanvasClient:
-        token = account.token()
+        token = account_token(account)  # read at every cycle: a rotated token needs no restart
         register_secret(token)
         return CanvasClient(
             account.canvas_url,
             token,
             on_response=_count_response,
-            limits=limits_for(account),
+            limits=account.canvas_limits(),
             **self.client_options,
         )
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.client_for(account) as client:
             try:
-                snapshot = await poll_account(
-                    client,
-                    account.canvas_host,
-                    conference_contexts=tuple(account.conference_contexts),
-                    include_managed=account.include_managed,
-                )
+                snapshot = await poll_account(client, account.canvas_host, account.poll_options())
             finally:
                 requests = client.requests_made
         return snapshot, requests
@@ -274,16 +253,13 @@ class Syncer:
         try:
             calendar = self._calendars.get(target.id)
             if calendar is None:
-                settings = settings_for(target)
-                register_secret(settings.password)
+                password = caldav_password(target)
+                register_secret(password)
+                settings = target.target_settings(password)
                 calendar = self._calendars[target.id] = CalendarSync(settings)
             previous = await asyncio.to_thread(self.state.load_versions, scope)
             aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
-            options = FeedOptions(
-                include=frozenset(target.include),
-                timezone=target.timezone,
-                reservation_uids=aliases,
-            )
+            options = target.event_options(aliases)
             collected = collect_events(snapshot, options, now)
             versions = next_versions(collected.events, previous, now)
             desired = {
@@ -353,7 +329,7 @@ class Syncer:
     ) -> FeedResult:
         scope = f"feed:{feed.id}"
         previous = self.state.load_versions(scope)
-        options = feed_options(feed, self.state.journal.aliases(feed.account))
+        options = feed.options(self.state.journal.aliases(feed.account))
         rendered = render_feed(
             snapshot, options, previous, now, self._caches.setdefault(feed.id, RenderCache())
         )

@@ -27,7 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from bridge.config import AccountConfig, Settings, load_config, warn_permissions
+from bridge.config import AccountConfig, Settings, admin_token, load_config, warn_permissions
 from bridge.daemon.cycle import AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
@@ -201,7 +201,7 @@ class Daemon:
         )
         if not http.admin_enabled:
             return feeds, None
-        token = http.admin_token()
+        token = admin_token(http)
         if token is not None:
             register_secret(token)
         admin = WebServer(

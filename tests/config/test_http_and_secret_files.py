@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import permission_warnings, settings_from
+from bridge.config import admin_token, permission_warnings, settings_from
 from bridge.errors import ConfigError
 
 ACCOUNT = {"id": "alice", "canvas_url": "https://canvas.example.edu", "token_env": "ALICE_TOKEN"}
@@ -70,10 +70,10 @@ def test_admin_listen_off_and_token(tmp_path: Path) -> None:
     short = tmp_path / "short"
     short.write_text("abc")
     with pytest.raises(ConfigError, match=r"http\.admin_token_file: the token must have"):
-        settings_from({"http": {"admin_token_file": str(short)}}).http.admin_token()
+        admin_token(settings_from({"http": {"admin_token_file": str(short)}}).http)
     good = tmp_path / "good"
     good.write_text("a-long-enough-admin-token\n")
-    assert settings_from({"http": {"admin_token_file": str(good)}}).http.admin_token() == (
+    assert admin_token(settings_from({"http": {"admin_token_file": str(good)}}).http) == (
         "a-long-enough-admin-token"
     )
 
