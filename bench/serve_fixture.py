@@ -13,10 +13,11 @@ from pathlib import Path
 from bench.render import snapshot
 from bridge.config import FeedConfig
 from bridge.mapping import render_feed
+from bridge.model.feed import PublishedFeed
 from bridge.simulator.server import serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -35,7 +36,7 @@ def main(out: Path) -> None:
         NOW,
     )
     out.write_bytes(feed.ics)
-    store, secret = FeedStore(), new_feed_secret()
+    store, secret = ServedFeeds(), new_feed_secret()
     published = PublishedFeed.build(
         "bench",
         "Bench",

@@ -35,14 +35,15 @@ from bridge.mapping import (
     render_feed,
 )
 from bridge.model.canvas import AccountSnapshot
+from bridge.model.feed import PublishedFeed
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
-from bridge.state import StateStore, StoredFeed
+from bridge.state import StateStore
 from bridge.state.journal import Limits
 from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger, redrive
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 log = logging.getLogger("bridge.daemon")
 
@@ -105,7 +106,7 @@ class Syncer:
         self,
         settings: Settings,
         state: StateStore,
-        feeds: FeedStore,
+        feeds: ServedFeeds,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
@@ -127,7 +128,7 @@ class Syncer:
         for stored in self.state.load_feeds():
             if stored.feed_id not in wanted:
                 continue
-            self.feeds.publish(self._published(stored), self.secret(stored.feed_id))
+            self.feeds.publish(stored, self.secret(stored.feed_id))
             count += 1
         return count
 
@@ -135,18 +136,6 @@ class Syncer:
         secret = self.state.feed_secret(feed_id)
         register_secret(secret)
         return secret
-
-    @staticmethod
-    def _published(stored: StoredFeed) -> PublishedFeed:
-        return PublishedFeed.build(
-            stored.feed_id,
-            stored.name,
-            stored.body,
-            refreshed_at=stored.refreshed_at,
-            last_modified=stored.last_modified,
-            event_count=stored.event_count,
-            includes=stored.includes,
-        )
 
     # --- the cycle --------------------------------------------------------------------------
 
@@ -356,19 +345,16 @@ class Syncer:
         current: PublishedFeed | None,
     ) -> None:
         last_modified = now if changed or current is None else current.last_modified
-        stored = StoredFeed(
+        published = PublishedFeed.build(
             feed.id,
             feed.name or f"Canvas ({feed.id})",
             rendered.ics,
-            "",
-            last_modified,
-            now,
-            len(rendered.events),
-            tuple(feed.include),
+            refreshed_at=now,
+            last_modified=last_modified,
+            event_count=len(rendered.events),
+            includes=tuple(feed.include),
         )
-        published = self._published(stored)
-        stored = StoredFeed(**{**vars(stored), "etag": published.etag})
-        self.state.save_feed(stored, rendered.versions)
+        self.state.save_feed(published, rendered.versions)
         if feed.id not in {f.id for f in self.settings.feeds}:
             return  # dropped from the config (SIGHUP) while this cycle ran: not served again
         self.feeds.publish(published, self.secret(feed.id))

@@ -38,8 +38,8 @@ from bridge.state import StateStore, open_state
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
+from bridge.web.served import ServedFeeds
 from bridge.web.server import WebServer, connection_cap
-from bridge.web.store import FeedStore
 
 log = logging.getLogger("bridge.daemon")
 
@@ -121,7 +121,7 @@ class Daemon:
         self.on_ready = on_ready
         self.client_options = client_options or {}
         self.notifier = Notifier()
-        self.feeds = FeedStore()
+        self.feeds = ServedFeeds()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._stop = asyncio.Event()
         self._failures: dict[str, int] = {}

@@ -1,4 +1,4 @@
-"""Rendered feeds held in memory, ready to serve: requests never render.
+"""The feeds being served, held in memory with their secrets: requests never render.
 
 The daemon publishes a feed after each successful render; a failed poll publishes nothing, so
 the last good feed keeps being served. The gzip variant is compressed once at publish time.
@@ -6,57 +6,13 @@ the last good feed keeps being served. The gzip variant is compressed once at pu
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import hmac
 import threading
-from dataclasses import dataclass, field
-from datetime import datetime
+
+from bridge.model.feed import PublishedFeed
 
 
-@dataclass(frozen=True)
-class PublishedFeed:
-    feed_id: str
-    name: str
-    body: bytes
-    etag: str
-    last_modified: datetime
-    refreshed_at: datetime
-    event_count: int
-    includes: tuple[str, ...] = ()
-    description: str = ""
-    gzip_body: bytes = field(default=b"", repr=False)
-
-    @classmethod
-    def build(
-        cls,
-        feed_id: str,
-        name: str,
-        body: bytes,
-        *,
-        refreshed_at: datetime,
-        last_modified: datetime,
-        event_count: int,
-        includes: tuple[str, ...] = (),
-        description: str = "",
-    ) -> PublishedFeed:
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        # mtime=0 keeps the compressed bytes (and so their ETag) identical for identical input
-        return cls(
-            feed_id,
-            name,
-            body,
-            etag,
-            last_modified.replace(microsecond=0),
-            refreshed_at,
-            event_count,
-            includes,
-            description,
-            gzip.compress(body, compresslevel=6, mtime=0),
-        )
-
-
-class FeedStore:
+class ServedFeeds:
     """Feeds by id, each with its secret. Safe to use from the daemon and the server at once."""
 
     def __init__(self) -> None:
