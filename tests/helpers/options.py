@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Collection, Mapping
 from typing import Any
 
+import httpx
+
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import PollOptions
 from bridge.canvas.transport import CanvasLimits
@@ -91,7 +93,7 @@ def event_options(
     return config.event_options(reservation_uids or {})
 
 
-def canvas_client(url: str, token: str, **kw: Any) -> CanvasClient:
+def canvas_client(url: str, token: str | httpx.Auth, **kw: Any) -> CanvasClient:
     """A client with the limits of an account that sets none (``limits=`` overrides them)."""
     kw.setdefault("limits", canvas_limits())
     return CanvasClient(url, token, **kw)
