@@ -144,8 +144,9 @@ def decide(plan: Plan, ctx: Context) -> Decision:
                 decision.restored.append(
                     (observation.uid, "unreadable copy: Canvas's version put back")
                 )
-    _one_claim_per_slot(decision)
-    _safety(decision, ctx)
+    _safety(decision, ctx)  # counts every claim: two bookings moved at once are two moves
+    if decision.stop is None:
+        _one_claim_per_slot(decision)
     return decision
 
 

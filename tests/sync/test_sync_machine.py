@@ -738,3 +738,27 @@ def test_a_discarded_canvas_empty_stop_clears_when_canvas_lists_again() -> None:
         assert [a.op for a in report.actions].count("delete") == 3
     finally:
         machine.teardown()
+
+
+def test_two_bookings_moved_onto_one_slot_rebook_once() -> None:
+    """Two moves at once are a mass change (2 of 3 bookings) and wait for a person; once
+    approved, the slot goes to one of them (the lowest UID) and the other is put back."""
+    machine = TwoWaySync()
+    try:
+        first, second = res_uid(1000), res_uid(1001)
+        machine.person_moves_a_booking(Draws(first, 104, MOVERS[0]))  # type: ignore[arg-type]
+        machine.person_moves_a_booking(Draws(second, 104, MOVERS[0]))  # type: ignore[arg-type]
+        held = machine.sync_now()
+        assert held is not None and held.stop is not None and machine.canvas.writes == []
+        machine.answer(discard=False)
+        report = machine.sync_now()
+        assert report is not None and report.stop is None
+        assert machine.canvas.writes == [
+            (CommandKind.REBOOK, {"from_reservation_id": 1000, "to_slot_id": 104})
+        ]
+        assert [uid for uid, _why in report.restored] == [second]
+        machine.nothing_doubled()
+        machine.settle(discard=False)
+        assert machine.canvas.mine() == {1001: 101, 1002: 102, 2000: 104}
+    finally:
+        machine.teardown()
