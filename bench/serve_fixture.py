@@ -1,32 +1,38 @@
-"""Helper for bench/serve.sh: render a 2,000-event feed with bridge.mapping, write its bytes
-to a file (for nginx) and serve the same bytes with calbridge's feed app on a free port.
-Prints "PORT SECRET ETAG" on one line, then serves until terminated."""
+"""Helper for bench/serve.py: render a 2,000-event feed with bridge.mapping, write its bytes
+to a file (for nginx) and serve the same bytes the way the daemon does (its feed app on its
+:class:`~bridge.web.server.WebServer`, in the daemon's event loop) on a free loopback port.
+Prints "PORT SECRET ETAG EVENTS" on one line, then serves until terminated.
+
+``--access-log`` keeps the daemon's default (one INFO line per request, here to a file);
+without it the level is WARNING, like nginx's ``access_log off`` beside it."""
 
 from __future__ import annotations
 
-import sys
-import time
+import argparse
+import asyncio
+import logging
+import signal
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.render import snapshot
 from bridge.mapping import FeedOptions, render_feed
-from bridge.simulator.server import serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
+from bridge.web.server import WebServer
 from bridge.web.store import FeedStore, PublishedFeed
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
-def main(out: Path) -> None:
+async def serve(out: Path, parser: str) -> None:
     import bench.render as render
 
     render.GROUPS = 400  # 400 groups × 5 bookings = 2,000 events
     feed = render_feed(
         snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW
     )
-    out.write_bytes(feed.ics)
+    await asyncio.to_thread(out.write_bytes, feed.ics)
     store, secret = FeedStore(), new_feed_secret()
     published = PublishedFeed.build(
         "bench",
@@ -37,14 +43,35 @@ def main(out: Path) -> None:
         event_count=len(feed.events),
     )
     store.publish(published, secret)
-    import logging
+    server = WebServer(
+        create_app(store, public_url="http://127.0.0.1"), "127.0.0.1:0", parser=parser
+    )
+    await server.start()
+    print(server.port, secret, published.etag, len(feed.events), flush=True)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    await stop.wait()
+    await server.stop()
 
-    logging.disable(logging.INFO)  # the access log would dominate the measurement
-    with serve_in_thread(create_app(store, public_url="http://127.0.0.1")) as server:
-        print(server.port, secret, published.etag, len(feed.events), flush=True)
-        while True:
-            time.sleep(3600)
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out", type=Path)
+    parser.add_argument("--access-log", type=Path)
+    parser.add_argument("--parser", choices=["httptools", "h11"], default="httptools")
+    parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
+    args = parser.parse_args()
+    if args.access_log:
+        logging.basicConfig(filename=args.access_log, level=logging.INFO)
+    else:
+        logging.basicConfig(level=logging.WARNING)
+    if args.loop == "uvloop":
+        import uvloop
+
+        uvloop.run(serve(args.out, args.parser))
+    else:
+        asyncio.run(serve(args.out, args.parser))
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main()

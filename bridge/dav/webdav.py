@@ -52,6 +52,14 @@ class SyncTokenInvalid(Exception):
     """The server refused our sync token (or sync-collection altogether): list everything."""
 
 
+# The calendar is no longer where it was found: moved (301), deleted (404) or gone (410).
+GONE_STATUS = {301, 404, 410}
+
+
+class CollectionGone(CalDAVError):
+    """The collection URL answered 301, 404 or 410: discover the calendar again."""
+
+
 class Dav:
     def __init__(
         self,
@@ -186,6 +194,7 @@ class Dav:
         """A Depth-1 query of the collection that must answer 207 Multi-Status."""
         headers = {"Depth": "1", "Content-Type": "application/xml"}
         response = await self.request(method, self.collection, headers=headers, content=body)
+        self._check_there(response, what)
         if response.status_code != 207:
             raise CalDAVError(
                 f"{what} answered {response.status_code}",
@@ -193,6 +202,14 @@ class Dav:
                 status=response.status_code,
             )
         return response
+
+    def _check_there(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in GONE_STATUS:
+            raise CollectionGone(
+                f"{what} of the calendar answered {response.status_code}",
+                target=self.target,
+                status=response.status_code,
+            )
 
     async def list_all(self) -> Listing:
         """PROPFIND Depth 1: every resource with its ETag (the fallback without sync tokens)."""
@@ -214,6 +231,7 @@ class Dav:
             headers={"Depth": "1", "Content-Type": "application/xml"},
             content=body,
         )
+        self._check_there(response, "sync-collection")
         if response.status_code != 207:
             raise SyncTokenInvalid(str(response.status_code))
         try:

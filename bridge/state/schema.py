@@ -107,6 +107,15 @@ class CalDAVTokenRow(Base):
     token: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class CalDAVCollectionRow(Base):
+    """Where discovery found a target's calendar (``found_for``: the settings it answers)."""
+
+    __tablename__ = "caldav_collections"
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    found_for: Mapped[str] = mapped_column(String(64))
+
+
 class HiddenEventRow(Base):
     __tablename__ = "hidden_events"
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
