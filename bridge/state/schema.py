@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     DateTime,
+    ForeignKey,
     Integer,
     LargeBinary,
     String,
@@ -169,3 +171,51 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- institution mode: people who connected themselves (revision 0005) ----------------------
+# The Canvas tokens and CalDAV passwords are Fernet tokens (bridge/state/vault.py), never clear.
+
+
+class PersonRow(Base):
+    __tablename__ = "people"
+    __table_args__ = (UniqueConstraint("canvas_host", "canvas_user_id"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    canvas_host: Mapped[str] = mapped_column(String(255))
+    canvas_user_id: Mapped[int] = mapped_column(Integer)
+    name: Mapped[str] = mapped_column(Text)
+    connection: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    access_token: Mapped[str] = mapped_column(Text)  # encrypted
+    refresh_token: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PersonFeedRow(Base):
+    __tablename__ = "person_feeds"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(String(128))
+    include: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PersonTargetRow(Base):
+    __tablename__ = "person_targets"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    username: Mapped[str] = mapped_column(Text)
+    password: Mapped[str] = mapped_column(Text)  # encrypted
+    calendar: Mapped[str] = mapped_column(Text)
+    include: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    writeback: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
