@@ -19,6 +19,7 @@ from pathlib import Path
 
 import httpx
 
+from bridge.config import CalDAVConfig
 from bridge.dav.discovery import TargetSettings
 from bridge.dav.remote import href_for
 from bridge.dav.webdav import Dav
@@ -78,7 +79,7 @@ def raw_put_loop(home: str, items: list[tuple[str, str]]) -> float:
 
 
 async def calbridge_push(url: str, wanted: dict) -> tuple[float, int, str]:  # type: ignore[type-arg]
-    calendar = CalendarSync(TargetSettings("bench", url, "user", "pw", "calbridge"))
+    calendar = CalendarSync(settings(url))
     started = time.perf_counter()
     report = await calendar.run(wanted, STORE, now=NOW)
     elapsed = time.perf_counter() - started
@@ -91,15 +92,25 @@ async def calbridge_push(url: str, wanted: dict) -> tuple[float, int, str]:  # t
 
 async def fresh_noop(url: str, wanted: dict) -> int:  # type: ignore[type-arg]
     """A new CalendarSync, as a fresh `calbridge sync` makes: only the state store is kept."""
-    report = await CalendarSync(TargetSettings("bench", url, "user", "pw", "calbridge")).run(
-        wanted, STORE, now=NOW
-    )
+    report = await CalendarSync(settings(url)).run(wanted, STORE, now=NOW)
     if report.created or report.updated or report.deleted:
         raise BenchError(f"the no-op sync did something: {report}")
     return report.unchanged
 
 
 STORE = MemoryStatusStore()
+
+
+def settings(url: str) -> TargetSettings:
+    target = CalDAVConfig(
+        id="bench",
+        account="bench",
+        url=url,
+        username="user",
+        password_env="UNUSED",
+        calendar="calbridge",
+    )
+    return target.target_settings("pw")
 
 
 def vdirsyncer(home: str, items: list[tuple[str, str]], work: Path) -> float:

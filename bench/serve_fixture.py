@@ -12,15 +12,18 @@ import argparse
 import asyncio
 import logging
 import signal
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.render import snapshot
-from bridge.mapping import FeedOptions, render_feed
+from bridge.config import FeedConfig, Settings
+from bridge.mapping import render_feed
+from bridge.model.feed import PublishedFeed
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
+from bridge.web.served import ServedFeeds
 from bridge.web.server import WebServer
-from bridge.web.store import FeedStore, PublishedFeed
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -30,10 +33,16 @@ async def serve(out: Path, parser: str) -> None:
 
     render.GROUPS = 400  # 400 groups × 5 bookings = 2,000 events
     feed = render_feed(
-        snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW
+        snapshot(),
+        replace(
+            FeedConfig(id="bench", account="bench", include=["reservations"]).options({}),
+            max_bytes=10**9,
+        ),
+        {},
+        NOW,
     )
     await asyncio.to_thread(out.write_bytes, feed.ics)
-    store, secret = FeedStore(), new_feed_secret()
+    store, secret = ServedFeeds(), new_feed_secret()
     published = PublishedFeed.build(
         "bench",
         "Bench",
@@ -43,8 +52,14 @@ async def serve(out: Path, parser: str) -> None:
         event_count=len(feed.events),
     )
     store.publish(published, secret)
+    http = Settings().http
     server = WebServer(
-        create_app(store, public_url="http://127.0.0.1"), "127.0.0.1:0", parser=parser
+        create_app(store, public_url="http://127.0.0.1"),
+        "127.0.0.1:0",
+        max_connections=http.max_connections,
+        header_timeout=http.header_timeout.total_seconds(),
+        keepalive_timeout=http.keepalive_timeout.total_seconds(),
+        parser=parser,
     )
     await server.start()
     print(server.port, secret, published.etag, len(feed.events), flush=True)

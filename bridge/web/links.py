@@ -8,7 +8,6 @@ there), Outlook's ``addfromweb`` (needs https), Apple's ``webcal://``.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
@@ -16,16 +15,11 @@ from urllib.parse import quote, urlsplit
 from bridge.errors import ConfigError
 
 GOOGLE_URL_LIMIT = 256
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{22,}$")
 
 
 def new_feed_secret() -> str:
     """192 random bits, URL-safe."""
     return secrets.token_urlsafe(24)
-
-
-def looks_like_secret(value: str) -> bool:
-    return bool(_SECRET.match(value))
 
 
 @dataclass(frozen=True)

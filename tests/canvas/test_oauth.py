@@ -25,12 +25,13 @@ from tests.canvas.oauth_flow import (
     sign_in,
 )
 from tests.conftest import Sim
+from tests.helpers.options import canvas_client
 
 HOUR = 3600
 
 
 def reader(sim: Sim, auth: RefreshingAuth) -> CanvasClient:
-    return CanvasClient(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
+    return canvas_client(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
 
 
 def refreshing(oauth: CanvasOAuth, tokens: TokenSet, **kw: object) -> RefreshingAuth:

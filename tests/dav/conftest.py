@@ -12,6 +12,7 @@ import pytest
 from bridge.dav.discovery import TargetSettings
 from bridge.mapping import CalEvent, EventVersion, render_event_ics
 from bridge.sync.plan import DesiredItem
+from tests.helpers import options
 from tests.servers import SERVERS, Server
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -24,8 +25,14 @@ def server(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Server]:
 
 
 def target_settings(server: Server, calendar: str = "Canvas") -> TargetSettings:
-    return TargetSettings(
-        "phone", server.url, server.username, server.password, calendar, "#1f6feb", 10.0, 4
+    return options.target_settings(
+        "phone",
+        server.url,
+        server.username,
+        server.password,
+        calendar=calendar,
+        color="#1f6feb",
+        timeout=10,
     )
 
 

@@ -9,12 +9,12 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bridge.dav.discovery import TargetSettings
 from bridge.model.status import Collection, MemoryStatusStore, discovery_key
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
@@ -95,9 +95,7 @@ async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
     root = tmp_path / "radicale"
     with radicale(root) as server, counting_proxy(server.url) as proxy:
         settings = target_settings(server)
-        settings = TargetSettings(
-            settings.id, proxy.url, settings.username, settings.password, settings.calendar
-        )
+        settings = replace(settings, url=proxy.url)
         state = open_state(f"sqlite:///{tmp_path / 'state.sqlite3'}")
         try:
             wanted = desired(event(1), event(2), event(3))

@@ -16,6 +16,7 @@ import pytest
 from bridge.mapping import FeedOptions, render_feed
 from bridge.mapping.feed import SkipReason
 from bridge.model.canvas import AccountSnapshot, to_utc
+from tests.helpers.options import feed_options
 from tests.validators import assert_valid
 
 CORPUS = Path(__file__).parent / "corpus"
@@ -26,7 +27,7 @@ def build(case: dict[str, object]) -> tuple[AccountSnapshot, FeedOptions, object
     snapshot = AccountSnapshot.model_validate_json(
         (CORPUS / f"{case['snapshot']}.json").read_text()
     )
-    options = FeedOptions(
+    options = feed_options(
         name=str(case.get("name", "Canvas")),
         description=case.get("description"),  # type: ignore[arg-type]
         include=frozenset(case["include"]),  # type: ignore[arg-type]
@@ -83,7 +84,7 @@ def test_window_and_size_cuts_are_reported() -> None:
     snapshot, options, now = build(CASES["window-cut"])
     window = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
     assert any(s.reason is SkipReason.OUTSIDE_WINDOW for s in window.skipped)
-    full = render_feed(snapshot, FeedOptions(include=options.include), {}, now)  # type: ignore[arg-type]
+    full = render_feed(snapshot, feed_options(include=options.include), {}, now)  # type: ignore[arg-type]
     snapshot, options, now = build(CASES["size-cut"])
     cut = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
     assert len(cut.ics) <= 4000

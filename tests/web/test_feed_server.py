@@ -13,10 +13,11 @@ import httpx
 import pytest
 
 from bridge.errors import ConfigError
+from bridge.model.feed import PublishedFeed
 from bridge.simulator.server import RunningServer
 from bridge.web.health import HealthReport, StaticHealth
 from bridge.web.links import feed_urls, new_feed_secret
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 from tests.validators import strict_ical
 
 CHANGED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
@@ -30,7 +31,7 @@ ICS = (
 class Served:
     server: RunningServer
     admin: RunningServer
-    store: FeedStore
+    store: ServedFeeds
     health: StaticHealth
     secret: str
 
@@ -40,7 +41,7 @@ class Served:
 
 
 def publish(
-    store: FeedStore, secret: str, body: bytes = ICS, changed: datetime = CHANGED
+    store: ServedFeeds, secret: str, body: bytes = ICS, changed: datetime = CHANGED
 ) -> PublishedFeed:
     feed = PublishedFeed.build(
         "alice",
