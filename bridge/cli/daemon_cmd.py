@@ -66,18 +66,29 @@ def sync(
 ) -> None:
     """One full cycle for every account, then exit; the exit code says what failed."""
     from bridge.cli.sync_output import exit_code, human_lines
+    from bridge.config import state_vault
     from bridge.daemon.cycle import Syncer
+    from bridge.daemon.people import People
     from bridge.daemon.service import run_leased
+    from bridge.state import open_state as open_with_keys
     from bridge.web.served import ServedFeeds
 
-    settings = _settings(config)
-    setup_logging("warning" if as_json else settings.logging.level, settings.logging.format)
-    chosen = [a for a in settings.accounts if not account or a.id in account]
-    unknown = set(account) - {a.id for a in settings.accounts}
-    if unknown:
-        raise UserError(f"no account with id {', '.join(sorted(unknown))}")
-    state = open_state(settings.state.database_url())
-    syncer = Syncer(settings, state, ServedFeeds())
+    config_settings = _settings(config)
+    setup_logging(
+        "warning" if as_json else config_settings.logging.level, config_settings.logging.format
+    )
+    state = open_with_keys(config_settings.state.database_url(), state_vault(config_settings.state))
+    people = People(state, config_settings)
+    try:
+        settings = people.merge(config_settings).settings  # and the people who connected
+        chosen = [a for a in settings.accounts if not account or a.id in account]
+        unknown = set(account) - {a.id for a in settings.accounts}
+        if unknown:
+            raise UserError(f"no account with id {', '.join(sorted(unknown))}")
+    except BaseException:
+        state.close()
+        raise
+    syncer = Syncer(settings, state, ServedFeeds(), people=people)
 
     async def go() -> list[AccountResult]:
         return [

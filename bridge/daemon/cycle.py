@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
@@ -25,7 +27,7 @@ from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.config.resolve import account_token, caldav_password
 from bridge.daemon.logs import register_secret
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ReconnectNeeded
 from bridge.mapping import (
     RenderCache,
     RenderedFeed,
@@ -44,6 +46,9 @@ from bridge.sync.execute import Ledger, redrive
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
 from bridge.web.served import ServedFeeds
+
+if TYPE_CHECKING:
+    from bridge.daemon.people import People
 
 log = logging.getLogger("bridge.daemon")
 
@@ -110,8 +115,12 @@ class Syncer:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
+        people: People | None = None,
     ) -> None:
+        """``settings`` with the connected ``people`` already merged in (see
+        :meth:`People.merge`); their tokens, passwords and feed secrets come from ``people``."""
         self.settings = settings
+        self.people = people
         self.state = state
         self.feeds = feeds
         self.clock = clock
@@ -133,15 +142,31 @@ class Syncer:
         return count
 
     def secret(self, feed_id: str) -> str:
+        personal = self.people.feed_secret(feed_id) if self.people is not None else None
+        if personal is not None:
+            return personal
         secret = self.state.feed_secret(feed_id)
         register_secret(secret)
         return secret
 
     # --- the cycle --------------------------------------------------------------------------
 
+    def _person(self, key: str) -> People | None:
+        """``self.people`` when ``key`` is a connected person's account or calendar."""
+        if self.people is None or self.people.settings.oauth is None:
+            return None
+        from bridge.daemon.people import person_of
+
+        return self.people if person_of(key) is not None else None
+
     def client_for(self, account: AccountConfig) -> CanvasClient:
-        token = account_token(account)  # read at every cycle: a rotated token needs no restart
-        register_secret(token)
+        people = self._person(account.id)
+        token: str | httpx.Auth
+        if people is not None:
+            token = people.auth(account.id)  # their stored tokens, refreshed and stored again
+        else:
+            token = account_token(account)  # read every cycle: a rotated token needs no restart
+            register_secret(token)
         return CanvasClient(
             account.canvas_url,
             token,
@@ -167,6 +192,9 @@ class Syncer:
             result.error = str(exc)
             result.seconds = time.monotonic() - started
             metrics.POLLS.labels(account.id, "failed").inc()
+            people = self._person(account.id)
+            if isinstance(exc, ReconnectNeeded) and people is not None and not dry_run:
+                await asyncio.to_thread(people.reconnect_needed, account.id)
             if not dry_run:
                 failures = await asyncio.to_thread(
                     self.state.record_poll_failure, account.id, self.clock(), result.error
@@ -186,6 +214,9 @@ class Syncer:
                 self.state.save_snapshot, account.id, snapshot.model_dump_json(), now
             )
             await asyncio.to_thread(self.state.record_poll_success, account.id, now)
+            people = self._person(account.id)
+            if people is not None:
+                await asyncio.to_thread(people.polled, account.id, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         for feed in [f for f in self.settings.feeds if f.account == account.id]:
@@ -242,7 +273,11 @@ class Syncer:
         try:
             calendar = self._calendars.get(target.id)
             if calendar is None:
-                password = caldav_password(target)
+                people = self._person(target.id)
+                if people is not None:
+                    password = await asyncio.to_thread(people.target_password, target.id)
+                else:
+                    password = caldav_password(target)
                 register_secret(password)
                 settings = target.target_settings(password)
                 calendar = self._calendars[target.id] = CalendarSync(settings)

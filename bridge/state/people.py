@@ -98,6 +98,12 @@ class PeopleStore:
             .where(PersonTargetRow.person_id == row.id)
             .order_by(PersonTargetRow.id)
         )
+        return self._record(row, tuple(_feed(f) for f in feeds), tuple(_target(t) for t in targets))
+
+    @staticmethod
+    def _record(
+        row: PersonRow, feeds: tuple[PersonFeed, ...], targets: tuple[PersonTarget, ...]
+    ) -> Person:
         return Person(
             id=row.id,
             canvas_host=row.canvas_host,
@@ -107,8 +113,8 @@ class PeopleStore:
             created_at=row.created_at,
             last_sync_at=row.last_sync_at,
             token_expires_at=row.token_expires_at,
-            feeds=tuple(_feed(f) for f in feeds),
-            targets=tuple(_target(t) for t in targets),
+            feeds=feeds,
+            targets=targets,
         )
 
     @staticmethod
@@ -133,11 +139,34 @@ class PeopleStore:
             return self._person(s, row) if row else None
 
     def all(self, connection: Connection | None = None) -> list[Person]:
+        """Every person (or those in ``connection``), with their feeds and calendars: three
+        queries whatever the number of people (the daemon asks every few seconds)."""
         with self._sessions.begin() as s:
             query = select(PersonRow).order_by(PersonRow.id)
             if connection is not None:
                 query = query.where(PersonRow.connection == connection)
-            return [self._person(s, row) for row in s.scalars(query)]
+            rows = list(s.scalars(query))
+            chosen = select(PersonRow.id)
+            if connection is not None:
+                chosen = chosen.where(PersonRow.connection == connection)
+            feeds: dict[int, list[PersonFeed]] = {}
+            for f in s.scalars(
+                select(PersonFeedRow)
+                .where(PersonFeedRow.person_id.in_(chosen))
+                .order_by(PersonFeedRow.id)
+            ):
+                feeds.setdefault(f.person_id, []).append(_feed(f))
+            targets: dict[int, list[PersonTarget]] = {}
+            for t in s.scalars(
+                select(PersonTargetRow)
+                .where(PersonTargetRow.person_id.in_(chosen))
+                .order_by(PersonTargetRow.id)
+            ):
+                targets.setdefault(t.person_id, []).append(_target(t))
+            return [
+                self._record(row, tuple(feeds.get(row.id, ())), tuple(targets.get(row.id, ())))
+                for row in rows
+            ]
 
     def counts(self) -> dict[Connection, int]:
         """How many people are in each state (every state present, 0 when none)."""

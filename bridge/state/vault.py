@@ -29,10 +29,9 @@ def parse_keys(text: str) -> list[str]:
     """The keys of a key file or variable: one a line (blank lines and ``#`` comments skipped;
     commas also separate, for an environment variable)."""
     found: list[str] = []
-    for line in text.replace(",", "\n").splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            found.append(line)
+    for line in text.splitlines():
+        if not line.strip().startswith("#"):
+            found += [key.strip() for key in line.split(",") if key.strip()]
     return found
 
 

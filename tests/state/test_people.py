@@ -115,7 +115,7 @@ def test_malformed_keys_are_refused_by_number() -> None:
     with pytest.raises(EncryptionKeyError, match="no encryption key given"):
         Vault(parse_keys("# only a comment\n\n"), source=SOURCE)
     first, second = generate_key(), generate_key()
-    assert parse_keys(f"# new first\n{first}\n\n{second}\n") == [first, second]
+    assert parse_keys(f"# new first, old after\n{first}\n\n{second}\n") == [first, second]
     assert parse_keys(f"{first},{second}") == [first, second]
 
 
