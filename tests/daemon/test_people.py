@@ -153,8 +153,10 @@ def test_a_connected_person_is_synced_refreshed_and_kept_after_revocation(
     assert shown["status"] == "reconnect_needed"  # type: ignore[index]
     assert "refresh token was refused" in shown["last_error"]  # type: ignore[index]
     eventually(
-        lambda: 'calbridge_people{state="reconnect_needed"} 1.0'
-        in httpx.get(f"{daemon.admin_url}/metrics").text
+        lambda: (
+            'calbridge_people{state="reconnect_needed"} 1.0'
+            in httpx.get(f"{daemon.admin_url}/metrics").text
+        )
     )
     assert httpx.get(url).content == before  # still served, with the last good data
     # out of the schedule: nothing retries, and sync no longer knows the account
