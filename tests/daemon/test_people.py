@@ -230,3 +230,57 @@ def test_users_cli_refuses_bad_and_unknown_ids(live_sim: Sim, tmp_path: Path) ->
         assert "no connected person has id u42" in out.stderr
     listed = cli("users", "list", "-c", str(config))
     assert listed.returncode == 0 and "nobody has connected yet" in listed.stdout
+
+
+def test_a_persons_caldav_calendar_is_synced_with_the_stored_password(
+    live_sim: Sim, tmp_path: Path
+) -> None:
+    from bridge.model.people import NewTarget
+    from tests.dav.test_contract import server_uids
+    from tests.servers import radicale
+
+    config = write_config(tmp_path, live_sim, free_port(), generate_key())
+    alice = sign_in(config, "Alice Liddell")
+    with radicale(tmp_path / "radicale") as server:
+        settings = load_config(config)
+        state = open_state(settings.state.database_url(), state_vault(settings.state))
+        try:
+            target = state.people.add_target(
+                alice.id,
+                NewTarget(
+                    server.url,
+                    server.username,
+                    server.password,
+                    "Canvas",
+                    ("conferences", "reservations"),
+                    "Europe/Berlin",
+                    True,
+                ),
+            )
+        finally:
+            state.close()
+        out = cli("sync", "-c", str(config), "--account", "u1", "--json")
+        assert out.returncode == 0, out.stdout + out.stderr
+        [report] = json.loads(out.stdout)["accounts"][0]["targets"]
+        assert report["target"] == target.target_id == "u1.c1" and report["created"] >= 2
+        state = open_state(settings.state.database_url())
+        try:
+            collection = state.caldav.collection("u1.c1")
+        finally:
+            state.close()
+        assert collection is not None
+        uids = server_uids(server, collection.url)
+        assert len(uids) == report["created"]
+        assert server.password.encode() not in raw_state(tmp_path)
+        [row] = users(config, "list")  # type: ignore[misc]
+        assert row["targets"] == [
+            {
+                "id": "u1.c1",
+                "url": server.url,
+                "username": server.username,
+                "calendar": "Canvas",
+                "include": ["conferences", "reservations"],
+                "writeback": True,
+            }
+        ]
+        assert server.password not in cli("users", "list", "-c", str(config)).stdout
