@@ -5,6 +5,9 @@ The safety rules live here, in order:
   calendars stay as they are (Canvas down never empties a calendar);
 * a rendered feed and its event versions are saved in one transaction, then published;
 * CalDAV targets are pushed only from a successful poll.
+
+The parts the cycle uses (the Canvas client, the write-back ledger, each calendar) are built by
+:mod:`bridge.daemon.wiring`; what a calendar should hold comes from :mod:`bridge.mapping.items`.
 """
 
 from __future__ import annotations
@@ -17,34 +20,19 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
 from bridge import metrics
-from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import poll_account
-from bridge.canvas.transport import ResponseInfo
-from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
-from bridge.config.resolve import account_token, caldav_password
 from bridge.daemon.logs import register_secret
+from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError, ReconnectNeeded
-from bridge.mapping import (
-    RenderCache,
-    RenderedFeed,
-    collect_events,
-    next_versions,
-    render_event_ics,
-    render_feed,
-)
+from bridge.mapping import RenderCache, RenderedFeed, render_feed
+from bridge.mapping.items import calendar_items
 from bridge.model.canvas import AccountSnapshot
 from bridge.model.feed import PublishedFeed
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore
-from bridge.state.journal import Limits
-from bridge.sync.decide import Policy
-from bridge.sync.execute import Ledger, redrive
-from bridge.sync.plan import DesiredItem
-from bridge.sync.run import CalendarSync, Writeback
+from bridge.sync.execute import redrive
 from bridge.web.served import ServedFeeds
 
 if TYPE_CHECKING:
@@ -98,12 +86,6 @@ class AccountResult:
         }
 
 
-def _count_response(info: ResponseInfo) -> None:
-    metrics.CANVAS_REQUESTS.labels(str(info.status)).inc()
-    if info.throttled:
-        metrics.CANVAS_THROTTLED.inc()
-
-
 class Syncer:
     """Runs cycles for the accounts of one config against one state store and feed store."""
 
@@ -124,9 +106,8 @@ class Syncer:
         self.state = state
         self.feeds = feeds
         self.clock = clock
-        self.client_options = client_options or {}
+        self.wiring = AccountWiring(lambda: self.settings, state, client_options, people)
         self._caches: dict[str, RenderCache] = {}
-        self._calendars: dict[str, CalendarSync] = {}
 
     # --- start-up ---------------------------------------------------------------------------
 
@@ -152,31 +133,10 @@ class Syncer:
     # --- the cycle --------------------------------------------------------------------------
 
     def _person(self, key: str) -> People | None:
-        """``self.people`` when ``key`` is a connected person's account or calendar."""
-        if self.people is None or self.people.settings.oauth is None:
-            return None
-        from bridge.daemon.people import person_of
-
-        return self.people if person_of(key) is not None else None
-
-    def client_for(self, account: AccountConfig) -> CanvasClient:
-        people = self._person(account.id)
-        token: str | httpx.Auth
-        if people is not None:
-            token = people.auth(account.id)  # their stored tokens, refreshed and stored again
-        else:
-            token = account_token(account)  # read every cycle: a rotated token needs no restart
-            register_secret(token)
-        return CanvasClient(
-            account.canvas_url,
-            token,
-            on_response=_count_response,
-            limits=account.canvas_limits(),
-            **self.client_options,
-        )
+        return self.wiring.person(key)
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
-        async with self.client_for(account) as client:
+        async with self.wiring.client(account) as client:
             try:
                 snapshot = await poll_account(client, account.canvas_host, account.poll_options())
             finally:
@@ -242,20 +202,10 @@ class Syncer:
         )
         return result
 
-    def ledger(self, account: AccountConfig) -> Ledger:
-        wb = self.settings.writeback
-        return Ledger(
-            account.id,
-            self.state.journal,
-            self.state.stops,
-            ClientWrites(lambda: self.client_for(account)),
-            Limits(wb.max_per_minute, wb.max_per_day),
-        )
-
     async def _redrive(self, account: AccountConfig) -> None:
         """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""
         try:
-            await redrive(self.ledger(account))
+            await redrive(self.wiring.ledger(account))
         except Exception:  # never let this stop the account's feeds and calendars
             log.exception("account %s: resolving pending write-backs failed", account.id)
 
@@ -271,50 +221,22 @@ class Syncer:
         is recorded in its report, never raised (other targets and the feeds go on)."""
         scope = f"caldav:{target.id}"
         try:
-            calendar = self._calendars.get(target.id)
-            if calendar is None:
-                people = self._person(target.id)
-                if people is not None:
-                    password = await asyncio.to_thread(people.target_password, target.id)
-                else:
-                    password = caldav_password(target)
-                register_secret(password)
-                settings = target.target_settings(password)
-                calendar = self._calendars[target.id] = CalendarSync(settings)
+            calendar = self.wiring.calendar(target)
             previous = await asyncio.to_thread(self.state.load_versions, scope)
             aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
             options = target.event_options(aliases)
-            collected = collect_events(snapshot, options, now)
-            versions = next_versions(collected.events, previous, now)
-            desired = {
-                e.uid: DesiredItem(
-                    e.uid, render_event_ics(e, versions[e.uid], options, now), e.content_hash()
-                )
-                for e in collected.events
-            }
+            items = calendar_items(snapshot, options, previous, now)
             hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
-            wb = self.settings.writeback
-            writeback = Writeback(
-                snapshot,
-                {e.uid: e for e in collected.events},
-                Policy(
-                    writeback=target.writeback,
-                    reserve_by_copy=target.reserve_by_copy,
-                    max_changes=wb.safety_max_changes,
-                    max_fraction=wb.safety_max_fraction,
-                ),
-                self.ledger(account),
-            )
             report = await calendar.run(
-                desired,
+                items.desired,
                 self.state.caldav,
                 now=now,
                 hidden=hidden,
                 dry_run=dry_run,
-                writeback=writeback,
+                writeback=self.wiring.writeback(account, target, snapshot, items.events),
             )
             if not dry_run:
-                await asyncio.to_thread(self.state.save_versions, scope, versions)
+                await asyncio.to_thread(self.state.save_versions, scope, items.versions)
         except BridgeError as exc:
             report = TargetReport(target.id, dry_run=dry_run, failure=str(exc))
             log.warning("caldav %s: sync failed, calendar left as it was: %s", target.id, exc)
