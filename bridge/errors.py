@@ -193,6 +193,31 @@ class CanvasTimeout(CanvasUnavailable):
     """No complete answer within a deadline (``request_deadline`` or ``poll_deadline``)."""
 
 
+# --- Canvas sign-in (OAuth2) ----------------------------------------------------------------
+
+
+class OAuthError(CanvasError):
+    """Canvas's OAuth2 endpoints refused something. ``error`` is Canvas's code (``invalid_client``,
+    ``invalid_grant``, …) and ``description`` its words; neither ever holds a token or the
+    client secret (the adapter scrubs them before building the error)."""
+
+    def __init__(self, message: str, *, error: str = "", description: str = "", **kw: Any) -> None:
+        said = ": ".join(part for part in (error, description) if part)
+        super().__init__(f"{message} (Canvas said {said})" if said else message, **kw)
+        self.error = error
+        self.description = description
+
+
+class AccessDenied(OAuthError):
+    """The person pressed Cancel on Canvas's authorize page (``error=access_denied``)."""
+
+
+class ReconnectNeeded(OAuthError, CanvasAuthError):
+    """The refresh token is dead (``invalid_grant``; older Canvas: ``invalid_request``): the
+    person revoked it or an admin turned the key off. Only connecting again helps; retrying
+    does not."""
+
+
 # --- CalDAV ---------------------------------------------------------------------------------
 
 

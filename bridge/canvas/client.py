@@ -90,12 +90,15 @@ def _slots(pairs: Iterable[tuple[datetime | str, datetime | str]]) -> list[tuple
 
 
 class CanvasClient:
-    """An async Canvas client for one token. Use as ``async with CanvasClient(...) as c``."""
+    """An async Canvas client for one token. Use as ``async with CanvasClient(...) as c``.
+
+    ``token`` is a personal access token, or an ``httpx.Auth`` that signs each request itself
+    (:class:`~bridge.canvas.token_auth.RefreshingAuth` for a person connected with OAuth2)."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | httpx.Auth,
         *,
         timeout: float = 30.0,
         max_concurrency: int = 4,
@@ -106,12 +109,19 @@ class CanvasClient:
         transport: httpx.AsyncBaseTransport | None = None,
         limits: CanvasLimits | None = None,
     ) -> None:
-        if not token or not token.strip():
+        headers = {"Accept": "application/json"}
+        auth: httpx.Auth | None = None
+        if isinstance(token, httpx.Auth):
+            auth = token  # e.g. RefreshingAuth: an OAuth-connected person's tokens
+        elif not token or not token.strip():
             raise errors.ConfigError("the Canvas token is empty", key="token")
+        else:
+            headers["Authorization"] = f"Bearer {token.strip()}"
         self.base_url = validate_base_url(base_url)
         self._http = httpx.AsyncClient(
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            headers=headers,
+            auth=auth,
             timeout=timeout,
             transport=transport,
             follow_redirects=False,

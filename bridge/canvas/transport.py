@@ -150,6 +150,11 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
     message = _first_message(body)
     where: dict[str, Any] = {"method": method, "path": path, "status": status}
     if status == 401:
+        if "www-authenticate" not in response.headers and "insufficient scopes" in message.lower():
+            # "Insufficient scopes on access token.": a permission problem, not a dead token.
+            return errors.InsufficientScopes(
+                "the token's scopes do not allow this endpoint", **where
+            )
         if "www-authenticate" in response.headers or "access token" in message.lower():
             lowered = message.lower()
             if "revoked" in lowered:
@@ -160,10 +165,6 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
                 return errors.InvalidToken("no Canvas token was sent", **where)
             return errors.InvalidToken(
                 "Canvas does not accept this token (invalid access token)", **where
-            )
-        if "insufficient scopes" in message.lower():
-            return errors.InsufficientScopes(
-                "the token's scopes do not allow this endpoint", **where
             )
         return errors.CanvasNotAuthorized(
             message or "user not authorized to perform that action", **where
