@@ -67,16 +67,14 @@ def _origin_text(url: str) -> str:
 
 
 def validate_base_url(base_url: str) -> str:
-    """``https://canvas.example.edu`` (a trailing slash is fine); a clear error otherwise."""
+    """``https://canvas.example.edu`` (a trailing slash is fine); ValueError saying what is wrong
+    otherwise. The config (``canvas_url``) and the CLI (``--url``) check with this, naming
+    their key; the client checks again, as a contract."""
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise errors.ConfigError(
-            f"{base_url!r} is not an http(s) URL of a Canvas instance", key="canvas_url"
-        )
+        raise ValueError(f"{base_url!r} is not an http(s) URL of a Canvas instance")
     if parts.query or parts.fragment:
-        raise errors.ConfigError(
-            "the Canvas URL must not have a query string or fragment", key="canvas_url"
-        )
+        raise ValueError("the Canvas URL must not have a query string or fragment")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -113,8 +111,8 @@ class CanvasClient:
         auth: httpx.Auth | None = None
         if isinstance(token, httpx.Auth):
             auth = token  # e.g. RefreshingAuth: an OAuth-connected person's tokens
-        elif not token or not token.strip():
-            raise errors.ConfigError("the Canvas token is empty", key="token")
+        elif not token or not token.strip():  # config and CLI refuse an empty token first
+            raise ValueError("the Canvas token is empty")
         else:
             headers["Authorization"] = f"Bearer {token.strip()}"
         self.base_url = validate_base_url(base_url)

@@ -95,8 +95,8 @@ class CanvasOAuth:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         for name in ("client_id", "client_secret", "redirect_uri"):
-            if not getattr(options, name).strip():
-                raise errors.ConfigError(f"the OAuth {name} is empty", key=f"oauth.{name}")
+            if not getattr(options, name).strip():  # a contract: the config checks them first
+                raise ValueError(f"the OAuth {name} is empty")
         self.options = options
         self.base_url = validate_base_url(options.canvas_url)
         self._transport = transport

@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.mapping import CalEvent
 from bridge.model.canvas import AccountSnapshot, AppointmentGroup, CalendarEvent
+from bridge.model.event import CalEvent
 from bridge.writeback.detect import Edit, same_times
 
 
