@@ -188,6 +188,9 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=3, help="seconds per wrk run")
     parser.add_argument("--rounds", type=int, default=3, help="wrk runs per server and status")
     parser.add_argument("--access-log", action="store_true", help="both servers log each request")
+    parser.add_argument(
+        "--secrets", type=int, default=0, help="secrets the daemon redacts (10,000 people: 20000)"
+    )
     parser.add_argument("--parser", choices=["httptools", "h11"], default="httptools")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
@@ -201,7 +204,7 @@ def main() -> None:
         (work / "tmp").mkdir()
         feed = work / "www" / "feed.ics"
         fixture = [sys.executable, str(ROOT / "bench" / "serve_fixture.py"), str(feed)]
-        fixture += ["--parser", args.parser, "--loop", args.loop]
+        fixture += ["--parser", args.parser, "--loop", args.loop, "--secrets", str(args.secrets)]
         if args.access_log:
             fixture += ["--access-log", str(work / "calbridge-access.log")]
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
@@ -236,6 +239,7 @@ def main() -> None:
         f"feed: {events} events, {len(body)} bytes; wrk -t2 -c10, {args.rounds} x "
         f"{args.duration}s per server and status, alternating, on loopback; access log "
         f"{'on' if args.access_log else 'off'} on both; {args.parser} on {args.loop}; "
+        f"{args.secrets} secrets to redact; "
         f"{os.cpu_count()} cores shared with wrk (and whatever else runs)"
     )
     print(

@@ -3,21 +3,24 @@ to a file (for nginx) and serve the same bytes the way the daemon does (its feed
 :class:`~bridge.web.server.WebServer`, in the daemon's event loop) on a free loopback port.
 Prints "PORT SECRET ETAG EVENTS" on one line, then serves until terminated.
 
-``--access-log`` keeps the daemon's default (one INFO line per request, here to a file);
-without it the level is WARNING, like nginx's ``access_log off`` beside it."""
+``--access-log`` keeps the daemon's default: its logging set up as `calbridge run` does (text,
+level info: one redacted line per request), stderr going to a file. Without it the level is
+warning, like nginx's ``access_log off`` beside it."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import signal
+import sys
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from secrets import token_urlsafe
 
 from bench.render import snapshot
 from bridge.config import FeedConfig, Settings
+from bridge.daemon.logs import register_secret, setup_logging
 from bridge.mapping import render_feed
 from bridge.model.feed import PublishedFeed
 from bridge.web.app import create_app
@@ -73,13 +76,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out", type=Path)
     parser.add_argument("--access-log", type=Path)
+    parser.add_argument(
+        "--secrets", type=int, default=0, help="secrets registered for redaction, as a daemon"
+    )
     parser.add_argument("--parser", choices=["httptools", "h11"], default="httptools")
     parser.add_argument("--loop", choices=["asyncio", "uvloop"], default="asyncio")
     args = parser.parse_args()
     if args.access_log:
-        logging.basicConfig(filename=args.access_log, level=logging.INFO)
-    else:
-        logging.basicConfig(level=logging.WARNING)
+        sys.stderr = args.access_log.open("w")
+    setup_logging("info" if args.access_log else "warning", "text")
+    for _ in range(args.secrets):  # a daemon for 10,000 people: a token and a feed secret each
+        register_secret(token_urlsafe(32))
     if args.loop == "uvloop":
         import uvloop
 

@@ -113,7 +113,7 @@ class CalendarRemote:
         """Ready to read and write. ``known``: where an earlier process found the calendar;
         then neither the probe nor discovery runs (a fresh no-op sync is one request, two with
         an auth challenge), and a 301/404/410 there raises CollectionGone: see rediscover."""
-        if self._collection is None and known is not None:
+        if known is not None:  # the store is the authority: another process may have moved it
             self._collection = known
             if self._auth is None:  # the first request meets the challenge itself
                 self._auth = ChallengeAuth(self.settings.username, self.settings.password)

@@ -53,14 +53,6 @@ class SyncTokenInvalid(Exception):
     """The server refused our sync token (or sync-collection altogether): list everything."""
 
 
-# The calendar is no longer where it was found: moved (301), deleted (404) or gone (410).
-GONE_STATUS = {301, 404, 410}
-
-
-class CollectionGone(CalDAVError):
-    """The collection URL answered 301, 404 or 410: discover the calendar again."""
-
-
 class Dav:
     def __init__(
         self,
@@ -201,12 +193,8 @@ class Dav:
         return response
 
     def _check_there(self, response: httpx.Response, what: str) -> None:
-        if response.status_code in GONE_STATUS:
-            raise CollectionGone(
-                f"{what} of the calendar answered {response.status_code}",
-                target=self.target,
-                status=response.status_code,
-            )
+        if response.status_code in boundary.GONE:
+            raise boundary.gone(self.target, what, response.status_code)
 
     async def list_all(self) -> Listing:
         """PROPFIND Depth 1: every resource with its ETag (the fallback without sync tokens)."""

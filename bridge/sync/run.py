@@ -11,9 +11,9 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from bridge.dav.boundary import CollectionGone
 from bridge.dav.discovery import TargetSettings
 from bridge.dav.remote import CalendarRemote, Remote, View
-from bridge.dav.webdav import CollectionGone
 from bridge.errors import SafetyAbort
 from bridge.mapping import CalEvent
 from bridge.model.canvas import AccountSnapshot

@@ -88,10 +88,14 @@ def _radicale_collection(root: Path, href_path: str) -> Path:
     return root / "collections" / "collection-root" / href_path.strip("/")
 
 
-@pytest.mark.parametrize("answer", [404, 410, 301])
+@pytest.mark.parametrize(
+    ("answer", "warm"), [(404, False), (410, False), (301, False), (404, True)]
+)
 async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
-    tmp_path: Path, answer: int
+    tmp_path: Path, answer: int, warm: bool
 ) -> None:
+    """Moved between two `calbridge sync` runs (a fresh CalendarSync) or under a running daemon
+    (the same one, which knew the old place in memory)."""
     root = tmp_path / "radicale"
     with radicale(root) as server, counting_proxy(server.url) as proxy:
         settings = target_settings(server)
@@ -99,7 +103,8 @@ async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
         state = open_state(f"sqlite:///{tmp_path / 'state.sqlite3'}")
         try:
             wanted = desired(event(1), event(2), event(3))
-            first = await CalendarSync(settings).run(wanted, state.caldav, now=NOW)
+            daemon = CalendarSync(settings)
+            first = await daemon.run(wanted, state.caldav, now=NOW)
             assert first.created == 3
             old = state.caldav.collection("phone")
             assert old is not None
@@ -113,7 +118,8 @@ async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
                 proxy.answer[old_path] = (answer, location)
 
             proxy.reset()
-            report = await CalendarSync(settings).run(wanted, state.caldav, now=NOW)  # fresh
+            calendar = daemon if warm else CalendarSync(settings)
+            report = await calendar.run(wanted, state.caldav, now=NOW)
             assert report.failure is None and not report.item_errors, report
             assert (report.created, report.updated, report.deleted) == (0, 0, 0)
             assert report.unchanged == 3 and report.stop is None
@@ -127,7 +133,7 @@ async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
             assert len(server_uids(server, now_at.url)) == 3
 
             proxy.reset()  # and from then on, the new place is used at once
-            again = await CalendarSync(settings).run(wanted, state.caldav, now=NOW)
+            again = await calendar.run(wanted, state.caldav, now=NOW)
             assert again.unchanged == 3 and proxy.seen == [("REPORT", "/user/moved/")]
         finally:
             state.close()
