@@ -97,6 +97,13 @@ def users(config: Path, *args: str) -> object:
     return json.loads(out.stdout)
 
 
+def feeds_json(config: Path) -> list[dict[str, str]]:
+    out = cli("feeds", "-c", str(config), "--json")
+    assert out.returncode == 0, out.stderr
+    rows: list[dict[str, str]] = json.loads(out.stdout)
+    return rows
+
+
 def eventually(check: Callable[[], bool], timeout: float = 15) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -125,6 +132,17 @@ def test_a_connected_person_is_synced_refreshed_and_kept_after_revocation(
     feed = wait_feed(url)
     assert assert_valid(feed.text) > 3
     assert "Question about recursion depth" in feed.text.replace("\r\n ", "")
+    # `calbridge feeds` lists the person's feed beside the config's; rotating its secret
+    # makes the old URL 404 within seconds
+    listed = {row["id"]: row["https"] for row in feeds_json(config)}
+    assert listed["u1.f1"] == url and "teacher" in listed
+    out = cli("feeds", "rotate-secret", "u1.f1", "-c", str(config))
+    assert out.returncode == 0, out.stderr
+    new_url = {row["id"]: row["https"] for row in feeds_json(config)}["u1.f1"]
+    assert new_url != url
+    eventually(lambda: httpx.get(url).status_code == 404)
+    url = new_url
+    wait_feed(url)
     first = stored_tokens(config, alice)
     assert first.refresh_token
     raw = raw_state(tmp_path)
@@ -165,7 +183,8 @@ def test_a_connected_person_is_synced_refreshed_and_kept_after_revocation(
 
     # connecting again brings the same person and feed back
     again = sign_in(config, "Alice Liddell")
-    assert again.id == alice.id and again.feeds == alice.feeds
+    assert again.id == alice.id and [f.feed_id for f in again.feeds] == ["u1.f1"]
+    assert url.endswith(f"/{again.feeds[0].secret}.ics")  # the same (rotated) feed URL
     assert users(config, "show", "1")["status"] == "connected"  # type: ignore[index]
 
     # disable: not served; enable: served again after a poll
