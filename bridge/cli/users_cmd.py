@@ -18,7 +18,7 @@ import typer
 
 from bridge.cli import app, help_without_subcommand, new_app
 from bridge.cli.options import ConfigOpt, JsonOpt, load_settings
-from bridge.errors import UserError
+from bridge.errors import BridgeError, UserError
 
 if TYPE_CHECKING:
     from bridge.config import Settings
@@ -224,7 +224,13 @@ def users_remove(person: str = PersonArg, config: Path | None = ConfigOpt) -> No
     state, people = _open(settings)
     try:
         _get(state, person_id)
-        removed = asyncio.run(people.remove(person_id))
+        try:
+            removed = asyncio.run(people.remove(person_id))
+        except BridgeError as exc:  # Canvas did not revoke: nothing deleted, run it again
+            typer.echo(
+                f"calbridge: u{person_id} was not removed (nothing deleted): {exc}", err=True
+            )
+            raise typer.Exit(exc.exit_code) from None
     finally:
         state.close()
     typer.echo(

@@ -303,3 +303,25 @@ def test_a_persons_caldav_calendar_is_synced_with_the_stored_password(
             }
         ]
         assert server.password not in cli("users", "list", "-c", str(config)).stdout
+
+
+def test_remove_deletes_nothing_while_canvas_cannot_revoke(live_sim: Sim, tmp_path: Path) -> None:
+    config = write_config(tmp_path, live_sim, free_port(), generate_key())
+    sign_in(config, "Bob Dylan")
+    text = config.read_text()
+    config.write_text(
+        text.replace(
+            f'canvas_url = "{live_sim.url}"\nclient_id',
+            (f'canvas_url = "http://127.0.0.1:{free_port()}"\nclient_id'),
+        )
+    )
+    out = cli("users", "remove", "u1", "-c", str(config))
+    assert out.returncode == 4, out.stderr  # Canvas unreachable: transient, run it again
+    assert (
+        "u1 was not removed (nothing deleted)" in out.stderr and "Canvas unreachable" in out.stderr
+    )
+    [row] = users(config, "list")  # type: ignore[misc]
+    assert (row["id"], row["name"], len(row["feeds"])) == ("u1", "Bob Dylan", 1)
+    config.write_text(text)
+    assert cli("users", "remove", "u1", "-c", str(config)).returncode == 0
+    assert users(config, "list") == []
