@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     ForeignKey,
@@ -182,7 +183,7 @@ class PersonRow(Base):
     __table_args__ = (UniqueConstraint("canvas_host", "canvas_user_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     canvas_host: Mapped[str] = mapped_column(String(255))
-    canvas_user_id: Mapped[int] = mapped_column(Integer)
+    canvas_user_id: Mapped[int] = mapped_column(BigInteger)  # sharded Canvas ids pass 2**31
     name: Mapped[str] = mapped_column(Text)
     connection: Mapped[str] = mapped_column(String(24))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

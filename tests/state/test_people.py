@@ -203,3 +203,41 @@ def test_one_person_cannot_reach_another_persons_feed(tmp_path: Path) -> None:
         people.remove_feed(bob.id, alices_feed.id)
     assert people.get(alice.id).feeds == (alices_feed,)
     assert people.feed_by_key(f"u{bob.id}.f{alices_feed.id}") is None
+
+
+def test_revision_0005_upgrades_a_0004_database_and_downgrades(tmp_path: Path) -> None:
+    from sqlalchemy import text
+
+    from bridge.state.db import make_engine, upgrade
+
+    engine = make_engine(db_url(tmp_path))
+    upgrade(engine, "0004")
+    with engine.begin() as con:
+        con.execute(
+            text(
+                "INSERT INTO feed_secrets (feed_id, secret, created_at) "
+                "VALUES ('alice', 'kept-secret-1234567890ab', '2026-03-02 12:00:00')"
+            )
+        )
+    engine.dispose()
+    state = store(tmp_path, generate_key())
+    assert state.feed_secret("alice") == "kept-secret-1234567890ab"
+    sharded = tokens(user_id=170000000000042)  # a global id of a sharded Canvas
+    person, _ = state.people.connect(HOST, sharded, default_include=["conferences"])
+    assert state.people.find(HOST, 170000000000042) == person
+    state.close()
+    engine = make_engine(db_url(tmp_path))
+    from alembic import command
+    from alembic.config import Config
+
+    from bridge.state.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with engine.begin() as con:
+        config.attributes["connection"] = con
+        command.downgrade(config, "0004")
+    with sqlite3.connect(tmp_path / "state.sqlite3") as con:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "people" not in tables and "person_feeds" not in tables and "feed_secrets" in tables
+    engine.dispose()

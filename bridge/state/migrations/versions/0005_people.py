@@ -21,7 +21,7 @@ def upgrade() -> None:
         "people",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("canvas_host", sa.String(255), nullable=False),
-        sa.Column("canvas_user_id", sa.Integer, nullable=False),
+        sa.Column("canvas_user_id", sa.BigInteger, nullable=False),
         sa.Column("name", sa.Text, nullable=False),
         sa.Column("connection", sa.String(24), nullable=False),
         sa.Column("created_at", sa.DateTime, nullable=False),
