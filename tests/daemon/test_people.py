@@ -325,3 +325,33 @@ def test_remove_deletes_nothing_while_canvas_cannot_revoke(live_sim: Sim, tmp_pa
     config.write_text(text)
     assert cli("users", "remove", "u1", "-c", str(config)).returncode == 0
     assert users(config, "list") == []
+
+
+def test_check_asks_canvas_about_the_developer_key(live_sim: Sim, tmp_path: Path) -> None:
+    config = write_config(tmp_path, live_sim, free_port(), generate_key())
+    good = cli("check", "-c", str(config))
+    assert good.returncode == 0, good.stdout + good.stderr
+    assert "keys: ok: 1 encryption keys (state.encryption_key_file" in good.stdout
+    assert f"oauth: ok: developer key {SAMPLE_CLIENT_ID} accepts the redirect URI" in good.stdout
+    assert not (tmp_path / "state.sqlite3").exists()  # check creates nothing
+    text = config.read_text()
+    config.write_text(text.replace(f'client_id = "{SAMPLE_CLIENT_ID}"', 'client_id = "999"'))
+    out = cli("check", "-c", str(config), "--json")
+    assert out.returncode == 1
+    [keys, oauth] = json.loads(out.stdout)["institution"]
+    assert keys["ok"] and not oauth["ok"]
+    assert "Canvas does not know client_id 999" in oauth["detail"]
+    config.write_text(
+        text.replace("[http]\n", '[http]\npublic_url = "https://calendar.example.edu"\n')
+    )
+    out = cli("check", "-c", str(config))
+    assert out.returncode == 1
+    assert (
+        "oauth: FAILED: GET /login/oauth2/auth: the key does not accept the redirect URI "
+        "https://calendar.example.edu/oauth/callback" in out.stdout
+    )
+    config.write_text(text)
+    (tmp_path / "state.keys").write_text("")
+    out = cli("check", "-c", str(config))
+    assert out.returncode == 1 and "keys: FAILED" in out.stdout
+    assert SAMPLE_CLIENT_SECRET not in out.stdout + out.stderr
