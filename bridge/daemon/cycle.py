@@ -169,14 +169,17 @@ class Syncer:
         now = self.clock()
         metrics.POLLS.labels(account.id, "ok").inc()
         metrics.POLL_SECONDS.labels(account.id).observe(time.monotonic() - started)
+        people = self._person(account.id)
+        alive = people is None or dry_run or await asyncio.to_thread(people.polled, account.id, now)
+        if not alive:  # removed or disabled while Canvas answered: keep nothing of theirs
+            result.error = "the person was removed or disabled during the poll"
+            log.info("account %s: %s; nothing kept", account.id, result.error)
+            return result
         if not dry_run:
             await asyncio.to_thread(
                 self.state.save_snapshot, account.id, snapshot.model_dump_json(), now
             )
             await asyncio.to_thread(self.state.record_poll_success, account.id, now)
-            people = self._person(account.id)
-            if people is not None:
-                await asyncio.to_thread(people.polled, account.id, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         for feed in [f for f in self.settings.feeds if f.account == account.id]:

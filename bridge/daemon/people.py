@@ -196,10 +196,11 @@ class People:
         register_secret(password)
         return password
 
-    def polled(self, account_id: str, at: datetime) -> None:
+    def polled(self, account_id: str, at: datetime) -> bool:
+        """Record a person's successful poll; False when they are no longer connected (removed
+        or disabled while Canvas answered): then nothing of the poll may be kept."""
         person_id = person_of(account_id)
-        if person_id is not None:
-            self.state.people.record_sync(person_id, at)
+        return person_id is not None and self.state.people.record_sync(person_id, at)
 
     def reconnect_needed(self, account_id: str) -> None:
         """Canvas refused the person's refresh token: out of the schedule until they connect

@@ -286,11 +286,14 @@ class PeopleStore:
             if row.connection == Connection.CONNECTED:
                 row.connection = Connection.RECONNECT_NEEDED
 
-    def record_sync(self, person_id: int, at: datetime) -> None:
+    def record_sync(self, person_id: int, at: datetime) -> bool:
+        """The person's last successful poll; False (nothing recorded) unless connected."""
         with self._sessions.begin() as s:
             row = s.get(PersonRow, person_id)
-            if row is not None:
-                row.last_sync_at = at
+            if row is None or row.connection != Connection.CONNECTED:
+                return False
+            row.last_sync_at = at
+            return True
 
     def remove(self, person_id: int) -> Person:
         """Delete the person, their tokens, feeds and calendars, and what calbridge kept for

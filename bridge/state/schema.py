@@ -180,7 +180,12 @@ class LeaseRow(Base):
 
 class PersonRow(Base):
     __tablename__ = "people"
-    __table_args__ = (UniqueConstraint("canvas_host", "canvas_user_id"),)
+    # AUTOINCREMENT: an id is never given again, so a removed person's feed URL, stored feed or
+    # calendar state can never come to belong to someone who connects later
+    __table_args__ = (
+        UniqueConstraint("canvas_host", "canvas_user_id"),
+        {"sqlite_autoincrement": True},
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     canvas_host: Mapped[str] = mapped_column(String(255))
     canvas_user_id: Mapped[int] = mapped_column(BigInteger)  # sharded Canvas ids pass 2**31
@@ -195,6 +200,7 @@ class PersonRow(Base):
 
 class PersonFeedRow(Base):
     __tablename__ = "person_feeds"
+    __table_args__ = ({"sqlite_autoincrement": True},)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True
@@ -208,6 +214,7 @@ class PersonFeedRow(Base):
 
 class PersonTargetRow(Base):
     __tablename__ = "person_targets"
+    __table_args__ = ({"sqlite_autoincrement": True},)
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     person_id: Mapped[int] = mapped_column(
         Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True

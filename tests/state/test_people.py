@@ -188,6 +188,16 @@ def test_refresh_reconnect_disable_and_remove(tmp_path: Path) -> None:
         people.get(alice.id)
     with sqlite3.connect(tmp_path / "state.sqlite3") as con:
         assert con.execute("SELECT count(*) FROM person_feeds").fetchone() == (0,)
+    # ids are never given again: a removed person's feed URL never comes to serve someone else
+    bob, _ = people.connect(HOST, tokens(8, "Bob"), default_include=["conferences"])
+    assert bob.id == alice.id + 1 and bob.feeds[0].id > feed.id
+    # a poll that ends after the person was disabled or removed records nothing
+    assert people.record_sync(bob.id, T) is True
+    people.set_connection(bob.id, Connection.DISABLED)
+    assert people.record_sync(bob.id, T + timedelta(hours=1)) is False
+    assert people.get(bob.id).last_sync_at == T
+    people.remove(bob.id)
+    assert people.record_sync(bob.id, T) is False
 
 
 def test_one_person_cannot_reach_another_persons_feed(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("refresh_token", sa.Text, nullable=True),
         sa.Column("token_expires_at", sa.DateTime, nullable=True),
         sa.UniqueConstraint("canvas_host", "canvas_user_id"),
+        sqlite_autoincrement=True,  # ids never given again (see schema.PersonRow)
     )
     for table, columns in (
         (
@@ -65,6 +66,7 @@ def upgrade() -> None:
             ),
             *columns,
             sa.Column("created_at", sa.DateTime, nullable=False),
+            sqlite_autoincrement=True,
         )
         op.create_index(f"ix_{table}_person_id", table, ["person_id"])
 
