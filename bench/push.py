@@ -25,9 +25,9 @@ from bridge.dav.remote import href_for
 from bridge.dav.webdav import Dav
 from bridge.model.status import Collection, MemoryStatusStore, discovery_key
 from bridge.sync.run import CalendarSync
-from tests.dav.conftest import NOW, desired, event
 from tests.dav.counting_proxy import counting_proxy
-from tests.servers import radicale
+from tests.helpers.dav import NOW, desired, event
+from tests.helpers.servers import radicale
 
 COUNT = 1000
 

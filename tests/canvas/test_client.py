@@ -13,8 +13,8 @@ from bridge.canvas.client import CanvasClient
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
-from tests.conftest import SAMPLE_NOW, Sim
 from tests.helpers.options import canvas_client
+from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 def client(sim: Sim, who: str = "alice", **kw: object) -> CanvasClient:

@@ -16,7 +16,7 @@ from bridge.canvas.oauth import CanvasOAuth, callback_code
 from bridge.canvas.token_auth import RefreshingAuth
 from bridge.model.tokens import TokenSet
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
-from tests.canvas.oauth_flow import (
+from tests.helpers.oauth_flow import (
     REDIRECT,
     browser_answer,
     callback_params,
@@ -24,8 +24,8 @@ from tests.canvas.oauth_flow import (
     options,
     sign_in,
 )
-from tests.conftest import Sim
 from tests.helpers.options import canvas_client
+from tests.helpers.sim import Sim
 
 HOUR = 3600
 

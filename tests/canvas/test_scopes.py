@@ -16,10 +16,10 @@ from bridge.canvas.token_auth import RefreshingAuth
 from bridge.canvas.writes import ClientWrites
 from bridge.model.outcomes import CommandKind, CommandOutcome
 from bridge.simulator.sample import SAMPLE_CLIENT_ID
-from tests.canvas.oauth_flow import options, sign_in
-from tests.cli.conftest import calbridge
-from tests.conftest import Sim
+from tests.helpers.cli import calbridge
+from tests.helpers.oauth_flow import options, sign_in
 from tests.helpers.options import canvas_client, poll_options
+from tests.helpers.sim import Sim
 
 
 def test_calbridge_oauth_scopes_prints_the_list() -> None:

@@ -24,11 +24,11 @@ from bridge.model.tokens import TokenSet
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
 from bridge.state import open_state
 from bridge.state.vault import generate_key
-from tests.canvas.oauth_flow import browser_answer
-from tests.conftest import Sim
-from tests.daemon.conftest import Running, cli, free_port
-from tests.daemon.test_daemon import wait_feed
-from tests.validators import assert_valid
+from tests.helpers.daemon import Running, cli, wait_feed
+from tests.helpers.oauth_flow import browser_answer
+from tests.helpers.servers import free_port
+from tests.helpers.sim import Sim
+from tests.helpers.validators import assert_valid
 
 HOUR = 3600
 
@@ -255,8 +255,8 @@ def test_a_persons_caldav_calendar_is_synced_with_the_stored_password(
     live_sim: Sim, tmp_path: Path
 ) -> None:
     from bridge.model.people import NewTarget
-    from tests.dav.test_contract import server_uids
-    from tests.servers import radicale
+    from tests.helpers.dav import server_uids
+    from tests.helpers.servers import radicale
 
     config = write_config(tmp_path, live_sim, free_port(), generate_key())
     alice = sign_in(config, "Alice Liddell")

@@ -8,7 +8,7 @@ import sys
 
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
-from tests.dav.conftest import NOW, desired, event
+from tests.helpers.dav import NOW, desired, event
 from tests.helpers.options import target_settings
 
 

@@ -18,11 +18,10 @@ import pytest
 from bridge.model.status import Collection, MemoryStatusStore, discovery_key
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
-from tests.conftest import Sim
-from tests.dav.conftest import NOW, desired, event, target_settings
 from tests.dav.counting_proxy import counting_proxy
-from tests.dav.test_contract import server_uids
-from tests.servers import Server, radicale
+from tests.helpers.dav import NOW, desired, event, server_uids, target_settings
+from tests.helpers.servers import Server, radicale
+from tests.helpers.sim import Sim
 
 # Requests a fresh no-op sync may cost, at most (issue 12, P3: at most 2).
 SERVER_NOOP = {"radicale": 2, "xandikos": 2, "sabredav": 3}

@@ -22,7 +22,7 @@ from bridge.dav.discovery import ChallengeAuth, TargetSettings, check_target, ch
 from bridge.dav.webdav import Dav
 from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError
 from tests.helpers.options import target_settings
-from tests.servers import Server, sabredav
+from tests.helpers.servers import Server, sabredav
 
 PASSWORD = "hostile-test-dav-password"
 MULTISTATUS_HEAD = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'

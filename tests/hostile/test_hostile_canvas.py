@@ -25,9 +25,9 @@ from bridge.canvas.poller import poll_account
 from bridge.mapping.feed import render_feed
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import RunningServer, serve_in_thread
-from tests.conftest import SAMPLE_NOW
+from tests.helpers.hostile_canvas import SURROGATE, Collector, HostileCanvas
 from tests.helpers.options import canvas_client, canvas_limits, feed_options, poll_options
-from tests.hostile.canvas_server import SURROGATE, Collector, HostileCanvas
+from tests.helpers.sim import SAMPLE_NOW
 
 TOKEN = SAMPLE_TOKENS["alice"]
 

@@ -18,8 +18,8 @@ from bridge.state import open_state
 from bridge.state.people import UnknownPerson
 from bridge.state.store import StateStore
 from bridge.state.vault import Vault, generate_key, parse_keys
-from tests.canvas.oauth_flow import options, sign_in
-from tests.conftest import Sim
+from tests.helpers.oauth_flow import options, sign_in
+from tests.helpers.sim import Sim
 
 HOST = "canvas.example.edu"
 SOURCE = "state.encryption_key_file /etc/calbridge/state.key"
