@@ -21,7 +21,7 @@ from typing import Protocol
 
 import httpx
 
-from bridge.dav.discovery import TargetSettings, choose_auth, discover
+from bridge.dav.discovery import ChallengeAuth, TargetSettings, choose_auth, discover
 from bridge.dav.webdav import Dav, Listing, SyncTokenInvalid
 from bridge.errors import CalDAVConflict, CalDAVError, CalendarDataError
 from bridge.mapping.ics_reader import fingerprint, uid_of
@@ -67,7 +67,12 @@ class Remote(Protocol):
     @property
     def requests(self) -> int: ...
 
-    async def open(self, *, create: bool) -> None: ...
+    @property
+    def collection(self) -> str | None: ...
+
+    async def open(self, *, create: bool, known: str | None = None) -> None: ...
+
+    async def rediscover(self, *, create: bool) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -91,30 +96,49 @@ class CalendarRemote:
         self, settings: TargetSettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
-        self.collection: str | None = None
+        self._collection: str | None = None
         self._auth: httpx.Auth | None = None
         self._transport = transport
         self._dav: Dav | None = None
 
     @property
+    def collection(self) -> str | None:
+        return self._collection
+
+    @property
     def requests(self) -> int:
         return self._dav.requests if self._dav is not None else 0
 
-    async def open(self, *, create: bool) -> None:
+    async def open(self, *, create: bool, known: str | None = None) -> None:
+        """Ready to read and write. ``known``: where an earlier process found the calendar;
+        then neither the probe nor discovery runs (a fresh no-op sync is one request, two with
+        an auth challenge), and a 301/404/410 there raises CollectionGone: see rediscover."""
+        if known is not None:  # the store is the authority: another process may have moved it
+            self._collection = known
+            if self._auth is None:  # the first request meets the challenge itself
+                self._auth = ChallengeAuth(self.settings.username, self.settings.password)
         if self._auth is None:
             self._auth = await choose_auth(self.settings)
-        if self.collection is None:
-            self.collection, created = await discover(self.settings, create=create)
+        if self._collection is None:
+            self._collection, created = await discover(self.settings, create=create)
             if created:
                 log.info("caldav %s: created calendar %r", self.settings.id, self.settings.calendar)
         self._dav = Dav(
-            self.collection,
+            self._collection,
             self._auth,
             target=self.settings.id,
             timeout=self.settings.timeout,
             max_parallel=self.settings.max_parallel,
             transport=self._transport,
         )
+
+    async def rediscover(self, *, create: bool) -> None:
+        """The calendar is no longer where it was: find it again (or create it)."""
+        requests = self.requests
+        await self.close()
+        self._collection = None
+        await self.open(create=create)
+        self.dav.requests += requests
 
     async def close(self) -> None:
         if self._dav is not None:

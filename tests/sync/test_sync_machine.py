@@ -151,8 +151,8 @@ class MemoryRemote(CalendarRemote):
         super().__init__(target_settings(TARGET, "memory://", "u", "p"))
         self.memory = dav
 
-    async def open(self, *, create: bool) -> None:
-        self.collection = "/cal/"
+    async def open(self, *, create: bool, known: str | None = None) -> None:
+        self._collection = "/cal/"
         self._dav = self.memory  # type: ignore[assignment]
 
     async def close(self) -> None:
