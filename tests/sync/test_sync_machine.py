@@ -44,6 +44,7 @@ from bridge.mapping import FeedOptions, collect_events, next_versions, render_ev
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot
 from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
+from bridge.model.status import Collection
 from bridge.state import StateStore, open_state
 from bridge.state.journal import Limits
 from bridge.state.stops import StopState
@@ -147,7 +148,7 @@ class MemoryRemote(CalendarRemote):
         super().__init__(TargetSettings(TARGET, "memory://", "u", "p"))
         self.memory = dav
 
-    async def open(self, *, create: bool, known: str | None = None) -> None:
+    async def open(self, *, create: bool, known: Collection | None = None) -> None:
         self._collection = "/cal/"
         self._dav = self.memory  # type: ignore[assignment]
 
