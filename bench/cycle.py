@@ -23,7 +23,7 @@ from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
 from bridge.state import open_state
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 
 GROUPS, CONFERENCES = 10, 5
 
@@ -71,7 +71,7 @@ def run(users: int) -> tuple[float, float, int]:
             }
         )
         state = open_state(settings.state.url or "")
-        syncer = Syncer(settings, state, FeedStore())
+        syncer = Syncer(settings, state, ServedFeeds())
         started = time.perf_counter()
         requests = asyncio.run(cycle(syncer, concurrency=8))
         elapsed = time.perf_counter() - started

@@ -27,7 +27,7 @@ import httpx
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import serve_in_thread
-from tests.servers import free_port, radicale
+from tests.helpers.servers import free_port, radicale
 
 SLACK = 2.0  # seconds allowed beyond the poll interval
 

@@ -13,17 +13,21 @@ import argparse
 import asyncio
 import signal
 import sys
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from secrets import token_urlsafe
 
 from bench.render import snapshot
+from bridge.config import FeedConfig
+from bridge.config.schema import HttpConfig
 from bridge.daemon.logs import register_secret, setup_logging
-from bridge.mapping import FeedOptions, render_feed
+from bridge.mapping import render_feed
+from bridge.model.feed import PublishedFeed
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
-from bridge.web.server import WebServer
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
+from bridge.web.server import WebServer, connection_cap
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -33,10 +37,16 @@ async def serve(out: Path, parser: str) -> None:
 
     render.GROUPS = 400  # 400 groups × 5 bookings = 2,000 events
     feed = render_feed(
-        snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW
+        snapshot(),
+        replace(
+            FeedConfig(id="bench", account="bench", include=["reservations"]).options({}),
+            max_bytes=10**9,
+        ),
+        {},
+        NOW,
     )
     await asyncio.to_thread(out.write_bytes, feed.ics)
-    store, secret = FeedStore(), new_feed_secret()
+    store, secret = ServedFeeds(), new_feed_secret()
     published = PublishedFeed.build(
         "bench",
         "Bench",
@@ -46,8 +56,14 @@ async def serve(out: Path, parser: str) -> None:
         event_count=len(feed.events),
     )
     store.publish(published, secret)
+    http = HttpConfig()  # the daemon's defaults, as service.py passes them
     server = WebServer(
-        create_app(store, public_url="http://127.0.0.1"), "127.0.0.1:0", parser=parser
+        create_app(store, public_url="http://127.0.0.1"),
+        "127.0.0.1:0",
+        max_connections=connection_cap(http.max_connections, share=0.9),
+        header_timeout=http.header_timeout.total_seconds(),
+        keepalive_timeout=http.keepalive_timeout.total_seconds(),
+        parser=parser,
     )
     await server.start()
     print(server.port, secret, published.etag, len(feed.events), flush=True)

@@ -18,8 +18,8 @@ from bench.push import same_events
 from bench.serve import BenchError, Target, check
 from bridge.dav.remote import href_for
 from bridge.simulator.server import serve_in_thread
-from tests.dav.conftest import desired, event
-from tests.servers import radicale
+from tests.helpers.dav import desired, event
+from tests.helpers.servers import radicale
 
 BODY = b"BEGIN:VCALENDAR\r\nEND:VCALENDAR\r\n"
 

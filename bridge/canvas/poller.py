@@ -13,22 +13,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
-from bridge.errors import CanvasTimeout, ConfigError
+from bridge.errors import CanvasTimeout
 from bridge.model.canvas import AccountSnapshot, Conference
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
 
 
+@dataclass(frozen=True)
+class PollOptions:
+    """What one poll asks for, built by ``AccountConfig.poll_options`` (which checks the codes)."""
+
+    conference_contexts: tuple[str, ...]  # course_<id> / group_<id>: all their conferences
+    include_managed: bool  # also the appointment groups the user manages
+
+
 def _context(code: str) -> tuple[str, int]:
     kind, _, ident = code.partition("_")
-    if kind not in ("course", "group") or not ident.isdigit():
-        raise ConfigError(
-            f"{code!r} is not a course_<id> or group_<id> context code", key="conference_contexts"
-        )
     return kind, int(ident)
 
 
@@ -49,21 +54,16 @@ async def _conferences(client: CanvasClient, contexts: tuple[str, ...]) -> list[
 
 
 async def poll_account(
-    client: CanvasClient,
-    canvas_host: str,
-    *,
-    conference_contexts: tuple[str, ...] = (),
-    include_managed: bool = True,
+    client: CanvasClient, canvas_host: str, options: PollOptions
 ) -> AccountSnapshot:
     """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll."""
-    for code in conference_contexts:
-        _context(code)  # fail before sending anything
+    contexts, include_managed = options.conference_contexts, options.include_managed
     deadline = client.limits.poll_deadline
     try:
         async with asyncio.timeout(deadline):
             user, conferences, reservable, *rest = await asyncio.gather(
                 client.me(),
-                _conferences(client, conference_contexts),
+                _conferences(client, contexts),
                 client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
                 *(
                     [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]

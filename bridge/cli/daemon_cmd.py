@@ -68,7 +68,7 @@ def sync(
     from bridge.cli.sync_output import exit_code, human_lines
     from bridge.daemon.cycle import Syncer
     from bridge.daemon.service import run_leased
-    from bridge.web.store import FeedStore
+    from bridge.web.served import ServedFeeds
 
     settings = _settings(config)
     setup_logging("warning" if as_json else settings.logging.level, settings.logging.format)
@@ -77,7 +77,7 @@ def sync(
     if unknown:
         raise UserError(f"no account with id {', '.join(sorted(unknown))}")
     state = open_state(settings.state.database_url())
-    syncer = Syncer(settings, state, FeedStore())
+    syncer = Syncer(settings, state, ServedFeeds())
 
     async def go() -> list[AccountResult]:
         return [
@@ -174,10 +174,10 @@ def render(
     """One feed's ICS on stdout (from the last good snapshot, or a fresh poll)."""
     from datetime import UTC, datetime
 
-    from bridge.daemon.cycle import Syncer, feed_options
+    from bridge.daemon.cycle import Syncer
     from bridge.mapping import render_feed
     from bridge.model.canvas import AccountSnapshot
-    from bridge.web.store import FeedStore
+    from bridge.web.served import ServedFeeds
 
     settings = _settings(config)
     feed = next((f for f in settings.feeds if f.id == feed_id), None)
@@ -190,11 +190,11 @@ def render(
             snapshot = AccountSnapshot.model_validate_json(stored)
         else:
             snapshot, _ = asyncio.run(
-                Syncer(settings, state, FeedStore()).poll(settings.account(feed.account))
+                Syncer(settings, state, ServedFeeds()).poll(settings.account(feed.account))
             )
         rendered = render_feed(
             snapshot,
-            feed_options(feed, state.journal.aliases(feed.account)),
+            feed.options(state.journal.aliases(feed.account)),
             state.load_versions(f"feed:{feed.id}"),
             datetime.now(UTC),
         )

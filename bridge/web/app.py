@@ -19,6 +19,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from bridge import metrics
+from bridge.model.feed import PublishedFeed
 from bridge.web.links import feed_urls
 from bridge.web.middleware import (
     SECURITY_HEADERS,
@@ -28,7 +29,7 @@ from bridge.web.middleware import (
     redact,
 )
 from bridge.web.page import PAGE_CSP, index_page, subscribe_page
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 __all__ = ["NOT_FOUND", "accepts_gzip", "create_app", "redact"]
 
@@ -119,7 +120,7 @@ class FeedRoute:
     logs and sets the security headers itself, like :class:`AccessLog` and
     :class:`SecurityHeaders` do for everything else, which goes on to ``app``."""
 
-    def __init__(self, store: FeedStore, app: ASGIApp, max_age: int) -> None:
+    def __init__(self, store: ServedFeeds, app: ASGIApp, max_age: int) -> None:
         self.store = store
         self.app = app
         self.max_age = max_age
@@ -174,7 +175,7 @@ class FeedRoute:
         log_request(scope, status, started)
 
 
-def create_app(store: FeedStore, *, public_url: str, max_age: int = 300) -> ASGIApp:
+def create_app(store: ServedFeeds, *, public_url: str, max_age: int = 300) -> ASGIApp:
     def not_found() -> Response:
         metrics.FEED_REQUESTS.labels("404").inc()
         return PlainTextResponse(NOT_FOUND, 404, headers={"cache-control": "no-store"})

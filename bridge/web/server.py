@@ -68,8 +68,8 @@ class _Bounded(asyncio.Protocol):
     """A request-header deadline and a connection cap, for either of uvicorn's HTTP/1.1
     protocols (both keep ``cycle``, ``connections``, ``transport`` and ``loop``)."""
 
-    header_timeout: float = 10.0
-    max_connections: int = 1000
+    header_timeout: float  # both set by bounded_protocol, from [http]
+    max_connections: int
     cycle: Any
     connections: set[Any]
     transport: asyncio.Transport
@@ -160,10 +160,10 @@ class WebServer:
         listen: str,
         *,
         key: str = "http.listen",
-        max_connections: int = 1000,
-        header_timeout: float = 10.0,
-        keepalive_timeout: float = 5.0,
-        parser: str = "httptools",
+        max_connections: int,
+        header_timeout: float,
+        keepalive_timeout: float,
+        parser: str = "httptools",  # measured: bench/serve.py --parser
     ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Sim
+from tests.helpers.sim import Sim
 
 
 def run(

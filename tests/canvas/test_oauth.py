@@ -16,7 +16,7 @@ from bridge.canvas.oauth import CanvasOAuth, callback_code
 from bridge.canvas.token_auth import RefreshingAuth
 from bridge.model.tokens import TokenSet
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
-from tests.canvas.oauth_flow import (
+from tests.helpers.oauth_flow import (
     REDIRECT,
     browser_answer,
     callback_params,
@@ -24,13 +24,14 @@ from tests.canvas.oauth_flow import (
     options,
     sign_in,
 )
-from tests.conftest import Sim
+from tests.helpers.options import canvas_client
+from tests.helpers.sim import Sim
 
 HOUR = 3600
 
 
 def reader(sim: Sim, auth: RefreshingAuth) -> CanvasClient:
-    return CanvasClient(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
+    return canvas_client(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
 
 
 def refreshing(oauth: CanvasOAuth, tokens: TokenSet, **kw: object) -> RefreshingAuth:

@@ -15,8 +15,8 @@ import pytest
 from bridge.dav.discovery import ChallengeAuth, choose_auth, discover
 from bridge.dav.webdav import Dav
 from bridge.errors import CalDAVAuthError, CalDAVConflict
-from tests.dav.conftest import desired, event, target_settings
-from tests.servers import Server, sabredav
+from tests.helpers.dav import desired, event, target_settings
+from tests.helpers.servers import Server, sabredav
 
 REFUSED = "caldav phone: the server refused the username or password (HTTP 401)"
 

@@ -9,20 +9,19 @@ import json
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
 import pytest
 
-from bridge.dav.discovery import TargetSettings
 from bridge.model.status import Collection, MemoryStatusStore, discovery_key
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
-from tests.conftest import Sim
-from tests.dav.conftest import NOW, desired, event, target_settings
 from tests.dav.counting_proxy import counting_proxy
-from tests.dav.test_contract import server_uids
-from tests.servers import Server, radicale
+from tests.helpers.dav import NOW, desired, event, server_uids, target_settings
+from tests.helpers.servers import Server, radicale
+from tests.helpers.sim import Sim
 
 # Requests a fresh no-op sync may cost, at most (issue 12, P3: at most 2).
 SERVER_NOOP = {"radicale": 1, "xandikos": 1, "sabredav": 2}
@@ -100,10 +99,7 @@ async def test_a_moved_calendar_is_found_again_and_nothing_is_duplicated(
     (the same one, which knew the old place in memory)."""
     root = tmp_path / "radicale"
     with radicale(root) as server, counting_proxy(server.url) as proxy:
-        settings = target_settings(server)
-        settings = TargetSettings(
-            settings.id, proxy.url, settings.username, settings.password, settings.calendar
-        )
+        settings = replace(target_settings(server), url=proxy.url)
         state = open_state(f"sqlite:///{tmp_path / 'state.sqlite3'}")
         try:
             wanted = desired(event(1), event(2), event(3))

@@ -11,8 +11,8 @@ import pytest
 
 from bridge.canvas.scopes import required_scopes
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
-from tests.cli.conftest import CONSOLE_SCRIPT, calbridge, clean_env
-from tests.conftest import Sim
+from tests.helpers.cli import CONSOLE_SCRIPT, calbridge, clean_env
+from tests.helpers.sim import Sim
 
 REDIRECT = "http://127.0.0.1:8080/oauth/callback"
 SCOPES = ["url:GET|/api/v1/users/:id", "url:GET|/api/v1/conferences"]

@@ -6,55 +6,18 @@ from __future__ import annotations
 import gzip
 import logging
 import socket
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from email.utils import format_datetime
 
 import httpx
 import pytest
 
 from bridge.errors import SetupError
-from bridge.simulator.server import RunningServer
-from bridge.web.health import HealthReport, StaticHealth
+from bridge.web.health import HealthReport
 from bridge.web.links import feed_urls, new_feed_secret
 from bridge.web.server import WebServer
-from bridge.web.store import FeedStore, PublishedFeed
-from tests.validators import strict_ical
-
-CHANGED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-ICS = (
-    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:a@x\r\n"
-    b"DTSTAMP:20260301T083000Z\r\nDTSTART:20260302T100000Z\r\nSUMMARY:Office hours\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-)
-
-
-@dataclass
-class Served:
-    server: RunningServer
-    admin: RunningServer
-    store: FeedStore
-    health: StaticHealth
-    secret: str
-
-    @property
-    def feed_url(self) -> str:
-        return f"{self.server.url}/feeds/alice/{self.secret}.ics"
-
-
-def publish(
-    store: FeedStore, secret: str, body: bytes = ICS, changed: datetime = CHANGED
-) -> PublishedFeed:
-    feed = PublishedFeed.build(
-        "alice",
-        "Alice's Canvas",
-        body,
-        refreshed_at=changed + timedelta(minutes=5),
-        last_modified=changed,
-        event_count=1,
-        includes=("conferences", "reservations"),
-    )
-    store.publish(feed, secret)
-    return feed
+from tests.helpers.validators import strict_ical
+from tests.helpers.web import CHANGED, ICS, Served, publish
 
 
 def test_get_serves_the_published_bytes(served: Served) -> None:
@@ -204,7 +167,14 @@ def test_a_taken_listen_address_is_a_setup_error_naming_the_setting() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SetupError) as caught:
-            WebServer(_no_app, f"127.0.0.1:{port}", key="http.admin_listen")  # type: ignore[arg-type]
+            WebServer(
+                _no_app,  # type: ignore[arg-type]
+                f"127.0.0.1:{port}",
+                key="http.admin_listen",
+                max_connections=8,
+                header_timeout=1.0,
+                keepalive_timeout=1.0,
+            )
     assert str(caught.value) == (
         f"http.admin_listen: cannot listen on 127.0.0.1:{port}: Address already in use"
     )

@@ -10,7 +10,7 @@ import httpx
 from bridge.canvas.oauth import CanvasOAuth, OAuthOptions, callback_code
 from bridge.model.tokens import TokenSet
 from bridge.simulator.sample import SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET
-from tests.conftest import Sim
+from tests.helpers.sim import Sim
 
 REDIRECT = "http://127.0.0.1:8080/oauth/callback"
 
