@@ -19,14 +19,13 @@ from pathlib import Path
 
 import httpx
 
-from bridge.config import CalDAVConfig
-from bridge.dav.discovery import TargetSettings
 from bridge.dav.remote import href_for
 from bridge.dav.webdav import Dav
 from bridge.model.status import Collection, MemoryStatusStore, discovery_key
 from bridge.sync.run import CalendarSync
 from tests.dav.counting_proxy import counting_proxy
 from tests.helpers.dav import NOW, desired, event
+from tests.helpers.options import target_settings
 from tests.helpers.servers import radicale
 
 COUNT = 1000
@@ -79,7 +78,7 @@ def raw_put_loop(home: str, items: list[tuple[str, str]]) -> float:
 
 
 async def calbridge_push(url: str, wanted: dict) -> tuple[float, int, str]:  # type: ignore[type-arg]
-    calendar = CalendarSync(settings(url))
+    calendar = CalendarSync(target_settings("bench", url, calendar="calbridge"))
     started = time.perf_counter()
     report = await calendar.run(wanted, STORE, now=NOW)
     elapsed = time.perf_counter() - started
@@ -92,25 +91,15 @@ async def calbridge_push(url: str, wanted: dict) -> tuple[float, int, str]:  # t
 
 async def fresh_noop(url: str, wanted: dict) -> int:  # type: ignore[type-arg]
     """A new CalendarSync, as a fresh `calbridge sync` makes: only the state store is kept."""
-    report = await CalendarSync(settings(url)).run(wanted, STORE, now=NOW)
+    report = await CalendarSync(target_settings("bench", url, calendar="calbridge")).run(
+        wanted, STORE, now=NOW
+    )
     if report.created or report.updated or report.deleted:
         raise BenchError(f"the no-op sync did something: {report}")
     return report.unchanged
 
 
 STORE = MemoryStatusStore()
-
-
-def settings(url: str) -> TargetSettings:
-    target = CalDAVConfig(
-        id="bench",
-        account="bench",
-        url=url,
-        username="user",
-        password_env="UNUSED",
-        calendar="calbridge",
-    )
-    return target.target_settings("pw")
 
 
 def vdirsyncer(home: str, items: list[tuple[str, str]], work: Path) -> float:

@@ -19,14 +19,15 @@ from pathlib import Path
 from secrets import token_urlsafe
 
 from bench.render import snapshot
-from bridge.config import FeedConfig, Settings
+from bridge.config import FeedConfig
+from bridge.config.schema import HttpConfig
 from bridge.daemon.logs import register_secret, setup_logging
 from bridge.mapping import render_feed
 from bridge.model.feed import PublishedFeed
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
 from bridge.web.served import ServedFeeds
-from bridge.web.server import WebServer
+from bridge.web.server import WebServer, connection_cap
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -55,11 +56,11 @@ async def serve(out: Path, parser: str) -> None:
         event_count=len(feed.events),
     )
     store.publish(published, secret)
-    http = Settings().http
+    http = HttpConfig()  # the daemon's defaults, as service.py passes them
     server = WebServer(
         create_app(store, public_url="http://127.0.0.1"),
         "127.0.0.1:0",
-        max_connections=http.max_connections,
+        max_connections=connection_cap(http.max_connections, share=0.9),
         header_timeout=http.header_timeout.total_seconds(),
         keepalive_timeout=http.keepalive_timeout.total_seconds(),
         parser=parser,

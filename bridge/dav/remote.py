@@ -22,12 +22,12 @@ from typing import Protocol
 import httpx
 
 from bridge.dav.discovery import ChallengeAuth, TargetSettings, choose_auth, discover
-from bridge.dav.webdav import Dav, Listing, SyncTokenInvalid
+from bridge.dav.webdav import RETRY_STATUS, Dav, Listing, SyncTokenInvalid
 from bridge.errors import CalDAVConflict, CalDAVError, CalendarDataError
 from bridge.mapping.ics_reader import fingerprint, uid_of
 from bridge.model.actions import Action, Adopt, Create, Delete, RemoteItem, Update
 from bridge.model.outcomes import ItemError
-from bridge.model.status import ItemStatus
+from bridge.model.status import Collection, ItemStatus
 
 log = logging.getLogger("bridge.dav")
 
@@ -70,7 +70,10 @@ class Remote(Protocol):
     @property
     def collection(self) -> str | None: ...
 
-    async def open(self, *, create: bool, known: str | None = None) -> None: ...
+    @property
+    def syncs(self) -> bool: ...
+
+    async def open(self, *, create: bool, known: Collection | None = None) -> None: ...
 
     async def rediscover(self, *, create: bool) -> None: ...
 
@@ -100,21 +103,27 @@ class CalendarRemote:
         self._auth: httpx.Auth | None = None
         self._transport = transport
         self._dav: Dav | None = None
+        self._syncs = True
 
     @property
     def collection(self) -> str | None:
         return self._collection
 
     @property
+    def syncs(self) -> bool:
+        """Whether the server answers sync-collection (as far as we know: True until refused)."""
+        return self._syncs
+
+    @property
     def requests(self) -> int:
         return self._dav.requests if self._dav is not None else 0
 
-    async def open(self, *, create: bool, known: str | None = None) -> None:
+    async def open(self, *, create: bool, known: Collection | None = None) -> None:
         """Ready to read and write. ``known``: where an earlier process found the calendar;
         then neither the probe nor discovery runs (a fresh no-op sync is one request, two with
         an auth challenge), and a 301/404/410 there raises CollectionGone: see rediscover."""
         if known is not None:  # the store is the authority: another process may have moved it
-            self._collection = known
+            self._collection, self._syncs = known.url, known.syncs
             if self._auth is None:  # the first request meets the challenge itself
                 self._auth = ChallengeAuth(self.settings.username, self.settings.password)
         if self._auth is None:
@@ -136,7 +145,7 @@ class CalendarRemote:
         """The calendar is no longer where it was: find it again (or create it)."""
         requests = self.requests
         await self.close()
-        self._collection = None
+        self._collection, self._syncs = None, True
         await self.open(create=create)
         self.dav.requests += requests
 
@@ -160,15 +169,21 @@ class CalendarRemote:
         }
 
     async def _listing(self, token: str | None) -> Listing:
+        if not self._syncs and not token:
+            return await self.dav.list_all()
         try:
             return await self.dav.sync(token)
-        except SyncTokenInvalid:
-            if token:
-                try:
-                    return await self.dav.sync(None)
-                except SyncTokenInvalid:
-                    pass
-            return await self.dav.list_all()
+        except SyncTokenInvalid as exc:
+            refused = exc
+        if token:
+            try:
+                return await self.dav.sync(None)
+            except SyncTokenInvalid as exc:
+                refused = exc
+        listing = await self.dav.list_all()
+        if str(refused) not in {str(code) for code in RETRY_STATUS}:
+            self._syncs = False  # refused even without a token, and not for a moment
+        return listing
 
     async def read(self, status: Mapping[str, ItemStatus], token: str | None) -> View:
         """What changed since ``token`` (everything, without one), with bodies of what moved."""

@@ -35,10 +35,13 @@ class Collection:
 
     ``found_for`` is :func:`discovery_key` of the configured URL, username and calendar name:
     when any of them changes, the stored URL no longer answers the question and discovery runs
-    again. The password is not part of it (a new password finds the same calendar)."""
+    again. The password is not part of it (a new password finds the same calendar). A server
+    without sync-collection (SabreDAV 1.8) is remembered as such, so a fresh sync does not ask
+    for it again before listing; rediscovery asks again."""
 
     url: str
     found_for: str
+    syncs: bool = True  # False: it refused sync-collection, so a sync starts with a listing
 
 
 def discovery_key(url: str, username: str, calendar: str) -> str:

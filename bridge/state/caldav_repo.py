@@ -59,12 +59,14 @@ class SqlStatusStore:
     def collection(self, target_id: str) -> Collection | None:
         with self._sessions.begin() as s:
             row = s.get(CalDAVCollectionRow, target_id)
-            return Collection(row.url, row.found_for) if row else None
+            return Collection(row.url, row.found_for, row.syncs) if row else None
 
     def set_collection(self, target_id: str, found: Collection) -> None:
         with self._sessions.begin() as s:
             s.merge(
-                CalDAVCollectionRow(target_id=target_id, url=found.url, found_for=found.found_for)
+                CalDAVCollectionRow(
+                    target_id=target_id, url=found.url, found_for=found.found_for, syncs=found.syncs
+                )
             )
 
     # --- events the person deleted that must stay hidden --------------------------------------

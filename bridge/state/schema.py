@@ -117,6 +117,7 @@ class CalDAVCollectionRow(Base):
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     url: Mapped[str] = mapped_column(Text)
     found_for: Mapped[str] = mapped_column(String(64))
+    syncs: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class HiddenEventRow(Base):

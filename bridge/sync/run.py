@@ -79,7 +79,7 @@ class CalendarSync:
         settings = self.settings
         found_for = discovery_key(settings.url, settings.username, settings.calendar)
         kept = await asyncio.to_thread(store.collection, target_id)
-        known = kept.url if kept is not None and kept.found_for == found_for else None
+        known = kept if kept is not None and kept.found_for == found_for else None
         await self.remote.open(create=not dry_run, known=known)
         try:
             status, view = await self._read(store, kept, found_for, dry_run)
@@ -205,8 +205,9 @@ class CalendarSync:
             await asyncio.to_thread(store.apply, target_id, moved, [])
         if self._moved(stored) or gone:
             await asyncio.to_thread(store.set_sync_token, target_id, None)
-        if stored != Collection(url, found_for):
-            await asyncio.to_thread(store.set_collection, target_id, Collection(url, found_for))
+        now = Collection(url, found_for, self.remote.syncs)
+        if stored != now:
+            await asyncio.to_thread(store.set_collection, target_id, now)
 
     async def _canvas_empty(
         self,

@@ -22,6 +22,7 @@ def upgrade() -> None:
         sa.Column("target_id", sa.String(64), primary_key=True),
         sa.Column("url", sa.Text, nullable=False),
         sa.Column("found_for", sa.String(64), nullable=False),
+        sa.Column("syncs", sa.Boolean, nullable=False, server_default=sa.true()),
     )
 
 
