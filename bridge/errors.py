@@ -297,6 +297,17 @@ class StateUnavailable(BridgeError):
     exit_code = 9
 
 
+class EncryptionKeyError(UserError):
+    """The tokens and passwords stored in the state database cannot be encrypted or decrypted:
+    no key is configured, a key is malformed, or none of the keys opens what is stored (a
+    wrong key). ``source`` names where the keys came from (a config key and a file or variable
+    name), never a key."""
+
+    def __init__(self, message: str, *, source: str = "") -> None:
+        super().__init__(f"{message} (keys from {source})" if source else message)
+        self.source = source
+
+
 # --- Calendar data --------------------------------------------------------------------------
 
 

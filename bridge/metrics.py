@@ -116,3 +116,9 @@ ITEM_ERRORS = Counter(
     ["target"],
     registry=REGISTRY,
 )
+PEOPLE = Gauge(
+    "calbridge_people",
+    "People connected with Canvas sign-in, by state (connected, disabled, reconnect_needed)",
+    ["state"],
+    registry=REGISTRY,
+)

@@ -139,6 +139,55 @@ class CanvasOAuth:
         )
         return str(url)
 
+    async def check_key(self) -> str:
+        """Ask Canvas's authorize page whether it knows this key and its redirect URI, without
+        signing anyone in (``calbridge check``): Canvas answers an unknown ``client_id`` with
+        401 and a redirect URI the key does not list with 400, before any login page."""
+        url = self.authorize_url("calbridge-check")
+        try:
+            async with httpx.AsyncClient(
+                transport=self._transport,
+                timeout=self.options.timeout,
+                follow_redirects=False,
+            ) as client:
+                response = await client.get(url)
+        except httpx.HTTPError as exc:
+            raise errors.CanvasUnavailable(
+                f"Canvas unreachable ({type(exc).__name__})", method="GET", path=AUTHORIZE_PATH
+            ) from None
+        where: dict[str, Any] = {"method": "GET", "path": AUTHORIZE_PATH}
+        if response.status_code >= 500:
+            raise errors.CanvasUnavailable(f"Canvas answered {response.status_code}", **where)
+        if response.status_code in (400, 401):
+            error, description = _said(response, [self.options.client_secret])
+            what = (
+                f"Canvas does not know client_id {self.options.client_id}"
+                if response.status_code == 401
+                else f"the key does not accept the redirect URI {self.options.redirect_uri}"
+            )
+            raise errors.OAuthError(
+                what, error=error, description=description, status=response.status_code, **where
+            )
+        location = response.headers.get("location", "")
+        if response.is_redirect and location.startswith(self.options.redirect_uri):
+            # Canvas sends errors about the request itself back to the redirect URI
+            params = dict(httpx.URL(location).params)
+            if params.get("error"):
+                raise errors.OAuthError(
+                    "Canvas refused the sign-in request",
+                    error=params["error"],
+                    description=params.get("error_description", ""),
+                    **where,
+                )
+        if response.status_code >= 400:
+            raise errors.OAuthError(
+                "Canvas refused the sign-in request", status=response.status_code, **where
+            )
+        return (
+            f"developer key {self.options.client_id} accepts the redirect URI "
+            f"{self.options.redirect_uri}"
+        )
+
     async def exchange(self, code: str) -> TokenSet:
         """Trade the code from the redirect for tokens. A code works once."""
         sent = self._now()

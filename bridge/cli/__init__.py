@@ -87,6 +87,7 @@ COMMAND_MODULES = (
     "simulator_cmd",
     "canvas_cmd",
     "oauth_cmd",
+    "users_cmd",  # users, keys
     "docs_cmd",  # the hidden `man`
 )
 

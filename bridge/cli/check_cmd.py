@@ -68,6 +68,32 @@ def _probe_caldav(settings: Settings, target_id: str) -> Probe:
         return Probe(target_id, False, str(exc))
 
 
+def _probe_oauth(settings: Settings) -> list[Probe]:
+    """Institution mode: the client secret and the encryption keys can be read, and Canvas
+    knows the developer key and its redirect URI. Nobody is signed in, nothing is stored."""
+    from bridge.canvas.oauth import CanvasOAuth
+    from bridge.config import oauth_client_secret, state_vault
+
+    oauth = settings.oauth
+    if oauth is None:
+        return []
+    probes = []
+    try:
+        vault = state_vault(settings.state)
+        assert vault is not None  # the schema requires a key source with [oauth]
+        probes.append(Probe("keys", True, f"{vault.key_count} encryption keys ({vault.source})"))
+    except BridgeError as exc:
+        probes.append(Probe("keys", False, str(exc)))
+    try:
+        secret = oauth_client_secret(oauth)
+        register_secret(secret)
+        client = CanvasOAuth(oauth.options(secret, settings.http.base_url))
+        probes.append(Probe("oauth", True, asyncio.run(client.check_key())))
+    except BridgeError as exc:
+        probes.append(Probe("oauth", False, str(exc)))
+    return probes
+
+
 def _state_line(state: StateInspection) -> str:
     from bridge.state.inspect import SchemaStatus
 
@@ -104,8 +130,9 @@ def check(config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
     warnings += [f"warning: {w}" for w in permission_warnings(settings, config)]
     accounts = [_probe_account(settings, a.id) for a in settings.accounts]
     caldav = [_probe_caldav(settings, t.id) for t in settings.caldav]
+    institution = _probe_oauth(settings)
     state = inspect_state(settings.state.url or default_state_url())
-    ok = all(p.ok for p in accounts + caldav) and state.ok
+    ok = all(p.ok for p in accounts + caldav + institution) and state.ok
     if as_json:
         report = {
             "ok": ok,
@@ -117,6 +144,7 @@ def check(config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
             },
             "accounts": [asdict(p) for p in accounts],
             "caldav": [asdict(p) for p in caldav],
+            "institution": [asdict(p) for p in institution],
             "state": {**asdict(state), "ok": state.ok},
             "warnings": warnings,
         }
@@ -131,5 +159,7 @@ def check(config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
         for kind, probes in (("account", accounts), ("caldav", caldav)):
             for p in probes:
                 typer.echo(f"{kind} {p.id}: {'ok' if p.ok else 'FAILED'}: {p.detail}")
+        for p in institution:
+            typer.echo(f"{p.id}: {'ok' if p.ok else 'FAILED'}: {p.detail}")
         typer.echo(_state_line(state))
     raise typer.Exit(0 if ok else 1)

@@ -66,18 +66,29 @@ def sync(
 ) -> None:
     """One full cycle for every account, then exit; the exit code says what failed."""
     from bridge.cli.sync_output import exit_code, human_lines
+    from bridge.config import state_vault
     from bridge.daemon.cycle import Syncer
+    from bridge.daemon.people import People
     from bridge.daemon.service import run_leased
+    from bridge.state import open_state as open_with_keys
     from bridge.web.served import ServedFeeds
 
-    settings = _settings(config)
-    setup_logging("warning" if as_json else settings.logging.level, settings.logging.format)
-    chosen = [a for a in settings.accounts if not account or a.id in account]
-    unknown = set(account) - {a.id for a in settings.accounts}
-    if unknown:
-        raise UserError(f"no account with id {', '.join(sorted(unknown))}")
-    state = open_state(settings.state.database_url())
-    syncer = Syncer(settings, state, ServedFeeds())
+    config_settings = _settings(config)
+    setup_logging(
+        "warning" if as_json else config_settings.logging.level, config_settings.logging.format
+    )
+    state = open_with_keys(config_settings.state.database_url(), state_vault(config_settings.state))
+    people = People(state, config_settings)
+    try:
+        settings = people.merge(config_settings).settings  # and the people who connected
+        chosen = [a for a in settings.accounts if not account or a.id in account]
+        unknown = set(account) - {a.id for a in settings.accounts}
+        if unknown:
+            raise UserError(f"no account with id {', '.join(sorted(unknown))}")
+    except BaseException:
+        state.close()
+        raise
+    syncer = Syncer(settings, state, ServedFeeds(), people=people)
 
     async def go() -> list[AccountResult]:
         return [
@@ -108,21 +119,25 @@ app.add_typer(feeds_app, name="feeds")
 
 @feeds_app.callback(invoke_without_command=True)
 def feeds(ctx: typer.Context, config: Path | None = ConfigOpt, as_json: bool = JsonOpt) -> None:
-    """Each feed with its URLs: https, webcal, Google, Outlook, subscribe page."""
+    """Each feed with its URLs: https, webcal, Google, Outlook, subscribe page (the feeds of
+    connected people too)."""
     if ctx.invoked_subcommand is not None:
         ctx.obj = config
         return
+    from bridge.daemon.people import People
     from bridge.web.links import feed_urls
 
-    settings = _settings(config)
-    state = open_state(settings.state.database_url())
+    config_settings = _settings(config)
+    state = open_state(config_settings.state.database_url())
     try:
+        merged = People(state, config_settings).merge(config_settings)
+        settings = merged.settings
         rows: list[dict[str, Any]] = []
         for feed in settings.feeds:
             urls = feed_urls(
                 settings.http.base_url,
                 feed.id,
-                state.feed_secret(feed.id),
+                merged.feed_secrets.get(feed.id) or state.feed_secret(feed.id),
                 feed.name or f"Canvas ({feed.id})",
             )
             rows.append(
@@ -149,11 +164,15 @@ def rotate_secret(
     from bridge.daemon.service import SECRET_REFRESH
 
     settings = _settings(config or ctx.obj)
-    if feed_id not in {f.id for f in settings.feeds}:
-        raise UserError(f"no feed with id {feed_id!r}")
     state = open_state(settings.state.database_url())
     try:
-        state.rotate_feed_secret(feed_id)
+        personal = state.people.feed_by_key(feed_id) if settings.oauth is not None else None
+        if personal is not None:  # a connected person's feed keeps its secret with them
+            state.people.rotate_feed_secret(personal.person_id, personal.id)
+        elif feed_id in {f.id for f in settings.feeds}:
+            state.rotate_feed_secret(feed_id)
+        else:
+            raise UserError(f"no feed with id {feed_id!r}")
     finally:
         state.close()
     typer.echo(

@@ -9,13 +9,20 @@ files, environment variables or systemd credentials.
 """
 
 from bridge.config.load import load_config, permission_warnings, settings_from, warn_permissions
-from bridge.config.resolve import account_token, admin_token, caldav_password
+from bridge.config.resolve import (
+    account_token,
+    admin_token,
+    caldav_password,
+    oauth_client_secret,
+    state_vault,
+)
 from bridge.config.schema import (
     AccountConfig,
     CalDAVConfig,
     FeedConfig,
     HttpConfig,
     LoggingConfig,
+    OAuthConfig,
     Settings,
     StateConfig,
     WritebackConfig,
@@ -30,6 +37,7 @@ __all__ = [
     "FeedConfig",
     "HttpConfig",
     "LoggingConfig",
+    "OAuthConfig",
     "Settings",
     "StateConfig",
     "WritebackConfig",
@@ -39,8 +47,10 @@ __all__ = [
     "default_canvas_limits",
     "is_loopback",
     "load_config",
+    "oauth_client_secret",
     "parse_duration",
     "permission_warnings",
     "settings_from",
+    "state_vault",
     "warn_permissions",
 ]

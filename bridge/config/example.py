@@ -100,9 +100,17 @@ def example_toml() -> str:
     for name, info in Settings.model_fields.items():
         annotation = info.annotation
         many = getattr(annotation, "__origin__", None) is list
-        model = annotation.__args__[0] if many else annotation  # type: ignore[union-attr]
+        optional = not many and not isinstance(annotation, type)  # `Section | None`
+        if many or optional:
+            args = [a for a in annotation.__args__ if a is not type(None)]  # type: ignore[union-attr]
+            model = args[0]
+        else:
+            model = annotation
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        out += ["", *_section(name, model, many)]
+        lines = _section(name, model, many)
+        if optional:  # off unless written: the whole section is shown commented out
+            lines = [line if line.startswith("#") else f"# {line}" for line in lines]
+        out += ["", *lines]
     return "\n".join(out) + "\n"
 
 

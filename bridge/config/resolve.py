@@ -10,13 +10,21 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from bridge.config.schema import AccountConfig, CalDAVConfig, HttpConfig, SecretSource
+from bridge.config.schema import (
+    AccountConfig,
+    CalDAVConfig,
+    HttpConfig,
+    OAuthConfig,
+    SecretSource,
+    StateConfig,
+)
 from bridge.errors import ConfigError
+from bridge.state.vault import Vault, parse_keys
 
 ADMIN_TOKEN_MIN = 16
 
 
-def read_secret(section: SecretSource, prefix: str, owner: str) -> str:
+def read_secret(section: SecretSource | StateConfig, prefix: str, owner: str) -> str:
     """The secret ``<prefix>`` of ``section`` from its ``_file``, ``_credential`` or ``_env``."""
     file: Path | None = getattr(section, f"{prefix}_file")
     credential: str | None = getattr(section, f"{prefix}_credential")
@@ -77,3 +85,29 @@ def admin_token(http: HttpConfig) -> str | None:
             key="http.admin_token_file",
         )
     return token
+
+
+def oauth_client_secret(oauth: OAuthConfig) -> str:
+    """The developer key's client secret, read now."""
+    return read_secret(oauth, "client_secret", "oauth")
+
+
+def key_source(state: StateConfig) -> str:
+    """Where the encryption keys come from, for errors: the key and the file or name (never
+    a key)."""
+    if state.encryption_key_file is not None:
+        return f"state.encryption_key_file {state.encryption_key_file}"
+    if state.encryption_key_credential is not None:
+        return f"state.encryption_key_credential {state.encryption_key_credential!r}"
+    if state.encryption_key_env is not None:
+        return f"state.encryption_key_env ${state.encryption_key_env}"
+    return "state.encryption_key_file, _credential or _env (none set)"
+
+
+def state_vault(state: StateConfig) -> Vault | None:
+    """The vault for the tokens and passwords in the state store, or None when no key source
+    is set (then they can be neither stored nor read)."""
+    if not state.has_encryption_key:
+        return None
+    text = read_secret(state, "encryption_key", "state")
+    return Vault(parse_keys(text), source=key_source(state))

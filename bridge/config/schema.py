@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +35,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 if TYPE_CHECKING:  # imported where built: loading a config must not load the adapters
+    from bridge.canvas.oauth import OAuthOptions
     from bridge.canvas.poller import PollOptions
     from bridge.canvas.transport import CanvasLimits
     from bridge.dav.discovery import TargetSettings
@@ -48,6 +49,8 @@ CALDAV_MAX_PARALLEL = 4
 
 _DURATION = re.compile(r"^(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+_S = TypeVar("_S", bound=BaseModel)
 
 Include = Literal["conferences", "reservations", "open_slots", "managed_slots"]
 
@@ -182,6 +185,47 @@ class StateConfig(Section):
         'transactions (the database stays consistent). "full": fsync at every commit; survives '
         "a power loss too, with slower writes.",
     )
+
+    encryption_key_file: Path | None = Field(
+        None,
+        description="Institution mode: the keys that encrypt the Canvas tokens and CalDAV "
+        "passwords of people who connected themselves, one per line (`calbridge keys "
+        "generate` prints one). The first encrypts, all decrypt: to rotate, put a new key "
+        "first, run `calbridge keys rotate`, then drop the old one. A file …",
+        examples=["/etc/calbridge/state.keys"],
+        json_schema_extra=COMMENTED,
+    )
+    encryption_key_credential: str | None = Field(
+        None,
+        description="… or a name under $CREDENTIALS_DIRECTORY (systemd's LoadCredential=) …",
+        examples=["state-keys"],
+        json_schema_extra=COMMENTED,
+    )
+    encryption_key_env: str | None = Field(
+        None,
+        description="… or an environment variable's name (keys separated by commas). At most "
+        "one of the three; needed only when [oauth] is set.",
+        examples=["CALBRIDGE_STATE_KEYS"],
+        json_schema_extra=COMMENTED,
+    )
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> StateConfig:
+        given = [
+            k
+            for k in ("encryption_key_file", "encryption_key_credential", "encryption_key_env")
+            if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            raise ValueError(f"give only one of {', '.join(given)}")
+        return self
+
+    @property
+    def has_encryption_key(self) -> bool:
+        return any(
+            getattr(self, k) is not None
+            for k in ("encryption_key_file", "encryption_key_credential", "encryption_key_env")
+        )
 
     def database_url(self) -> str:
         """The URL to open: ``url`` (or the default), with ``synchronous=full`` carried along."""
@@ -614,6 +658,154 @@ class CalDAVConfig(SecretSource):
         )
 
 
+class OAuthConfig(SecretSource):
+    """Institution mode: people connect themselves with Canvas sign-in (a developer key)."""
+
+    canvas_url: HttpUrl = Field(
+        description="The Canvas instance the developer key belongs to. https; plain http only "
+        "to loopback unless allow_insecure_http = true. The key's redirect URI is "
+        "<[http] public_url>/oauth/callback.",
+        examples=["https://canvas.example.edu"],
+    )
+    allow_insecure_http: bool = Field(
+        False,
+        description="true: accept a plain-http canvas_url to another host (tokens then travel "
+        "unencrypted).",
+    )
+    client_id: str = Field(
+        description="The developer key's client id (Admin → Developer Keys).",
+        examples=["170000000000123"],
+    )
+    client_secret_file: Path | None = Field(
+        None,
+        description="The developer key's client secret: a file holding it …",
+        examples=["/etc/calbridge/oauth-client-secret"],
+        json_schema_extra=COMMENTED,
+    )
+    client_secret_credential: str | None = Field(
+        None,
+        description="… or a name under $CREDENTIALS_DIRECTORY (systemd's LoadCredential=) …",
+        examples=["oauth-client-secret"],
+    )
+    client_secret_env: str | None = Field(
+        None,
+        description="… or an environment variable's name. Exactly one of the three.",
+        examples=["CANVAS_CLIENT_SECRET"],
+        json_schema_extra=COMMENTED,
+    )
+    scopes: list[str] = Field(
+        default_factory=list,
+        description="For a key that enforces scopes: exactly what `calbridge oauth scopes` "
+        "prints. Empty for a key that does not.",
+    )
+    purpose: str | None = Field(
+        "calbridge calendars",
+        description="Shown to each person on their Canvas profile, next to the token.",
+    )
+    timeout: Duration = Field(
+        timedelta(seconds=30), description="Per request to Canvas's OAuth2 endpoints."
+    )
+    refresh_leeway: Duration = Field(
+        timedelta(minutes=5),
+        description="An access token is refreshed this long before it expires (Canvas's "
+        "last one hour).",
+    )
+
+    @field_validator("canvas_url")
+    @classmethod
+    def _tls(cls, value: str, info: ValidationInfo) -> str:
+        return _require_tls(value, info, "Canvas tokens")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret(cls, values: Any) -> Any:
+        if isinstance(values, dict):
+            cls._one_of(values, "client_secret")
+        return values
+
+    @property
+    def canvas_host(self) -> str:
+        """The host[:port] people are kept under (with their Canvas user id)."""
+        return urlsplit(self.canvas_url).netloc
+
+    def options(self, client_secret: str, public_url: str) -> OAuthOptions:
+        """What :class:`~bridge.canvas.oauth.CanvasOAuth` takes; the redirect URI is
+        ``{public_url}/oauth/callback``."""
+        from bridge.canvas.oauth import OAuthOptions
+
+        return OAuthOptions(
+            canvas_url=self.canvas_url,
+            client_id=self.client_id,
+            client_secret=client_secret,
+            redirect_uri=f"{public_url.rstrip('/')}/oauth/callback",
+            scopes=tuple(self.scopes),
+            purpose=self.purpose,
+            timeout=self.timeout.total_seconds(),
+        )
+
+    def person_account(self, account_id: str) -> AccountConfig:
+        """A connected person's account, with every default of ``[[accounts]]``. It names no
+        token source: its token comes from the state store (encrypted), refreshed through
+        this key."""
+        return _without_secret(
+            AccountConfig,
+            {
+                "id": account_id,
+                "canvas_url": self.canvas_url,
+                "allow_insecure_http": self.allow_insecure_http,
+                "include_managed": True,
+            },
+            "token",
+        )
+
+
+def _without_secret(model: type[_S], values: dict[str, Any], prefix: str) -> _S:
+    """``model`` validated from ``values`` (every check and default applies) but naming no
+    secret source: for entries whose secret is kept encrypted in the state store. Asking
+    :mod:`bridge.config.resolve` for its secret is then a ConfigError, never a wrong secret."""
+    checked = model.model_validate({**values, f"{prefix}_env": "-"})
+    return checked.model_copy(update={f"{prefix}_env": None})
+
+
+def person_feed(
+    feed_id: str, account_id: str, include: list[str], timezone: str | None, name: str | None
+) -> FeedConfig:
+    """A connected person's feed as a ``[[feeds]]`` entry (the defaults of one)."""
+    values: dict[str, Any] = {"id": feed_id, "account": account_id, "include": include}
+    if timezone:
+        values["timezone"] = timezone
+    if name:
+        values["name"] = name
+    return FeedConfig.model_validate(values)
+
+
+def person_target(
+    target_id: str,
+    account_id: str,
+    *,
+    url: str,
+    username: str,
+    calendar: str,
+    include: list[str],
+    timezone: str | None,
+    writeback: bool,
+) -> CalDAVConfig:
+    """A connected person's CalDAV calendar as a ``[[caldav]]`` entry, its password kept in
+    the state store."""
+    values: dict[str, Any] = {
+        "id": target_id,
+        "account": account_id,
+        "url": url,
+        "username": username,
+        "calendar": calendar,
+        "include": include,
+        "writeback": writeback,
+    }
+    if timezone:
+        values["timezone"] = timezone
+    return _without_secret(CalDAVConfig, values, "password")
+
+
 class Settings(BaseSettings):
     """The whole configuration. Environment: ``CALBRIDGE_HTTP__LISTEN=…`` and so on."""
 
@@ -628,6 +820,7 @@ class Settings(BaseSettings):
     accounts: list[AccountConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
     caldav: list[CalDAVConfig] = Field(default_factory=list)
+    oauth: OAuthConfig | None = None
 
     @classmethod
     def settings_customise_sources(
@@ -652,6 +845,25 @@ class Settings(BaseSettings):
             for ident in ids:
                 if ids.count(ident) > 1:
                     raise ValueError(f"{kind}: id {ident!r} is used twice")
+        if self.oauth is not None:
+            from bridge.model.people import is_person_key
+
+            for kind, items in (
+                ("accounts", self.accounts),
+                ("feeds", self.feeds),
+                ("caldav", self.caldav),
+            ):
+                for item in items:
+                    if is_person_key(item.id):
+                        raise ValueError(
+                            f"{kind}: id {item.id!r} has the shape of the ids given to people "
+                            "who connect themselves (u<n>, u<n>.f<n>, u<n>.c<n>); rename it"
+                        )
+            if not self.state.has_encryption_key:
+                raise ValueError(
+                    "[oauth] needs [state] encryption_key_file (or _credential, _env): the "
+                    "tokens of people who connect are stored encrypted"
+                )
         accounts = {a.id for a in self.accounts}
         for kind, items in (("feeds", self.feeds), ("caldav", self.caldav)):
             for item in items:

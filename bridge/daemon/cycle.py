@@ -18,14 +18,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bridge import metrics
 from bridge.canvas.poller import poll_account
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.daemon.logs import register_secret
 from bridge.daemon.wiring import AccountWiring
-from bridge.errors import BridgeError
+from bridge.errors import BridgeError, ReconnectNeeded
 from bridge.mapping import RenderCache, RenderedFeed, render_feed
 from bridge.mapping.items import calendar_items
 from bridge.model.canvas import AccountSnapshot
@@ -34,6 +34,9 @@ from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore
 from bridge.sync.execute import redrive
 from bridge.web.served import ServedFeeds
+
+if TYPE_CHECKING:
+    from bridge.daemon.people import People
 
 log = logging.getLogger("bridge.daemon")
 
@@ -94,12 +97,16 @@ class Syncer:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
+        people: People | None = None,
     ) -> None:
+        """``settings`` with the connected ``people`` already merged in (see
+        :meth:`People.merge`); their tokens, passwords and feed secrets come from ``people``."""
         self.settings = settings
+        self.people = people
         self.state = state
         self.feeds = feeds
         self.clock = clock
-        self.wiring = AccountWiring(lambda: self.settings, state, client_options)
+        self.wiring = AccountWiring(lambda: self.settings, state, client_options, people)
         self._caches: dict[str, RenderCache] = {}
 
     # --- start-up ---------------------------------------------------------------------------
@@ -116,11 +123,17 @@ class Syncer:
         return count
 
     def secret(self, feed_id: str) -> str:
+        personal = self.people.feed_secret(feed_id) if self.people is not None else None
+        if personal is not None:
+            return personal
         secret = self.state.feed_secret(feed_id)
         register_secret(secret)
         return secret
 
     # --- the cycle --------------------------------------------------------------------------
+
+    def _person(self, key: str) -> People | None:
+        return self.wiring.person(key)
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.wiring.client(account) as client:
@@ -139,6 +152,9 @@ class Syncer:
             result.error = str(exc)
             result.seconds = time.monotonic() - started
             metrics.POLLS.labels(account.id, "failed").inc()
+            people = self._person(account.id)
+            if isinstance(exc, ReconnectNeeded) and people is not None and not dry_run:
+                await asyncio.to_thread(people.reconnect_needed, account.id)
             if not dry_run:
                 failures = await asyncio.to_thread(
                     self.state.record_poll_failure, account.id, self.clock(), result.error
@@ -153,6 +169,12 @@ class Syncer:
         now = self.clock()
         metrics.POLLS.labels(account.id, "ok").inc()
         metrics.POLL_SECONDS.labels(account.id).observe(time.monotonic() - started)
+        people = self._person(account.id)
+        alive = people is None or dry_run or await asyncio.to_thread(people.polled, account.id, now)
+        if not alive:  # removed or disabled while Canvas answered: keep nothing of theirs
+            result.error = "the person was removed or disabled during the poll"
+            log.info("account %s: %s; nothing kept", account.id, result.error)
+            return result
         if not dry_run:
             await asyncio.to_thread(
                 self.state.save_snapshot, account.id, snapshot.model_dump_json(), now

@@ -27,11 +27,19 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
-from bridge.config import AccountConfig, Settings, admin_token, load_config, warn_permissions
+from bridge.config import (
+    AccountConfig,
+    Settings,
+    admin_token,
+    load_config,
+    state_vault,
+    warn_permissions,
+)
 from bridge.daemon.cycle import AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
+from bridge.daemon.people import People
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
 from bridge.state import StateStore, open_state
@@ -107,6 +115,20 @@ async def run_leased(
         await asyncio.to_thread(state.release_lease, name, holder)
 
 
+def _outputs(settings: Settings, account_id: str) -> tuple[object, ...]:
+    """What an account's cycle writes: its feeds and calendars, as they are configured."""
+    return (
+        sorted(
+            (f.id, tuple(f.include), f.timezone) for f in settings.feeds if f.account == account_id
+        ),
+        sorted(
+            (t.id, tuple(t.include), t.timezone, t.writeback)
+            for t in settings.caldav
+            if t.account == account_id
+        ),
+    )
+
+
 class Daemon:
     def __init__(
         self,
@@ -116,7 +138,9 @@ class Daemon:
         on_ready: Callable[[Daemon], None] | None = None,
         client_options: dict[str, object] | None = None,
     ) -> None:
-        self.settings = settings
+        self.config = settings  # the config file's
+        self.settings = settings  # …with the connected people added (People.merge)
+        self.people: People | None = None
         self.config_path = config_path
         self.on_ready = on_ready
         self.client_options = client_options or {}
@@ -141,9 +165,16 @@ class Daemon:
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         url = self.settings.state.database_url()
         warn_permissions(self.settings, self.config_path)
-        self.state = await asyncio.to_thread(open_state, url)
+        vault = state_vault(self.config.state)
+        self.state = await asyncio.to_thread(open_state, url, vault)
+        self.people = People(self.state, self.config)
+        self.settings = (await asyncio.to_thread(self.people.merge, self.config)).settings
         self.syncer = Syncer(
-            self.settings, self.state, self.feeds, client_options=self.client_options
+            self.settings,
+            self.state,
+            self.feeds,
+            client_options=self.client_options,
+            people=self.people,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
         self.health = health = DaemonHealth(
@@ -220,6 +251,7 @@ class Daemon:
         :data:`SECRET_REFRESH` seconds, whatever Canvas is doing."""
         while True:
             await asyncio.sleep(SECRET_REFRESH)
+            await self.refresh_people()
             await self.refresh_feed_secrets()
 
     async def refresh_feed_secrets(self) -> None:
@@ -241,7 +273,54 @@ class Daemon:
     def state_feed_secrets(self) -> dict[str, str]:
         assert self.state is not None
         with self.state.session() as s:
-            return {row.feed_id: row.secret for row in s.scalars(select(FeedSecretRow))}
+            found = {row.feed_id: row.secret for row in s.scalars(select(FeedSecretRow))}
+        if self.people is not None:  # a person's feed keeps its secret with the person
+            for feed in self.settings.feeds:
+                secret = self.people.feed_secret(feed.id)
+                if secret is not None:
+                    found[feed.id] = secret
+        return found
+
+    async def refresh_people(self) -> None:
+        """Take in what changed among the connected people since the last look (connected,
+        disabled, removed, reconnect needed, a feed or calendar added, a secret rotated):
+        new accounts are polled at once, gone ones leave the schedule, feeds no longer
+        anyone's answer 404."""
+        if self.people is None or self.config.oauth is None:
+            return
+        try:
+            merged = await asyncio.to_thread(self.people.merge, self.config)
+        except BridgeError as exc:
+            if not self._secrets_unreadable:
+                log.warning("people: cannot read the state store: %s", exc)
+            return
+        self._apply(merged.settings)
+
+    def _apply(self, new: Settings) -> None:
+        """Run ``new`` (config + people) from now on: schedule what is new, drop what is gone,
+        run at once an account whose feeds or calendars changed."""
+        old = self.settings
+        self.settings = new
+        if self.syncer is not None:
+            self.syncer.settings = new
+        for feed_id in self.feeds.retain({f.id for f in new.feeds}):
+            log.info("feed %s is no longer configured or connected; not served", feed_id)
+        if not self.scheduler.running:
+            return
+        before = {a.id for a in old.accounts}
+        after = {a.id: a for a in new.accounts}
+        now = datetime.now(UTC)
+        for account_id in before - after.keys():
+            if self.scheduler.get_job(f"poll:{account_id}") is not None:
+                self.scheduler.remove_job(f"poll:{account_id}")
+            self._failures.pop(account_id, None)
+        for index, account_id in enumerate(sorted(after.keys() - before)):
+            self._schedule(after[account_id], index, now)
+        for account_id in sorted(before & after.keys()):
+            if _outputs(old, account_id) != _outputs(new, account_id):
+                job = self.scheduler.get_job(f"poll:{account_id}")
+                if job is not None:
+                    job.modify(next_run_time=now)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval
@@ -260,8 +339,18 @@ class Daemon:
         except BridgeError as exc:
             log.error("reload: keeping the old configuration: %s", exc)
         else:
-            if new.http != self.settings.http or new.state != self.settings.state:
-                log.warning("reload: [http] and [state] changes take effect after a restart")
+            if (
+                new.http != self.config.http
+                or new.state != self.config.state
+                or new.oauth != self.config.oauth
+            ):
+                log.warning(
+                    "reload: [http], [state] and [oauth] changes take effect after a restart"
+                )
+                new = new.model_copy(update={"oauth": self.config.oauth})
+            self.config = new
+            if self.people is not None:
+                new = (await asyncio.to_thread(self.people.merge, new)).settings
             self.settings = new
             if self.syncer is not None:
                 self.syncer.settings = new
@@ -278,18 +367,22 @@ class Daemon:
         self.scheduler.remove_all_jobs()
         now = datetime.now(UTC)
         for index, account in enumerate(self.settings.accounts):
-            interval = account.poll_interval
-            jitter = min(interval.total_seconds() * 0.1, 60)
-            self.scheduler.add_job(
-                self._run_account,
-                IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter, timezone=UTC),
-                args=[account.id],
-                id=f"poll:{account.id}",
-                max_instances=1,
-                coalesce=True,
-                misfire_grace_time=int(interval.total_seconds()),
-                next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
-            )
+            self._schedule(account, index, now)
+
+    def _schedule(self, account: AccountConfig, index: int, now: datetime) -> None:
+        interval = account.poll_interval
+        jitter = min(interval.total_seconds() * 0.1, 60)
+        self.scheduler.add_job(
+            self._run_account,
+            IntervalTrigger(seconds=interval.total_seconds(), jitter=jitter, timezone=UTC),
+            args=[account.id],
+            id=f"poll:{account.id}",
+            max_instances=1,
+            coalesce=True,
+            misfire_grace_time=int(interval.total_seconds()),
+            next_run_time=now + timedelta(seconds=0.2 * index),  # first poll at once, staggered
+            replace_existing=True,
+        )
 
     def _state_unavailable(self, account_id: str, exc: StateUnavailable) -> None:
         """The state database is locked, full or failing: say so, and in /healthz."""

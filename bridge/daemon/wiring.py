@@ -9,7 +9,9 @@ longer than one cycle (a calendar's discovered collection and chosen authenticat
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+import httpx
 
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
@@ -24,6 +26,9 @@ from bridge.state.journal import Limits
 from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger
 from bridge.sync.run import CalendarSync, Writeback
+
+if TYPE_CHECKING:
+    from bridge.daemon.people import People
 
 
 def _count_response(info: ResponseInfo) -> None:
@@ -40,17 +45,33 @@ class AccountWiring:
         settings: Callable[[], Settings],
         state: StateStore,
         client_options: dict[str, Any] | None = None,
+        people: People | None = None,
     ) -> None:
         # a callable: SIGHUP replaces the daemon's settings, and the next cycle reads the new ones
         self._settings = settings
         self.state = state
         self.client_options = client_options or {}
+        self.people = people  # connected people: their tokens and passwords are in the state store
         self._calendars: dict[str, CalendarSync] = {}
 
+    def person(self, key: str) -> People | None:
+        """``self.people`` when ``key`` is a connected person's account or calendar."""
+        if self.people is None or self.people.settings.oauth is None:
+            return None
+        from bridge.daemon.people import person_of
+
+        return self.people if person_of(key) is not None else None
+
     def client(self, account: AccountConfig) -> CanvasClient:
-        """A Canvas client with the token read now (a rotated token needs no restart)."""
-        token = account_token(account)
-        register_secret(token)
+        """A Canvas client with the token read now (a rotated token needs no restart); for a
+        connected person, their stored tokens, refreshed (and stored again) when they expire."""
+        people = self.person(account.id)
+        token: str | httpx.Auth
+        if people is not None:
+            token = people.auth(account.id)
+        else:
+            token = account_token(account)
+            register_secret(token)
         return CanvasClient(
             account.canvas_url,
             token,
@@ -74,7 +95,10 @@ class AccountWiring:
         """The target's calendar sync, kept between cycles (discovery happens once)."""
         calendar = self._calendars.get(target.id)
         if calendar is None:
-            password = caldav_password(target)
+            people = self.person(target.id)
+            password = (
+                people.target_password(target.id) if people is not None else caldav_password(target)
+            )
             register_secret(password)
             calendar = self._calendars[target.id] = CalendarSync(target.target_settings(password))
         return calendar

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from bridge.errors import CalDAVAuthError, CalDAVConflict
+from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError
 
 UNAUTHORIZED, PRECONDITION_FAILED = 401, 412
+# The calendar is no longer where it was found: moved (301), deleted (404) or gone (410).
+GONE = frozenset({301, 404, 410})
 REFUSED = "the server refused the username or password"
 
 
@@ -45,3 +47,12 @@ def conflict(
         expected_etag=expected,
         current_etag=current,
     )
+
+
+class CollectionGone(CalDAVError):
+    """The calendar's URL answered 301, 404 or 410: discover the calendar again."""
+
+
+def gone(target: str, what: str, status: int) -> CollectionGone:
+    """A query of the collection met one of :data:`GONE`."""
+    return CollectionGone(f"{what} of the calendar answered {status}", target=target, status=status)

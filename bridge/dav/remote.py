@@ -21,13 +21,13 @@ from typing import Protocol
 
 import httpx
 
-from bridge.dav.discovery import TargetSettings, choose_auth, discover
-from bridge.dav.webdav import Dav, Listing, SyncTokenInvalid
+from bridge.dav.discovery import ChallengeAuth, TargetSettings, choose_auth, discover
+from bridge.dav.webdav import RETRY_STATUS, Dav, Listing, SyncTokenInvalid
 from bridge.errors import CalDAVConflict, CalDAVError, CalendarDataError
 from bridge.mapping.ics_reader import fingerprint, uid_of
 from bridge.model.actions import Action, Adopt, Create, Delete, RemoteItem, Update
 from bridge.model.outcomes import ItemError
-from bridge.model.status import ItemStatus
+from bridge.model.status import Collection, ItemStatus
 
 log = logging.getLogger("bridge.dav")
 
@@ -67,7 +67,15 @@ class Remote(Protocol):
     @property
     def requests(self) -> int: ...
 
-    async def open(self, *, create: bool) -> None: ...
+    @property
+    def collection(self) -> str | None: ...
+
+    @property
+    def syncs(self) -> bool: ...
+
+    async def open(self, *, create: bool, known: Collection | None = None) -> None: ...
+
+    async def rediscover(self, *, create: bool) -> None: ...
 
     async def close(self) -> None: ...
 
@@ -91,30 +99,55 @@ class CalendarRemote:
         self, settings: TargetSettings, transport: httpx.AsyncBaseTransport | None = None
     ) -> None:
         self.settings = settings
-        self.collection: str | None = None
+        self._collection: str | None = None
         self._auth: httpx.Auth | None = None
         self._transport = transport
         self._dav: Dav | None = None
+        self._syncs = True
+
+    @property
+    def collection(self) -> str | None:
+        return self._collection
+
+    @property
+    def syncs(self) -> bool:
+        """Whether the server answers sync-collection (as far as we know: True until refused)."""
+        return self._syncs
 
     @property
     def requests(self) -> int:
         return self._dav.requests if self._dav is not None else 0
 
-    async def open(self, *, create: bool) -> None:
+    async def open(self, *, create: bool, known: Collection | None = None) -> None:
+        """Ready to read and write. ``known``: where an earlier process found the calendar;
+        then neither the probe nor discovery runs (a fresh no-op sync is one request, two with
+        an auth challenge), and a 301/404/410 there raises CollectionGone: see rediscover."""
+        if known is not None:  # the store is the authority: another process may have moved it
+            self._collection, self._syncs = known.url, known.syncs
+            if self._auth is None:  # the first request meets the challenge itself
+                self._auth = ChallengeAuth(self.settings.username, self.settings.password)
         if self._auth is None:
             self._auth = await choose_auth(self.settings)
-        if self.collection is None:
-            self.collection, created = await discover(self.settings, create=create)
+        if self._collection is None:
+            self._collection, created = await discover(self.settings, create=create)
             if created:
                 log.info("caldav %s: created calendar %r", self.settings.id, self.settings.calendar)
         self._dav = Dav(
-            self.collection,
+            self._collection,
             self._auth,
             target=self.settings.id,
             timeout=self.settings.timeout,
             max_parallel=self.settings.max_parallel,
             transport=self._transport,
         )
+
+    async def rediscover(self, *, create: bool) -> None:
+        """The calendar is no longer where it was: find it again (or create it)."""
+        requests = self.requests
+        await self.close()
+        self._collection, self._syncs = None, True
+        await self.open(create=create)
+        self.dav.requests += requests
 
     async def close(self) -> None:
         if self._dav is not None:
@@ -136,15 +169,21 @@ class CalendarRemote:
         }
 
     async def _listing(self, token: str | None) -> Listing:
+        if not self._syncs and not token:
+            return await self.dav.list_all()
         try:
             return await self.dav.sync(token)
-        except SyncTokenInvalid:
-            if token:
-                try:
-                    return await self.dav.sync(None)
-                except SyncTokenInvalid:
-                    pass
-            return await self.dav.list_all()
+        except SyncTokenInvalid as exc:
+            refused = exc
+        if token:
+            try:
+                return await self.dav.sync(None)
+            except SyncTokenInvalid as exc:
+                refused = exc
+        listing = await self.dav.list_all()
+        if str(refused) not in {str(code) for code in RETRY_STATUS}:
+            self._syncs = False  # refused even without a token, and not for a moment
+        return listing
 
     async def read(self, status: Mapping[str, ItemStatus], token: str | None) -> View:
         """What changed since ``token`` (everything, without one), with bodies of what moved."""

@@ -183,6 +183,7 @@ class Dav:
         """A Depth-1 query of the collection that must answer 207 Multi-Status."""
         headers = {"Depth": "1", "Content-Type": "application/xml"}
         response = await self.request(method, self.collection, headers=headers, content=body)
+        self._check_there(response, what)
         if response.status_code != 207:
             raise CalDAVError(
                 f"{what} answered {response.status_code}",
@@ -190,6 +191,10 @@ class Dav:
                 status=response.status_code,
             )
         return response
+
+    def _check_there(self, response: httpx.Response, what: str) -> None:
+        if response.status_code in boundary.GONE:
+            raise boundary.gone(self.target, what, response.status_code)
 
     async def list_all(self) -> Listing:
         """PROPFIND Depth 1: every resource with its ETag (the fallback without sync tokens)."""
@@ -211,6 +216,7 @@ class Dav:
             headers={"Depth": "1", "Content-Type": "application/xml"},
             content=body,
         )
+        self._check_there(response, "sync-collection")
         if response.status_code != 207:
             raise SyncTokenInvalid(str(response.status_code))
         try:

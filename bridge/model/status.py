@@ -7,6 +7,7 @@ Canvas wants (desired) and what the server holds (actual). It is plain data; the
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -26,6 +27,25 @@ class ItemStatus:
     etag: str | None
     content_hash: str
     ics: str
+
+
+@dataclass(frozen=True)
+class Collection:
+    """Where discovery found a target's calendar, and for which settings.
+
+    ``found_for`` is :func:`discovery_key` of the configured URL, username and calendar name:
+    when any of them changes, the stored URL no longer answers the question and discovery runs
+    again. The password is not part of it (a new password finds the same calendar). A server
+    without sync-collection (SabreDAV 1.8) is remembered as such, so a fresh sync does not ask
+    for it again before listing; rediscovery asks again."""
+
+    url: str
+    found_for: str
+    syncs: bool = True  # False: it refused sync-collection, so a sync starts with a listing
+
+
+def discovery_key(url: str, username: str, calendar: str) -> str:
+    return hashlib.sha256("\0".join((url, username, calendar)).encode()).hexdigest()
 
 
 class StatusStore(Protocol):
@@ -51,6 +71,14 @@ class StatusStore(Protocol):
         """Keep a deleted event hidden while its content stays ``content_hash``."""
         ...
 
+    def collection(self, target_id: str) -> Collection | None:
+        """The calendar URL discovery found last time, if any."""
+        ...
+
+    def set_collection(self, target_id: str, found: Collection) -> None:
+        """Remember where the calendar is, so the next process need not discover it."""
+        ...
+
 
 class MemoryStatusStore:
     """A :class:`StatusStore` in memory, for tests and dry runs."""
@@ -58,6 +86,7 @@ class MemoryStatusStore:
     def __init__(self) -> None:
         self._items: dict[str, dict[str, ItemStatus]] = {}
         self._tokens: dict[str, str | None] = {}
+        self._collections: dict[str, Collection] = {}
         self.hidden: dict[tuple[str, str], str] = {}
 
     def load(self, target_id: str) -> dict[str, ItemStatus]:
@@ -78,3 +107,9 @@ class MemoryStatusStore:
 
     def hide(self, target_id: str, uid: str, content_hash: str) -> None:
         self.hidden[(target_id, uid)] = content_hash
+
+    def collection(self, target_id: str) -> Collection | None:
+        return self._collections.get(target_id)
+
+    def set_collection(self, target_id: str, found: Collection) -> None:
+        self._collections[target_id] = found

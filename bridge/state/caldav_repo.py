@@ -5,8 +5,13 @@ from __future__ import annotations
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.model.status import ItemStatus
-from bridge.state.schema import CalDAVItemRow, CalDAVTokenRow, HiddenEventRow
+from bridge.model.status import Collection, ItemStatus
+from bridge.state.schema import (
+    CalDAVCollectionRow,
+    CalDAVItemRow,
+    CalDAVTokenRow,
+    HiddenEventRow,
+)
 
 
 class SqlStatusStore:
@@ -48,6 +53,21 @@ class SqlStatusStore:
     def set_sync_token(self, target_id: str, token: str | None) -> None:
         with self._sessions.begin() as s:
             s.merge(CalDAVTokenRow(target_id=target_id, token=token))
+
+    # --- where the calendar is (discovery costs 4-6 requests; a stored URL costs none) ---------
+
+    def collection(self, target_id: str) -> Collection | None:
+        with self._sessions.begin() as s:
+            row = s.get(CalDAVCollectionRow, target_id)
+            return Collection(row.url, row.found_for, row.syncs) if row else None
+
+    def set_collection(self, target_id: str, found: Collection) -> None:
+        with self._sessions.begin() as s:
+            s.merge(
+                CalDAVCollectionRow(
+                    target_id=target_id, url=found.url, found_for=found.found_for, syncs=found.syncs
+                )
+            )
 
     # --- events the person deleted that must stay hidden --------------------------------------
 

@@ -10,7 +10,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
+    Boolean,
     DateTime,
+    ForeignKey,
     Integer,
     LargeBinary,
     String,
@@ -107,6 +110,16 @@ class CalDAVTokenRow(Base):
     token: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class CalDAVCollectionRow(Base):
+    """Where discovery found a target's calendar (``found_for``: the settings it answers)."""
+
+    __tablename__ = "caldav_collections"
+    target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    url: Mapped[str] = mapped_column(Text)
+    found_for: Mapped[str] = mapped_column(String(64))
+    syncs: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class HiddenEventRow(Base):
     __tablename__ = "hidden_events"
     target_id: Mapped[str] = mapped_column(String(64), primary_key=True)
@@ -160,3 +173,58 @@ class LeaseRow(Base):
     name: Mapped[str] = mapped_column(String(128), primary_key=True)
     holder: Mapped[str] = mapped_column(String(128))
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- institution mode: people who connected themselves (revision 0005) ----------------------
+# The Canvas tokens and CalDAV passwords are Fernet tokens (bridge/state/vault.py), never clear.
+
+
+class PersonRow(Base):
+    __tablename__ = "people"
+    # AUTOINCREMENT: an id is never given again, so a removed person's feed URL, stored feed or
+    # calendar state can never come to belong to someone who connects later
+    __table_args__ = (
+        UniqueConstraint("canvas_host", "canvas_user_id"),
+        {"sqlite_autoincrement": True},
+    )
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    canvas_host: Mapped[str] = mapped_column(String(255))
+    canvas_user_id: Mapped[int] = mapped_column(BigInteger)  # sharded Canvas ids pass 2**31
+    name: Mapped[str] = mapped_column(Text)
+    connection: Mapped[str] = mapped_column(String(24))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    access_token: Mapped[str] = mapped_column(Text)  # encrypted
+    refresh_token: Mapped[str | None] = mapped_column(Text, nullable=True)  # encrypted
+    token_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class PersonFeedRow(Base):
+    __tablename__ = "person_feeds"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    secret: Mapped[str] = mapped_column(String(128))
+    include: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PersonTargetRow(Base):
+    __tablename__ = "person_targets"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    person_id: Mapped[int] = mapped_column(
+        Integer, ForeignKey("people.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(Text)
+    username: Mapped[str] = mapped_column(Text)
+    password: Mapped[str] = mapped_column(Text)  # encrypted
+    calendar: Mapped[str] = mapped_column(Text)
+    include: Mapped[str] = mapped_column(Text)
+    timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    writeback: Mapped[bool] = mapped_column(Boolean)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

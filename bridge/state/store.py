@@ -22,6 +22,7 @@ from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Journal
+from bridge.state.people import PeopleStore
 from bridge.state.schema import (
     AccountSnapshotRow,
     AccountStatusRow,
@@ -31,6 +32,7 @@ from bridge.state.schema import (
     RenderedFeedRow,
 )
 from bridge.state.stops import StopStore
+from bridge.state.vault import NoVault, Vault
 
 
 @dataclass(frozen=True)
@@ -47,7 +49,9 @@ def _now() -> datetime:
 
 
 class StateStore:
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, vault: Vault | NoVault | None = None) -> None:
+        """``vault`` opens the tokens and passwords of connected people; without one they
+        cannot be read or stored (everything else works)."""
         self.url = url
         self.engine = make_engine(url)
         upgrade(self.engine)
@@ -55,6 +59,10 @@ class StateStore:
         self.caldav = SqlStatusStore(self._sessions)
         self.journal = Journal(self._sessions)
         self.stops = StopStore(self._sessions)
+        self.people = PeopleStore(
+            self._sessions,
+            vault or NoVault("state.encryption_key_file, _credential or _env (none set)"),
+        )
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -238,6 +246,6 @@ class StateStore:
             s.execute(delete(LeaseRow).where(LeaseRow.name == name, LeaseRow.holder == holder))
 
 
-def open_state(url: str) -> StateStore:
+def open_state(url: str, vault: Vault | NoVault | None = None) -> StateStore:
     """Open (creating or upgrading) the state database at ``url``."""
-    return StateStore(url)
+    return StateStore(url, vault)

@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import httpx
 
+from bridge.dav.boundary import CollectionGone
 from bridge.dav.discovery import TargetSettings
-from bridge.dav.remote import CalendarRemote, Remote
+from bridge.dav.remote import CalendarRemote, Remote, View
 from bridge.errors import SafetyAbort
 from bridge.mapping import CalEvent
 from bridge.model.canvas import AccountSnapshot
@@ -22,7 +24,7 @@ from bridge.model.outcomes import (
     StopKind,
     TargetReport,
 )
-from bridge.model.status import ItemStatus, StatusStore
+from bridge.model.status import Collection, ItemStatus, StatusStore, discovery_key
 from bridge.state.stops import StopState
 from bridge.sync.decide import Approval, Context, Policy, decide
 from bridge.sync.execute import Ledger, execute, report_command
@@ -64,7 +66,7 @@ class CalendarSync:
 
     @property
     def collection(self) -> str | None:
-        return getattr(self.remote, "collection", None)
+        return self.remote.collection
 
     async def run(
         self,
@@ -81,11 +83,13 @@ class CalendarSync:
         target_id = self.settings.id
         hidden = hidden or {}
         report = TargetReport(target_id, dry_run=dry_run)
-        await self.remote.open(create=not dry_run)
+        settings = self.settings
+        found_for = discovery_key(settings.url, settings.username, settings.calendar)
+        kept = await asyncio.to_thread(store.collection, target_id)
+        known = kept if kept is not None and kept.found_for == found_for else None
+        await self.remote.open(create=not dry_run, known=known)
         try:
-            status = self.remote.normalise(await asyncio.to_thread(store.load, target_id))
-            token = await asyncio.to_thread(store.sync_token, target_id)
-            view = await self.remote.read(status, token)
+            status, view = await self._read(store, kept, found_for, dry_run)
             report.item_errors += view.errors
             ledger = writeback.ledger if writeback is not None else None
             stored = (
@@ -173,6 +177,69 @@ class CalendarSync:
         finally:
             report.requests = self.remote.requests
             await self.remote.close()
+
+    async def _read(
+        self, store: StatusStore, stored: Collection | None, found_for: str, dry_run: bool
+    ) -> tuple[dict[str, ItemStatus], View]:
+        """The status and what the server holds. A calendar no longer where it was stored
+        (301/404/410) is discovered again; when it is found elsewhere, the status follows it
+        (the events are looked for under the new URL) and the old sync token is dropped."""
+        target_id = self.settings.id
+        loaded = await asyncio.to_thread(store.load, target_id)
+        token = await asyncio.to_thread(store.sync_token, target_id)
+        gone = False
+        try:
+            status = self._status(loaded, stored)
+            try:
+                view = await self.remote.read(status, None if self._moved(stored) else token)
+            except CollectionGone as exc:
+                log.info("%s; discovering the calendar again", exc)
+                gone = True
+                await self.remote.rediscover(create=not dry_run)
+                status = self._status(loaded, stored)
+                view = await self.remote.read(status, None)
+        finally:
+            if not dry_run:
+                await self._remember(store, stored, found_for, loaded, gone)
+        return status, view
+
+    def _moved(self, stored: Collection | None) -> bool:
+        return stored is not None and stored.url != self.remote.collection
+
+    def _status(
+        self, loaded: Mapping[str, ItemStatus], stored: Collection | None
+    ) -> dict[str, ItemStatus]:
+        """The status with hrefs as the server's paths; after a move, under the new URL."""
+        status = self.remote.normalise(loaded)
+        if not self._moved(stored):
+            return status
+        return {
+            uid: replace(s, href=self.remote.href_path(s.href.rsplit("/", 1)[-1]))
+            for uid, s in status.items()
+        }
+
+    async def _remember(
+        self,
+        store: StatusStore,
+        stored: Collection | None,
+        found_for: str,
+        loaded: Mapping[str, ItemStatus],
+        gone: bool,
+    ) -> None:
+        """Keep where the calendar is; after a move, the status's new hrefs and no token."""
+        url = self.remote.collection
+        if url is None:
+            return
+        target_id = self.settings.id
+        if self._moved(stored):
+            log.info("caldav %s: the calendar is now at %s", target_id, urlsplit(url).path)
+            moved = list(self._status(loaded, stored).values())
+            await asyncio.to_thread(store.apply, target_id, moved, [])
+        if self._moved(stored) or gone:
+            await asyncio.to_thread(store.set_sync_token, target_id, None)
+        now = Collection(url, found_for, self.remote.syncs)
+        if stored != now:
+            await asyncio.to_thread(store.set_collection, target_id, now)
 
     async def _canvas_empty(
         self,

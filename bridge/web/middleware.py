@@ -38,6 +38,17 @@ def escape_path(path: str) -> str:
     )
 
 
+def log_request(scope: Scope, status: int, started: float) -> None:
+    if log.isEnabledFor(logging.INFO):
+        log.info(
+            "%s %s %s %.1fms",
+            scope["method"],
+            escape_path(redact(scope["path"])),
+            status,
+            (time.monotonic() - started) * 1000,
+        )
+
+
 class AccessLog:
     """One log line per request, secrets redacted, path escaped (uvicorn's own log is off)."""
 
@@ -60,13 +71,7 @@ class AccessLog:
         try:
             await self.app(scope, receive, capture)
         finally:
-            log.info(
-                "%s %s %s %.1fms",
-                scope["method"],
-                escape_path(redact(scope["path"])),
-                status,
-                (time.monotonic() - started) * 1000,
-            )
+            log_request(scope, status, started)
 
 
 class SecurityHeaders:

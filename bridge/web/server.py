@@ -26,6 +26,7 @@ from typing import Any
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from bridge.errors import SetupError
 
@@ -63,11 +64,16 @@ def connection_cap(wanted: int, share: float = 1.0) -> int:
     return max(8, min(wanted, usable - 6 * accept_burst(usable)))
 
 
-class BoundedH11(H11Protocol):
-    """uvicorn's h11 protocol with a request-header deadline and a connection cap."""
+class _Bounded(asyncio.Protocol):
+    """A request-header deadline and a connection cap, for either of uvicorn's HTTP/1.1
+    protocols (both keep ``cycle``, ``connections``, ``transport`` and ``loop``)."""
 
     header_timeout: float  # both set by bounded_protocol, from [http]
     max_connections: int
+    cycle: Any
+    connections: set[Any]
+    transport: asyncio.Transport
+    loop: asyncio.AbstractEventLoop
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -98,7 +104,7 @@ class BoundedH11(H11Protocol):
         if len(open_) <= self.max_connections:
             return
         idle = [
-            c for c in open_ if c is not self and isinstance(c, BoundedH11) and not c._in_flight()
+            c for c in open_ if c is not self and isinstance(c, _Bounded) and not c._in_flight()
         ]
         victim = min(idle, key=lambda c: c.last_active) if idle else self
         victim.transport.close()
@@ -110,15 +116,26 @@ class BoundedH11(H11Protocol):
         super().connection_lost(exc)
 
     def on_response_complete(self) -> None:
-        super().on_response_complete()
+        super().on_response_complete()  # type: ignore[misc]
         if not self.transport.is_closing():
             self._arm()
 
 
-def bounded_protocol(header_timeout: float, max_connections: int) -> type[BoundedH11]:
+class BoundedH11(_Bounded, H11Protocol):
+    """uvicorn's h11 protocol (pure Python) with the deadline and the cap."""
+
+
+class BoundedHttpTools(_Bounded, HttpToolsProtocol):
+    """uvicorn's httptools protocol (llhttp, C) with the deadline and the cap."""
+
+
+def bounded_protocol(
+    header_timeout: float, max_connections: int, parser: str = "httptools"
+) -> type[_Bounded]:
+    base = BoundedHttpTools if parser == "httptools" else BoundedH11
     return type(
-        "BoundedH11",
-        (BoundedH11,),
+        base.__name__,
+        (base,),
         {"header_timeout": header_timeout, "max_connections": max_connections},
     )
 
@@ -146,6 +163,7 @@ class WebServer:
         max_connections: int,
         header_timeout: float,
         keepalive_timeout: float,
+        parser: str = "httptools",  # measured: bench/serve.py --parser
     ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -159,13 +177,14 @@ class WebServer:
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         self.max_connections = max_connections
+        self.protocol = bounded_protocol(header_timeout, max_connections, parser)
         config = uvicorn.Config(
             app,
             access_log=False,
             log_config=None,
             lifespan="off",
             server_header=False,
-            http=bounded_protocol(header_timeout, max_connections),
+            http=self.protocol,
             timeout_keep_alive=max(1, round(keepalive_timeout)),
             backlog=accept_burst(max_connections),
         )

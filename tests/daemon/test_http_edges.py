@@ -78,6 +78,9 @@ def test_headers_must_arrive_within_the_header_timeout(
                 break
         except TimeoutError:
             pass
+        except ConnectionResetError:  # closed while our last header line was unread: a reset
+            closed_at = time.monotonic() - started
+            break
     assert closed_at is not None and 1.5 < closed_at < 4.0, closed_at
     assert silent.recv(1) == b""  # closed, without a request ever sent
     assert time.monotonic() - started < 4.0

@@ -124,7 +124,7 @@ def test_upgrade_keeps_data(tmp_path: Path) -> None:
     state = open_state(url(tmp_path))
     assert state.feed_secret("alice") == "kept-secret-value-123456"
     with state.engine.connect() as con:
-        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
 
 
 def test_bad_urls_are_setup_errors_naming_state_url(tmp_path: Path) -> None:

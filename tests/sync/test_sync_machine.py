@@ -45,6 +45,7 @@ from bridge.mapping import collect_events, next_versions, render_event_ics
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot
 from bridge.model.outcomes import CommandKind, CommandOutcome, StopKind, TargetReport
+from bridge.model.status import Collection
 from bridge.state import StateStore, open_state
 from bridge.state.journal import Limits
 from bridge.state.stops import StopState
@@ -150,8 +151,8 @@ class MemoryRemote(CalendarRemote):
         super().__init__(target_settings(TARGET, "memory://", "u", "p"))
         self.memory = dav
 
-    async def open(self, *, create: bool) -> None:
-        self.collection = "/cal/"
+    async def open(self, *, create: bool, known: Collection | None = None) -> None:
+        self._collection = "/cal/"
         self._dav = self.memory  # type: ignore[assignment]
 
     async def close(self) -> None:

@@ -23,8 +23,10 @@ from bridge.errors import StateUnavailable
 from bridge.simulator.server import serve_in_thread
 from bridge.state import open_state
 from bridge.web.admin import create_admin_app
-from bridge.web.app import accepts_gzip
+from bridge.web.app import accepts_gzip, create_app
 from bridge.web.health import HealthReport, StaticHealth
+from bridge.web.served import ServedFeeds
+from bridge.web.server import BoundedHttpTools, WebServer
 from tests.helpers.web import ICS, Served
 
 
@@ -196,3 +198,20 @@ def test_healthz_is_degraded_when_the_state_store_fails(
     report = health.health()
     assert report.status == "degraded" and report.http_status == 200
     assert report.components["state"]["error"].endswith("is full")
+
+
+def test_the_feed_listener_parses_http_with_httptools() -> None:
+    """The cheaper route measured by bench/serve.py (a 304: ~85 µs of CPU instead of ~190 µs
+    with h11), keeping the header deadline and the connection cap (tests/daemon/test_http_edges)."""
+    server = WebServer(
+        create_app(ServedFeeds(), public_url="http://x"),
+        "127.0.0.1:0",
+        max_connections=100,
+        header_timeout=10,
+        keepalive_timeout=5,
+    )
+    try:
+        assert issubclass(server.protocol, BoundedHttpTools)
+        assert server.protocol.max_connections == 100
+    finally:
+        server._sock.close()
