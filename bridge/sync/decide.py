@@ -17,6 +17,11 @@ The guarantees that live here:
 * **safety stop** — when more bookings vanish or move at once than the policy allows (or the
   server suddenly lists nothing), no command is sent and no calendar write happens until a
   person approves or discards;
+* **one claim per slot** — when several edits of one cycle ask for the same slot (a booking
+  moved onto it and an exact copy of its event, two bookings moved onto it), only the first in
+  :func:`claim_order` — rebooks before reserves, then by UID — becomes a command; a losing
+  rebook is put back, a losing copy is left as the person made it and books nothing. Canvas
+  gets one write for the slot, never a second one it would refuse;
 * **idempotency** — every command carries a key derived from the edit it answers, so the same
   edit seen again (after a crash, a deferral) maps to the same journal entry.
 """
@@ -139,7 +144,9 @@ def decide(plan: Plan, ctx: Context) -> Decision:
                 decision.restored.append(
                     (observation.uid, "unreadable copy: Canvas's version put back")
                 )
-    _safety(decision, ctx)
+    _safety(decision, ctx)  # counts every claim: two bookings moved at once are two moves
+    if decision.stop is None:
+        _one_claim_per_slot(decision)
     return decision
 
 
@@ -278,6 +285,53 @@ def _copied_slot(observation: Unowned, ctx: Context) -> Command | None:
         slot.title or "open slot",
         "open slot copied into the calendar",
     )
+
+
+def claimed_slot(command: Command) -> int | None:
+    """The slot a command books, if it books one."""
+    if command.kind is CommandKind.REBOOK:
+        return command.params["to_slot_id"]
+    if command.kind is CommandKind.RESERVE:
+        return command.params["slot_id"]
+    return None
+
+
+def claim_order(command: Command) -> tuple[int, str]:
+    """Which of several claims on one slot wins: a booking the person moved there (it keeps
+    their booking, under calbridge's own event) before a copy of the slot's event; among
+    equals, the lowest UID — stated, so the same calendar always gives the same answer."""
+    return (0 if command.kind is CommandKind.REBOOK else 1, command.uid)
+
+
+def _one_claim_per_slot(decision: Decision) -> None:
+    """One slot, one command per cycle. Every claim was decided against the same snapshot,
+    where the slot was open; once the first is sent, Canvas would refuse the others as
+    already reserved (and a refused rebook would be put back only after a useless write).
+    So the losers get their outcome here, without a Canvas write: a moved booking is put back
+    at Canvas's time, a copied slot event stays as the person made it and books nothing (the
+    next cycle sees the slot taken, or open again if the winner was refused)."""
+    winners: dict[int, Command] = {}
+    for command in sorted(decision.commands, key=claim_order):
+        slot = claimed_slot(command)
+        if slot is not None and slot not in winners:
+            winners[slot] = command
+    kept: list[Command] = []
+    for command in decision.commands:
+        slot = claimed_slot(command)
+        winner = winners.get(slot) if slot is not None else None
+        if winner is None or winner is command:
+            kept.append(command)
+            continue
+        if command.kind is CommandKind.REBOOK:
+            decision.actions.extend(command.on_refused)
+            decision.restored.append(
+                (
+                    command.uid,
+                    f"slot {slot} is booked in this cycle by {winner.uid} "
+                    f"({winner.why}); put back at Canvas's time",
+                )
+            )
+    decision.commands = kept
 
 
 def _foreign_people(ics: str, context: str, host: str) -> bool:

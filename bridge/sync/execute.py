@@ -30,6 +30,7 @@ from bridge.model.outcomes import (
     CommandKind,
     CommandOutcome,
     CommandReport,
+    StopKind,
     TargetReport,
 )
 from bridge.model.status import StatusStore
@@ -218,7 +219,11 @@ async def execute(
         keys = {c.key for c in decision.commands}
         await asyncio.to_thread(ledger.journal.supersede, target_id, keys)
         stored = await asyncio.to_thread(ledger.stops.get, target_id)
-        if stored is not None and (settled or stored.state is StopState.HELD):
+        if (
+            stored is not None
+            and stored.kind != StopKind.CANVAS_EMPTY  # cleared by the run when Canvas lists again
+            and (settled or stored.state is StopState.HELD)
+        ):
             await asyncio.to_thread(ledger.stops.clear, target_id)
     if not (settled and clean and view.token):
         return

@@ -5,7 +5,7 @@ of actions; :mod:`bridge.sync.execute` runs them. The rules, which are the produ
 
 * only events calbridge wrote (in ``status``) are ever updated or deleted;
 * a failed poll (``desired is None``) deletes nothing; a poll that suddenly wants nothing while
-  we own events aborts (:class:`~bridge.errors.SafetyAbort`) unless explicitly allowed;
+  the server lists events we own aborts (:class:`~bridge.errors.SafetyAbort`) unless explicitly allowed;
 * past events are not deleted unless ``delete_past``;
 * creates and updates come before deletes;
 * what the person did is only *observed* here (:class:`PersonChanged`, :class:`PersonDeleted`,
@@ -74,9 +74,13 @@ def plan(
     """What to do so the calendar matches Canvas. ``actual`` is keyed by href."""
     hidden = hidden or {}
     result = Plan()
-    if desired is not None and not desired and status and not allow_empty:
+    # Only what the server still lists could be deleted: an owned event the person already
+    # removed is just forgotten, so it must not hold the calendar in a stop (nothing would
+    # ever clear it — it can neither come back from Canvas nor be deleted).
+    listed = sum(1 for mine in status.values() if mine.href in actual)
+    if desired is not None and not desired and listed and not allow_empty:
         raise SafetyAbort(
-            f"Canvas suddenly lists nothing while calbridge owns {len(status)} events; not deleting them"
+            f"Canvas suddenly lists nothing while calbridge owns {listed} events; not deleting them"
         )
     by_uid: dict[str, RemoteItem] = {}
     for item in actual.values():

@@ -28,7 +28,14 @@ from bridge.model.status import Collection, ItemStatus, StatusStore, discovery_k
 from bridge.state.stops import StopState
 from bridge.sync.decide import Approval, Context, Policy, decide
 from bridge.sync.execute import Ledger, execute, report_command
-from bridge.sync.plan import DesiredItem, PersonChanged, PersonDeleted, in_order, plan
+from bridge.sync.plan import (
+    DesiredItem,
+    PersonChanged,
+    PersonDeleted,
+    RemoteItem,
+    in_order,
+    plan,
+)
 
 log = logging.getLogger("bridge.dav")
 
@@ -89,6 +96,17 @@ class CalendarSync:
                 await asyncio.to_thread(ledger.stops.get, target_id) if ledger is not None else None
             )
             decided = stored.state if stored is not None else None
+            # A "Canvas lists nothing" stop is answered for as long as Canvas lists nothing:
+            # approved, the events are deleted (again, if a delete failed); discarded, they stay
+            # as they are. Either way it does not come back while the situation is the same.
+            empty_answer = (
+                decided
+                if stored is not None
+                and stored.kind == StopKind.CANVAS_EMPTY
+                and decided is not StopState.HELD
+                else None
+            )
+            canvas_empty = False
             try:
                 planned = plan(
                     desired,
@@ -97,21 +115,31 @@ class CalendarSync:
                     now,
                     delete_past=self.settings.delete_past,
                     hidden=hidden,
-                    allow_empty=stored is not None
-                    and stored.kind == StopKind.CANVAS_EMPTY
-                    and decided is StopState.APPROVED,
                 )
             except SafetyAbort:
                 if ledger is None:
                     raise
-                return await self._canvas_empty(report, status, ledger, dry_run)
+                if empty_answer is None:
+                    return await self._canvas_empty(report, status, view.actual, ledger, dry_run)
+                canvas_empty = True
+                planned = plan(
+                    desired if empty_answer is StopState.APPROVED else None,
+                    view.actual,
+                    status,
+                    now,
+                    delete_past=self.settings.delete_past,
+                    hidden=hidden,
+                    allow_empty=True,
+                )
             report.person_changed = sum(isinstance(o, PersonChanged) for o in planned.observations)
             report.person_deleted = sum(isinstance(o, PersonDeleted) for o in planned.observations)
             approval = Approval()
-            if stored is not None and decided is StopState.APPROVED:
-                approval = Approval(approved=frozenset(stored.uids))
-            elif stored is not None and decided is StopState.DISCARDED:
-                approval = Approval(discarded=frozenset(stored.uids))
+            if stored is not None and stored.kind != StopKind.CANVAS_EMPTY:
+                # (an answer to "Canvas lists nothing" approves no edit of the person's)
+                if decided is StopState.APPROVED:
+                    approval = Approval(approved=frozenset(stored.uids))
+                elif decided is StopState.DISCARDED:
+                    approval = Approval(discarded=frozenset(stored.uids))
             ctx = Context(
                 target_id,
                 ledger.account_id if ledger is not None else "",
@@ -141,6 +169,10 @@ class CalendarSync:
             await execute(
                 decision, remote=self.remote, store=store, view=view, report=report, ledger=ledger
             )
+            if stored is not None and stored.kind == StopKind.CANVAS_EMPTY and not canvas_empty:
+                # Canvas lists events again, or none of ours is left on the server.
+                assert ledger is not None
+                await asyncio.to_thread(ledger.stops.clear, target_id)
             return report
         finally:
             report.requests = self.remote.requests
@@ -213,15 +245,15 @@ class CalendarSync:
         self,
         report: TargetReport,
         status: Mapping[str, ItemStatus],
+        actual: Mapping[str, RemoteItem],
         ledger: Ledger,
         dry_run: bool,
     ) -> TargetReport:
         """Canvas suddenly lists nothing for a calendar holding our events: a glitch must not
         empty the calendar, and a real end must not leave it failing forever — so it waits
         for a person, like any safety stop, and clears itself when Canvas lists events again."""
-        stop = SafetyStop(
-            report.target_id, 0, len(status), tuple(sorted(status)), StopKind.CANVAS_EMPTY
-        )
+        listed = tuple(sorted(uid for uid, s in status.items() if s.href in actual))
+        stop = SafetyStop(report.target_id, 0, len(listed), listed, StopKind.CANVAS_EMPTY)
         report.stop = stop
         if not dry_run:
             await asyncio.to_thread(
