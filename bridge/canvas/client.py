@@ -105,19 +105,22 @@ class CanvasClient:
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         limits: CanvasLimits | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         if not token or not token.strip():
             raise errors.ConfigError("the Canvas token is empty", key="token")
         self.base_url = validate_base_url(base_url)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
+        # ``http``: a client shared with other accounts of this origin (a CanvasPool's); it
+        # holds no credentials, so the token goes with each request and this client's
+        # closing leaves it open. Without one, the client makes (and closes) its own.
+        self._owned = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=timeout, transport=transport, follow_redirects=False
         )
         self._transport = Transport(
             self._http,
+            base_url=self.base_url,
+            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
             policy=RetryPolicy(max_retries, backoff_base, backoff_cap),
             max_concurrency=max_concurrency,
             limits=limits,
@@ -148,7 +151,8 @@ class CanvasClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owned:
+            await self._http.aclose()
 
     # --- plumbing ---------------------------------------------------------------------------
 

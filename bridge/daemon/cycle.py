@@ -10,16 +10,18 @@ The safety rules live here, in order:
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
-from bridge.canvas.poller import poll_account
+from bridge.canvas.poller import needs_managed, poll_account
+from bridge.canvas.pool import CanvasPool, PoolOptions
 from bridge.canvas.transport import ResponseInfo, limits_for
 from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
@@ -35,7 +37,7 @@ from bridge.mapping import (
     render_event_ics,
     render_feed,
 )
-from bridge.model.canvas import AccountSnapshot
+from bridge.model.canvas import AccountSnapshot, Profile
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore, StoredFeed
 from bridge.state.journal import Limits
@@ -46,6 +48,11 @@ from bridge.sync.run import CalendarSync, Writeback
 from bridge.web.store import FeedStore, PublishedFeed
 
 log = logging.getLogger("bridge.daemon")
+
+# The shared Canvas connections: per Canvas origin, for all its accounts together.
+CANVAS_POOL = PoolOptions(max_connections=32, timeout=30.0)
+# How long ``/users/self`` is trusted before it is asked again (also asked at start-up).
+PROFILE_MAX_AGE = 24 * 3600.0
 
 
 @dataclass
@@ -125,24 +132,43 @@ class Syncer:
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
+        pool: CanvasPool | None = None,
     ) -> None:
         self.settings = settings
         self.state = state
         self.feeds = feeds
         self.clock = clock
         self.client_options = client_options or {}
+        # The daemon brings its pool and closes it; otherwise this Syncer owns one (aclose).
+        self._owns_pool = pool is None
+        self.pool = pool or CanvasPool(CANVAS_POOL)
         self._caches: dict[str, RenderCache] = {}
         self._calendars: dict[str, CalendarSync] = {}
+        # account id -> (digest of its token, its /users/self, monotonic time asked)
+        self._profiles: dict[str, tuple[str, Profile, float]] = {}
+        # account id -> digest of the last snapshot saved (its content, not when it was fetched)
+        self._saved: dict[str, str] = {}
+
+    async def aclose(self) -> None:
+        """Close the Canvas connections, if this Syncer made its pool."""
+        if self._owns_pool:
+            await self.pool.aclose()
 
     # --- start-up ---------------------------------------------------------------------------
 
     def publish_stored(self) -> int:
         """Serve the feeds saved by the previous run at once, before the first poll."""
-        wanted = {f.id for f in self.settings.feeds}
+        wanted = {f.id: f.account for f in self.settings.feeds}
+        polled = {a: s.last_success_at for a, s in self.state.account_statuses().items()}
         count = 0
         for stored in self.state.load_feeds():
             if stored.feed_id not in wanted:
                 continue
+            # An unchanged feed is not saved again; its account's last good poll says when it
+            # was last refreshed.
+            seen = polled.get(wanted[stored.feed_id])
+            if seen is not None and seen > stored.refreshed_at:
+                stored = replace(stored, refreshed_at=seen)
             self.feeds.publish(self._published(stored), self.secret(stored.feed_id))
             count += 1
         return count
@@ -167,6 +193,7 @@ class Syncer:
     # --- the cycle --------------------------------------------------------------------------
 
     def client_for(self, account: AccountConfig) -> CanvasClient:
+        """A client for the account's token over the pool's connection to its Canvas."""
         token = account.token()
         register_secret(token)
         return CanvasClient(
@@ -174,20 +201,37 @@ class Syncer:
             token,
             on_response=_count_response,
             limits=limits_for(account),
+            http=self.pool.http_for(account.canvas_url),
             **self.client_options,
         )
 
+    def uses_managed(self, account: AccountConfig) -> bool:
+        """Whether any feed or calendar of the account shows slots of groups it manages."""
+        outputs = [f.include for f in self.settings.feeds if f.account == account.id]
+        outputs += [t.include for t in self.settings.caldav if t.account == account.id]
+        return account.include_managed and needs_managed(outputs)
+
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.client_for(account) as client:
+            token = hashlib.sha256(account.token().encode()).hexdigest()
+            known = self._profiles.get(account.id)
+            fresh = (
+                known is not None
+                and known[0] == token
+                and time.monotonic() - known[2] < PROFILE_MAX_AGE
+            )
             try:
                 snapshot = await poll_account(
                     client,
                     account.canvas_host,
                     conference_contexts=tuple(account.conference_contexts),
-                    include_managed=account.include_managed,
+                    include_managed=self.uses_managed(account),
+                    user=known[1] if fresh and known is not None else None,
                 )
             finally:
                 requests = client.requests_made
+        if not fresh:
+            self._profiles[account.id] = (token, snapshot.user, time.monotonic())
         return snapshot, requests
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
@@ -214,10 +258,7 @@ class Syncer:
         metrics.POLLS.labels(account.id, "ok").inc()
         metrics.POLL_SECONDS.labels(account.id).observe(time.monotonic() - started)
         if not dry_run:
-            await asyncio.to_thread(
-                self.state.save_snapshot, account.id, snapshot.model_dump_json(), now
-            )
-            await asyncio.to_thread(self.state.record_poll_success, account.id, now)
+            await asyncio.to_thread(self._save_poll, account.id, snapshot, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         for feed in [f for f in self.settings.feeds if f.account == account.id]:
@@ -242,6 +283,17 @@ class Syncer:
             or "no feeds",
         )
         return result
+
+    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> None:
+        """The poll's success, and its snapshot only if what Canvas said changed: an unchanged
+        poll rewrites no snapshot JSON (``last_success_at`` says when it was last seen)."""
+        content = snapshot.model_dump_json(exclude={"fetched_at"})
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        if self._saved.get(account_id) == digest:
+            self.state.record_poll_success(account_id, now)
+            return
+        self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
+        self._saved[account_id] = digest
 
     def ledger(self, account: AccountConfig) -> Ledger:
         wb = self.settings.writeback
@@ -368,7 +420,19 @@ class Syncer:
         metrics.RENDERS.labels(feed.id, str(changed).lower()).inc()
         if dry_run:
             return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
-        self._save_and_publish(feed, rendered, now, changed, current)
+        name = feed.name or f"Canvas ({feed.id})"
+        if (
+            current is not None
+            and not changed
+            and rendered.versions == previous
+            and (current.name, current.includes) == (name, tuple(feed.include))
+        ):
+            # Nothing to save: the stored body and versions are these already. Only the
+            # served feed learns it was refreshed (no re-hash, no re-compression).
+            self.feeds.publish(replace(current, refreshed_at=now), self.secret(feed.id))
+            metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+        else:
+            self._save_and_publish(feed, rendered, now, changed, current)
         return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
 
     def _save_and_publish(

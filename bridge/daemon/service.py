@@ -27,8 +27,9 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from bridge.canvas.pool import CanvasPool
 from bridge.config import AccountConfig, Settings, load_config, warn_permissions
-from bridge.daemon.cycle import AccountResult, Syncer
+from bridge.daemon.cycle import CANVAS_POOL, AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
@@ -127,6 +128,7 @@ class Daemon:
         self._failures: dict[str, int] = {}
         self.state: StateStore | None = None
         self.syncer: Syncer | None = None
+        self.canvas = CanvasPool(CANVAS_POOL)  # Canvas connections, shared by the accounts
         self.web: WebServer | None = None
         self.admin: WebServer | None = None
         self._secrets_unreadable = False
@@ -143,7 +145,11 @@ class Daemon:
         warn_permissions(self.settings, self.config_path)
         self.state = await asyncio.to_thread(open_state, url)
         self.syncer = Syncer(
-            self.settings, self.state, self.feeds, client_options=self.client_options
+            self.settings,
+            self.state,
+            self.feeds,
+            client_options=self.client_options,
+            pool=self.canvas,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
         self.health = health = DaemonHealth(
@@ -178,6 +184,7 @@ class Daemon:
             await self.web.stop()
             if self.admin is not None:
                 await self.admin.stop()
+            await self.canvas.aclose()
             self.state.close()
         return 0
 

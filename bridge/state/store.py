@@ -96,6 +96,31 @@ class StateStore:
             row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, digest, fetched_at
             return changed
 
+    def save_poll(
+        self, account_id: str, snapshot_json: str, content_hash: str, at: datetime
+    ) -> bool:
+        """A successful poll in one transaction: the account's status, and the snapshot only
+        when ``content_hash`` (of what Canvas said, not of when) differs from the stored one.
+        True if the snapshot was written."""
+        with self.session() as s:
+            status = self._status_row(s, account_id)
+            status.last_success_at, status.consecutive_failures = at, 0
+            row = s.get(AccountSnapshotRow, account_id)
+            if row is None:
+                s.add(
+                    AccountSnapshotRow(
+                        account_id=account_id,
+                        snapshot_json=snapshot_json,
+                        content_hash=content_hash,
+                        fetched_at=at,
+                    )
+                )
+                return True
+            if row.content_hash == content_hash:
+                return False
+            row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, content_hash, at
+            return True
+
     def load_snapshot(self, account_id: str) -> str | None:
         with self.session() as s:
             row = s.get(AccountSnapshotRow, account_id)
