@@ -37,6 +37,7 @@ from bridge.mapping import (
     render_event_ics,
     render_feed,
 )
+from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot, Profile
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore, StoredFeed
@@ -50,7 +51,7 @@ from bridge.web.store import FeedStore, PublishedFeed
 log = logging.getLogger("bridge.daemon")
 
 # The shared Canvas connections: per Canvas origin, for all its accounts together.
-CANVAS_POOL = PoolOptions(max_connections=32, timeout=30.0)
+CANVAS_POOL = PoolOptions(max_connections=16, timeout=30.0)
 # How long ``/users/self`` is trusted before it is asked again (also asked at start-up).
 PROFILE_MAX_AGE = 24 * 3600.0
 
@@ -148,6 +149,8 @@ class Syncer:
         self._profiles: dict[str, tuple[str, Profile, float]] = {}
         # account id -> digest of the last snapshot saved (its content, not when it was fetched)
         self._saved: dict[str, str] = {}
+        # feed id -> the event versions last saved with it (read from the store once)
+        self._feed_versions: dict[str, dict[str, EventVersion]] = {}
 
     async def aclose(self) -> None:
         """Close the Canvas connections, if this Syncer made its pool."""
@@ -404,7 +407,9 @@ class Syncer:
         self, feed: FeedConfig, snapshot: AccountSnapshot, now: datetime, dry_run: bool
     ) -> FeedResult:
         scope = f"feed:{feed.id}"
-        previous = self.state.load_versions(scope)
+        previous = self._feed_versions.get(feed.id)
+        if previous is None:
+            previous = self.state.load_versions(scope)
         options = feed_options(feed, self.state.journal.aliases(feed.account))
         rendered = render_feed(
             snapshot, options, previous, now, self._caches.setdefault(feed.id, RenderCache())
@@ -428,11 +433,14 @@ class Syncer:
             and (current.name, current.includes) == (name, tuple(feed.include))
         ):
             # Nothing to save: the stored body and versions are these already. Only the
-            # served feed learns it was refreshed (no re-hash, no re-compression).
-            self.feeds.publish(replace(current, refreshed_at=now), self.secret(feed.id))
+            # served feed learns it was refreshed (no re-hash, no re-compression), under the
+            # secret it is served with (the daemon re-reads rotated secrets on its own).
+            secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+            self.feeds.publish(replace(current, refreshed_at=now), secret)
             metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         else:
             self._save_and_publish(feed, rendered, now, changed, current)
+        self._feed_versions[feed.id] = rendered.versions  # what the state store holds now
         return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
 
     def _save_and_publish(
