@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge import metrics
@@ -53,7 +53,7 @@ log = logging.getLogger("bridge.daemon")
 # The shared Canvas connections: per Canvas origin, for all its accounts together.
 CANVAS_POOL = PoolOptions(max_connections=16, timeout=30.0)
 # How long ``/users/self`` is trusted before it is asked again (also asked at start-up).
-PROFILE_MAX_AGE = 24 * 3600.0
+PROFILE_MAX_AGE = timedelta(days=1)
 
 
 @dataclass
@@ -145,8 +145,8 @@ class Syncer:
         self.pool = pool or CanvasPool(CANVAS_POOL)
         self._caches: dict[str, RenderCache] = {}
         self._calendars: dict[str, CalendarSync] = {}
-        # account id -> (digest of its token, its /users/self, monotonic time asked)
-        self._profiles: dict[str, tuple[str, Profile, float]] = {}
+        # account id -> (digest of its token, its /users/self, when asked)
+        self._profiles: dict[str, tuple[str, Profile, datetime]] = {}
         # account id -> digest of the last snapshot saved (its content, not when it was fetched)
         self._saved: dict[str, str] = {}
         # feed id -> the event versions last saved with it (read from the store once)
@@ -221,7 +221,7 @@ class Syncer:
             fresh = (
                 known is not None
                 and known[0] == token
-                and time.monotonic() - known[2] < PROFILE_MAX_AGE
+                and self.clock() - known[2] < PROFILE_MAX_AGE
             )
             try:
                 snapshot = await poll_account(
@@ -234,7 +234,7 @@ class Syncer:
             finally:
                 requests = client.requests_made
         if not fresh:
-            self._profiles[account.id] = (token, snapshot.user, time.monotonic())
+            self._profiles[account.id] = (token, snapshot.user, self.clock())
         return snapshot, requests
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:

@@ -84,11 +84,11 @@ class RenderedFeed:
 
 
 class RenderCache:
-    """Rendered VEVENT text by (uid, version, timezone, alarm), and the events mapped from each
+    """Rendered VEVENT bytes by (uid, version, timezone, alarm), and the events mapped from each
     appointment group by the group's JSON: re-renders reuse what did not change."""
 
     def __init__(self) -> None:
-        self._text: dict[tuple[object, ...], str] = {}
+        self._text: dict[tuple[object, ...], bytes] = {}
         self._mapped: dict[tuple[object, ...], list[CalEvent]] = {}
         self._mapped_next: dict[tuple[object, ...], list[CalEvent]] = {}
 
@@ -112,7 +112,8 @@ class RenderCache:
         tzid: str | None,
         alarm: timedelta | None,
         organizer: str,
-    ) -> str:
+    ) -> bytes:
+        """The event's VEVENT as UTF-8 (encoded once: sizes and the body need no re-encoding)."""
         key = (
             event.uid,
             version.content_hash,
@@ -124,12 +125,16 @@ class RenderCache:
         )
         text = self._text.get(key)
         if text is None:
-            text = self._text[key] = ics_writer.vevent(event, version, tzid, alarm, organizer)
+            text = self._text[key] = ics_writer.vevent(
+                event, version, tzid, alarm, organizer
+            ).encode()
         return text
 
     def retain(self, uids: set[str]) -> None:
-        """Forget events no longer rendered, so the cache does not grow forever."""
-        self._text = {k: v for k, v in self._text.items() if k[0] in uids}
+        """Forget events no longer rendered, so the cache does not grow forever. Swept only
+        once it holds twice what is rendered: a sweep walks every entry."""
+        if len(self._text) > 2 * len(uids) + 64:
+            self._text = {k: v for k, v in self._text.items() if k[0] in uids}
 
 
 def _sort_key(event: CalEvent) -> tuple[datetime, str]:
@@ -216,19 +221,19 @@ def render_feed(
         )
         for e in collected.events
     ]
-    head = _header(options, now)
-    size = len(head.encode()) + len(ics_writer.FOOTER) + sum(len(t.encode()) for t in texts)
+    head = _header(options, now).encode()
+    footer = ics_writer.FOOTER.encode()
+    size = len(head) + len(footer) + sum(map(len, texts))
     events, skipped = list(collected.events), list(collected.skipped)
     while size > options.max_bytes and events:
         dropped = events.pop()
-        size -= len(texts.pop().encode())
+        size -= len(texts.pop())
         skipped.append(
             SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {options.max_bytes} bytes")
         )
         versions.pop(dropped.uid, None)
     cache.retain({e.uid for e in events})
-    body = head + "".join(texts) + ics_writer.FOOTER
-    return RenderedFeed(body.encode(), versions, events, skipped)
+    return RenderedFeed(head + b"".join(texts) + footer, versions, events, skipped)
 
 
 def render_event_ics(
