@@ -8,8 +8,9 @@ process that knows no user yet), the second with nothing changed in Canvas.
 
 Printed per size: wall time and CPU seconds of this process for the first cycle, peak RSS of
 this process, Canvas requests per user beside the minimum the outputs need (first cycle: with
-``/users/self``; second: without), CPU milliseconds per unchanged user, and the database
-writes of the second cycle. Before printing, it checks that the work was done: every answer
+``/users/self``; second: without), CPU milliseconds per unchanged user beside the same two
+GETs per user sent by a bare shared httpx client (the floor this HTTP stack sets), and the
+database writes of the second cycle. Before printing, it checks that the work was done: every answer
 the simulator gave was a 200, it counted the requests calbridge counted, and every feed holds
 exactly the events the simulator holds for its user. It exits 1 if a check fails.
 ``BENCH_PROFILE=FILE`` writes a cProfile (CPU time) of the second cycle (the event loop's thread) there.
@@ -30,6 +31,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import httpx
 from sqlalchemy import event
 
 from bridge.config import settings_from
@@ -81,6 +83,29 @@ async def cycle(syncer: Syncer) -> list[int]:
     return await asyncio.gather(*(one(a) for a in syncer.settings.accounts))
 
 
+async def http_floor(url: str, tokens: list[str]) -> float:
+    """CPU seconds of this process for the unchanged cycle's two GETs per user sent with a bare
+    shared httpx client and nothing else (no parsing, no state): the reference for the
+    unchanged cycle's cost."""
+    limit = asyncio.Semaphore(CONCURRENCY)
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as http:
+
+        async def one(token: str) -> None:
+            headers = {"Authorization": f"Bearer {token}"}
+            async with limit:
+                for path, params in (
+                    ("/api/v1/conferences", {"per_page": PER_PAGE}),
+                    ("/api/v1/appointment_groups", {"scope": "reservable", "per_page": PER_PAGE}),
+                ):
+                    answer = await http.get(url + path, params=params, headers=headers)
+                    if answer.status_code != 200:
+                        raise CheckFailed(f"HTTP floor: {path} answered {answer.status_code}")
+
+        cpu = time.process_time()
+        await asyncio.gather(*(one(t) for t in tokens))
+        return time.process_time() - cpu
+
+
 def check(stats: dict[str, Any], requests: list[int], label: str) -> None:
     if set(stats["by_status"]) != {"200"}:
         raise CheckFailed(f"{label}: the simulator answered {stats['by_status']}")
@@ -119,7 +144,7 @@ def run(users: int) -> dict[str, float]:
         feeds = FeedStore()
         syncer = Syncer(settings, state, feeds)
 
-        async def both() -> tuple[list[int], list[int], float, float, float, int]:
+        async def both() -> tuple[list[int], list[int], float, float, float, int, float]:
             sim_stats(sim.url, reset=True)
             cpu, wall = time.process_time(), time.perf_counter()
             first = await cycle(syncer)
@@ -136,12 +161,14 @@ def run(users: int) -> dict[str, float]:
                 profile.disable()
                 profile.dump_stats(PROFILE)
             check(sim_stats(sim.url, reset=True), second, "second cycle")
+            floor = await http_floor(sim.url, sim.tokens)
+            check(sim_stats(sim.url, reset=True), [2] * len(sim.tokens), "HTTP floor")
             close = getattr(syncer, "aclose", None)  # absent before the shared pool
             if close is not None:
                 await close()
-            return first, second, wall1, cpu1, cpu2, writes["n"]
+            return first, second, wall1, cpu1, cpu2, writes["n"], floor
 
-        first, second, wall, cpu1, cpu2, second_writes = asyncio.run(both())
+        first, second, wall, cpu1, cpu2, second_writes, floor = asyncio.run(both())
         for n, want in enumerate(sim.expected):
             feed = feeds.get(f"u{n}")
             got = -1 if feed is None else feed.body.count(b"BEGIN:VEVENT")
@@ -155,6 +182,7 @@ def run(users: int) -> dict[str, float]:
         "req2": sum(second) / users,
         "cpu_ms_unchanged": cpu2 * 1000 / users,
         "writes2": second_writes,
+        "floor_ms": floor * 1000 / users,
         "events": sum(sim.expected) / users,
     }
 
@@ -172,7 +200,7 @@ def main() -> int:
     print(
         f"{'users':>6} {'wall s':>7} {'cpu s':>6} {'peak RSS MB':>11} {'req/user 1st':>12}"
         f" {'÷min':>5} {'req/user 2nd':>12} {'÷min':>5} {'cpu ms/unchanged user':>21}"
-        f" {'db writes 2nd':>13}"
+        f" {'(bare HTTP)':>11} {'db writes 2nd':>13}"
     )
     for users in sizes:
         try:
@@ -185,7 +213,7 @@ def main() -> int:
             f"{users:>6} {r['wall']:>7.1f} {r['cpu']:>6.1f} {rss:>11.0f} {r['req1']:>12.2f}"
             f" {r['req1'] / minimum(True):>5.2f} {r['req2']:>12.2f}"
             f" {r['req2'] / minimum(False):>5.2f} {r['cpu_ms_unchanged']:>21.1f}"
-            f" {r['writes2']:>13}",
+            f" {r['floor_ms']:>11.1f} {r['writes2']:>13}",
             flush=True,
         )
     return 0

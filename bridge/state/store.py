@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -134,9 +134,20 @@ class StateStore:
         return row
 
     def record_poll_success(self, account_id: str, at: datetime) -> None:
-        with self.session() as s:
-            row = self._status_row(s, account_id)
-            row.last_success_at, row.consecutive_failures = at, 0
+        """One UPDATE (an INSERT the first time) without an ORM session: every account runs
+        this every cycle, changed or not."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(AccountStatusRow)
+                .where(AccountStatusRow.account_id == account_id)
+                .values(last_success_at=at, consecutive_failures=0)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    insert(AccountStatusRow).values(
+                        account_id=account_id, last_success_at=at, consecutive_failures=0
+                    )
+                )
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:
