@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from bridge.mapping import ics_writer
-from bridge.mapping.bookings import managed_slot_events, open_slot_events, reservation_events
+from bridge.mapping.bookings import (
+    managed_key,
+    managed_slot_events,
+    open_slot_events,
+    reservation_events,
+    reservation_key,
+)
 from bridge.mapping.conferences import NoTime, conference_event
 from bridge.mapping.text import fold
 from bridge.mapping.timezones import vtimezone_lines
@@ -85,7 +91,7 @@ class RenderedFeed:
 
 class RenderCache:
     """Rendered VEVENT bytes by (uid, version, timezone, alarm), and the events mapped from each
-    appointment group by the group's JSON: re-renders reuse what did not change."""
+    appointment group by what its mapping reads of it: re-renders reuse what did not change."""
 
     def __init__(self) -> None:
         self._text: dict[tuple[object, ...], bytes] = {}
@@ -95,7 +101,8 @@ class RenderCache:
     def mapped(
         self, key: tuple[object, ...], build: Callable[[], list[CalEvent]]
     ) -> list[CalEvent]:
-        """Events of one Canvas object, rebuilt only when its JSON (the key) changed."""
+        """Events of one Canvas object, rebuilt only when what the mapping reads (the key)
+        changed."""
         found = self._mapped.get(key)
         if found is None:
             found = build()
@@ -155,7 +162,10 @@ def collect_events(
     ) -> list[CalEvent]:
         if cache is None:
             return build()
-        return cache.mapped((kind, host, aliases, group.model_dump_json()), build)
+        # The key: the fields this kind's mapping reads, nothing else (exact, and a fraction
+        # of serialising the whole group).
+        key = reservation_key(group) if kind == "reservations" else managed_key(group)
+        return cache.mapped((kind, host, aliases, key), build)
 
     events: list[CalEvent] = []
     skipped: list[SkippedEvent] = []
