@@ -34,6 +34,7 @@ system-deps:
 lint: $(STAMP)
 	$(BIN)/ruff check bridge tests bench
 	$(BIN)/ruff format --check bridge tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
@@ -63,6 +64,7 @@ test-latest: system-deps
 	@diff $(CONSTRAINTS) $(LATEST)/versions.txt | grep '^[<>]' | grep -v '^< #' || true
 	$(LATEST)/bin/ruff check bridge tests bench
 	$(LATEST)/bin/mypy
+	$(LATEST)/bin/lint-imports
 	$(LATEST)/bin/pytest -q
 
 ## lock: re-pin constraints.txt to the newest releases the bounds admit (then run make test)

@@ -17,8 +17,8 @@ from bridge.dav.discovery import TargetSettings
 from bridge.dav.remote import href_for
 from bridge.model.status import MemoryStatusStore
 from bridge.sync.run import CalendarSync
-from tests.dav.conftest import NOW, desired, event
-from tests.servers import radicale
+from tests.helpers.dav import NOW, desired, event
+from tests.helpers.servers import radicale
 
 COUNT = 1000
 

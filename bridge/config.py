@@ -320,6 +320,9 @@ class AccountConfig(SecretSource):
     @field_validator("canvas_url")
     @classmethod
     def _tls(cls, value: str, info: ValidationInfo) -> str:
+        from bridge.canvas.client import validate_base_url  # the client's own rule, checked here
+
+        validate_base_url(value)
         return _require_tls(value, info, "the Canvas token")
 
     # The host named in event UIDs (default: canvas_url's host[:port]). Set it to keep the UIDs
@@ -458,6 +461,12 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{kind}[{item.id}].account: no account with id {item.account!r}"
                     )
+        from bridge.web.links import url_too_long  # the feed server's rule, checked here
+
+        for feed in self.feeds:
+            too_long = url_too_long(self.http.base_url, feed.id)
+            if too_long:
+                raise ValueError(f"http.public_url: {too_long}")
         return self
 
     def account(self, account_id: str) -> AccountConfig:

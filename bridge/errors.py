@@ -9,8 +9,12 @@ matter to callers:
   ``retry_after`` when the other side said (or we computed) how long to wait.
 * everything else — a definite answer that retrying will not change (not found, refused).
 
-Errors become exit codes in exactly one place (``bridge.cli``) and HTTP statuses in exactly
-one place (the feed server). Messages never contain secrets: Canvas errors name the request
+Each adapter turns its protocol's answers into these once: Canvas in
+``bridge.canvas.transport`` (and ``bridge.canvas.writes`` for write-back commands), CalDAV in
+``bridge.dav.boundary``, the database in ``bridge.state.db``. :class:`ConfigError` comes only
+from configuration code; an adapter that finds a valid setting unusable raises
+:class:`SetupError`. Errors become exit codes in exactly one place (``bridge.cli``) and HTTP
+statuses in exactly one place (the feed server). Messages never contain secrets: Canvas errors name the request
 by method and path only, never the token or the query string.
 """
 
@@ -46,6 +50,19 @@ class ConfigError(UserError):
     def __init__(self, message: str, key: str | None = None) -> None:
         super().__init__(f"config: {key}: {message}" if key else f"config: {message}")
         self.key = key
+
+
+class SetupError(UserError):
+    """What the config names cannot be used here: the state directory cannot be created, the
+    listen address is taken. The config itself is valid (that is :class:`ConfigError`, raised
+    only by configuration code); the adapter that met the problem raises this, naming the
+    setting as its caller gave it. Exit code 3 too, so systemd does not restart into it."""
+
+    exit_code = 3
+
+    def __init__(self, message: str, setting: str) -> None:
+        super().__init__(f"{setting}: {message}")
+        self.setting = setting
 
 
 class TransientError(BridgeError):
@@ -193,6 +210,31 @@ class CanvasTimeout(CanvasUnavailable):
     """No complete answer within a deadline (``request_deadline`` or ``poll_deadline``)."""
 
 
+# --- Canvas sign-in (OAuth2) ----------------------------------------------------------------
+
+
+class OAuthError(CanvasError):
+    """Canvas's OAuth2 endpoints refused something. ``error`` is Canvas's code (``invalid_client``,
+    ``invalid_grant``, …) and ``description`` its words; neither ever holds a token or the
+    client secret (the adapter scrubs them before building the error)."""
+
+    def __init__(self, message: str, *, error: str = "", description: str = "", **kw: Any) -> None:
+        said = ": ".join(part for part in (error, description) if part)
+        super().__init__(f"{message} (Canvas said {said})" if said else message, **kw)
+        self.error = error
+        self.description = description
+
+
+class AccessDenied(OAuthError):
+    """The person pressed Cancel on Canvas's authorize page (``error=access_denied``)."""
+
+
+class ReconnectNeeded(OAuthError, CanvasAuthError):
+    """The refresh token is dead (``invalid_grant``; older Canvas: ``invalid_request``): the
+    person revoked it or an admin turned the key off. Only connecting again helps; retrying
+    does not."""
+
+
 # --- CalDAV ---------------------------------------------------------------------------------
 
 
@@ -217,7 +259,22 @@ class CalDAVAuthError(CalDAVError, UserError):
 
 
 class CalDAVConflict(CalDAVError):
-    """A precondition failed (412): the server's copy changed since we read it."""
+    """A precondition failed (412): the server's copy changed since we read it.
+
+    ``expected_etag`` is the ETag the request was conditioned on (None: we expected nothing
+    there, a create); ``current_etag`` the server's, when its answer said (None: unknown)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        expected_etag: str | None = None,
+        current_etag: str | None = None,
+        **kw: Any,
+    ) -> None:
+        super().__init__(message, **kw)
+        self.expected_etag = expected_etag
+        self.current_etag = current_etag
 
 
 class CalDAVUnavailable(CalDAVError, TransientError):

@@ -1,33 +1,25 @@
-"""Fixtures shared by the whole suite: the Canvas simulator served over real HTTP."""
+"""Fixtures shared by the whole suite: the Canvas simulator served over real HTTP, the client
+corpus, and the daemon under test (for tests/daemon and tests/deploy). Helpers live in
+tests/helpers."""
 
 from __future__ import annotations
 
+import os
+import resource
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
-from bridge.simulator.server import RunningServer, serve_in_thread
-from bridge.simulator.world import World
-
-# A fixed "now" keeps sample data, and so every expectation built on it, deterministic.
-SAMPLE_NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-
-
-@dataclass
-class Sim:
-    """A simulator world and the server exposing it."""
-
-    world: World
-    server: RunningServer
-    tokens: dict[str, str]
-
-    @property
-    def url(self) -> str:
-        return self.server.url
+from bridge.simulator.server import serve_in_thread
+from tests.helpers.clients import CLIENTS, ClientFile, catalogue
+from tests.helpers.daemon import Running
+from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 @pytest.fixture
@@ -43,3 +35,48 @@ def live_sim() -> Iterator[Sim]:
     world = sample_world()
     with serve_in_thread(create_app(world, control=True)) as server:
         yield Sim(world, server, dict(SAMPLE_TOKENS))
+
+
+@pytest.fixture(scope="session")
+def client_corpus() -> dict[str, ClientFile]:
+    """The client-written calendar objects of ``tests/corpus/clients``, by file name, as its
+    README lists them; ``client_corpus[name].fill(ours, start=…)`` gives the app's bytes."""
+    files = catalogue()
+    on_disk = {p.name for p in CLIENTS.glob("*.ics")}
+    assert set(files) == on_disk, f"README and folder disagree: {set(files) ^ on_disk}"
+    return files
+
+
+@pytest.fixture
+def start_daemon(tmp_path: Path) -> Iterator[object]:
+    started: list[Running] = []
+
+    def start(
+        config: Path, port: int, max_fds: int | None = None, log: Path | None = None
+    ) -> Running:
+        sock_path = tmp_path / f"notify-{len(started)}.sock"
+        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        notify.bind(str(sock_path))
+        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
+        limit = (max_fds, max_fds) if max_fds else None
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "bridge", "run", "-c", str(config)],
+            env=env,
+            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
+            if limit
+            else None,
+            stdout=subprocess.PIPE,
+            stderr=log.open("w") if log else subprocess.PIPE,
+            text=True,
+        )
+        running = Running(proc, notify, f"http://127.0.0.1:{port}", config, [])
+        started.append(running)
+        running.wait_for("READY=1")
+        return running
+
+    yield start
+    for running in started:
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait()
+        running.notify.close()

@@ -67,16 +67,14 @@ def _origin_text(url: str) -> str:
 
 
 def validate_base_url(base_url: str) -> str:
-    """``https://canvas.example.edu`` (a trailing slash is fine); a clear error otherwise."""
+    """``https://canvas.example.edu`` (a trailing slash is fine); ValueError saying what is wrong
+    otherwise. The config (``canvas_url``) and the CLI (``--url``) check with this, naming
+    their key; the client checks again, as a contract."""
     parts = urlsplit(base_url.strip())
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise errors.ConfigError(
-            f"{base_url!r} is not an http(s) URL of a Canvas instance", key="canvas_url"
-        )
+        raise ValueError(f"{base_url!r} is not an http(s) URL of a Canvas instance")
     if parts.query or parts.fragment:
-        raise errors.ConfigError(
-            "the Canvas URL must not have a query string or fragment", key="canvas_url"
-        )
+        raise ValueError("the Canvas URL must not have a query string or fragment")
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
@@ -90,12 +88,15 @@ def _slots(pairs: Iterable[tuple[datetime | str, datetime | str]]) -> list[tuple
 
 
 class CanvasClient:
-    """An async Canvas client for one token. Use as ``async with CanvasClient(...) as c``."""
+    """An async Canvas client for one token. Use as ``async with CanvasClient(...) as c``.
+
+    ``token`` is a personal access token, or an ``httpx.Auth`` that signs each request itself
+    (:class:`~bridge.canvas.token_auth.RefreshingAuth` for a person connected with OAuth2)."""
 
     def __init__(
         self,
         base_url: str,
-        token: str,
+        token: str | httpx.Auth,
         *,
         timeout: float = 30.0,
         max_concurrency: int = 4,
@@ -107,12 +108,18 @@ class CanvasClient:
         limits: CanvasLimits | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
-        if not token or not token.strip():
-            raise errors.ConfigError("the Canvas token is empty", key="token")
+        headers = {"Accept": "application/json"}
+        auth: httpx.Auth | None = None
+        if isinstance(token, httpx.Auth):
+            auth = token  # e.g. RefreshingAuth: an OAuth-connected person's tokens
+        elif not token or not token.strip():  # config and CLI refuse an empty token first
+            raise ValueError("the Canvas token is empty")
+        else:
+            headers["Authorization"] = f"Bearer {token.strip()}"
         self.base_url = validate_base_url(base_url)
         # ``http``: a client shared with other accounts of this origin (a CanvasPool's); it
-        # holds no credentials, so the token goes with each request and this client's
-        # closing leaves it open. Without one, the client makes (and closes) its own.
+        # holds no credentials, so the token (or ``auth``) goes with each request and this
+        # client's closing leaves it open. Without one, the client makes (and closes) its own.
         self._owned = http is None
         self._http = http or httpx.AsyncClient(
             timeout=timeout, transport=transport, follow_redirects=False
@@ -120,7 +127,8 @@ class CanvasClient:
         self._transport = Transport(
             self._http,
             base_url=self.base_url,
-            headers={"Authorization": f"Bearer {token.strip()}", "Accept": "application/json"},
+            headers=headers,
+            auth=auth,
             policy=RetryPolicy(max_retries, backoff_base, backoff_cap),
             max_concurrency=max_concurrency,
             limits=limits,

@@ -150,6 +150,11 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
     message = _first_message(body)
     where: dict[str, Any] = {"method": method, "path": path, "status": status}
     if status == 401:
+        if "www-authenticate" not in response.headers and "insufficient scopes" in message.lower():
+            # "Insufficient scopes on access token.": a permission problem, not a dead token.
+            return errors.InsufficientScopes(
+                "the token's scopes do not allow this endpoint", **where
+            )
         if "www-authenticate" in response.headers or "access token" in message.lower():
             lowered = message.lower()
             if "revoked" in lowered:
@@ -160,10 +165,6 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
                 return errors.InvalidToken("no Canvas token was sent", **where)
             return errors.InvalidToken(
                 "Canvas does not accept this token (invalid access token)", **where
-            )
-        if "insufficient scopes" in message.lower():
-            return errors.InsufficientScopes(
-                "the token's scopes do not allow this endpoint", **where
             )
         return errors.CanvasNotAuthorized(
             message or "user not authorized to perform that action", **where
@@ -196,8 +197,8 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
 class Transport:
     """Sends requests for one token with retries, throttling and a concurrency limit.
 
-    ``http`` may be shared with other tokens: the token travels in ``headers`` with each
-    request, and a path is resolved against this token's ``base_url``."""
+    ``http`` may be shared with other tokens: the token travels in ``headers`` (or is set by
+    ``auth``) with each request, and a path is resolved against this token's ``base_url``."""
 
     def __init__(
         self,
@@ -205,6 +206,7 @@ class Transport:
         *,
         base_url: str,
         headers: dict[str, str],
+        auth: httpx.Auth | None = None,
         policy: RetryPolicy,
         max_concurrency: int,
         limits: CanvasLimits | None = None,
@@ -213,6 +215,7 @@ class Transport:
         self._http = http
         self._base_url = base_url
         self._headers = headers
+        self._auth = auth
         self._policy = policy
         self.limits = limits or CanvasLimits()
         self._limit = asyncio.Semaphore(max_concurrency)
@@ -312,7 +315,10 @@ class Transport:
             method, url, params=params, data=data, headers=self._headers
         )
         async with asyncio.timeout(self.limits.request_deadline):
-            response = await self._http.send(request, stream=True)
+            if self._auth is None:
+                response = await self._http.send(request, stream=True)
+            else:
+                response = await self._http.send(request, stream=True, auth=self._auth)
             try:
                 declared = response.headers.get("content-length", "")
                 chunks: list[bytes] = []

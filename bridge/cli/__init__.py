@@ -86,6 +86,7 @@ COMMAND_MODULES = (
     "demo_cmd",
     "simulator_cmd",
     "canvas_cmd",
+    "oauth_cmd",
     "docs_cmd",  # the hidden `man`
 )
 

@@ -101,7 +101,12 @@ def _run(ctx: typer.Context, call: Callable[[CanvasClient], Awaitable[T]]) -> T:
         opts.get("url"), opts.get("token_file"), opts.get("config"), opts.get("account")
     )
 
-    from bridge.canvas.client import CanvasClient
+    from bridge.canvas.client import CanvasClient, validate_base_url
+
+    try:  # a config's canvas_url was checked when it loaded; --url and CANVAS_URL are here
+        validate_base_url(url)
+    except ValueError as exc:
+        raise UserError(f"{'--url' if opts.get('url') else 'CANVAS_URL'}: {exc}") from None
 
     async def go() -> T:
         async with CanvasClient(url, token) as client:

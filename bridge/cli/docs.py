@@ -23,7 +23,10 @@ EXIT_CODES: tuple[tuple[int, str], ...] = (
     (0, "success"),
     (1, "`check` found a problem; also Ctrl-C (click prints `Aborted!`)"),
     (2, "bad usage: an unknown option or command, a missing or malformed argument, bad input"),
-    (3, "the config is missing or invalid"),
+    (
+        3,
+        "the config is missing or invalid, or what it names cannot be used (the state directory, a listen address)",
+    ),
     (4, "Canvas or the CalDAV server is unavailable or throttling (worth retrying)"),
     (5, "another Canvas error"),
     (6, "Canvas refuses the token"),

@@ -5,6 +5,9 @@ The safety rules live here, in order:
   calendars stay as they are (Canvas down never empties a calendar);
 * a rendered feed and its event versions are saved in one transaction, then published;
 * CalDAV targets are pushed only from a successful poll.
+
+The parts the cycle uses (the Canvas client, the write-back ledger, each calendar) are built by
+:mod:`bridge.daemon.wiring`; what a calendar should hold comes from :mod:`bridge.mapping.items`.
 """
 
 from __future__ import annotations
@@ -19,33 +22,19 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from bridge import metrics
-from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import needs_managed, poll_account
 from bridge.canvas.pool import CanvasPool, PoolOptions
-from bridge.canvas.transport import ResponseInfo, limits_for
-from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
 from bridge.daemon.logs import register_secret
-from bridge.dav.discovery import settings_for
+from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError
-from bridge.mapping import (
-    FeedOptions,
-    RenderCache,
-    RenderedFeed,
-    collect_events,
-    next_versions,
-    render_event_ics,
-    render_feed,
-)
+from bridge.mapping import FeedOptions, RenderCache, RenderedFeed, render_feed
+from bridge.mapping.items import calendar_items
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot, Profile
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore, StoredFeed
-from bridge.state.journal import Limits
-from bridge.sync.decide import Policy
-from bridge.sync.execute import Ledger, redrive
-from bridge.sync.plan import DesiredItem
-from bridge.sync.run import CalendarSync, Writeback
+from bridge.sync.execute import redrive
 from bridge.web.store import FeedStore, PublishedFeed
 
 log = logging.getLogger("bridge.daemon")
@@ -116,12 +105,6 @@ def feed_options(feed: FeedConfig, aliases: dict[int, str] | None = None) -> Fee
     )
 
 
-def _count_response(info: ResponseInfo) -> None:
-    metrics.CANVAS_REQUESTS.labels(str(info.status)).inc()
-    if info.throttled:
-        metrics.CANVAS_THROTTLED.inc()
-
-
 class Syncer:
     """Runs cycles for the accounts of one config against one state store and feed store."""
 
@@ -139,12 +122,11 @@ class Syncer:
         self.state = state
         self.feeds = feeds
         self.clock = clock
-        self.client_options = client_options or {}
         # The daemon brings its pool and closes it; otherwise this Syncer owns one (aclose).
         self._owns_pool = pool is None
         self.pool = pool or CanvasPool(CANVAS_POOL)
+        self.wiring = AccountWiring(lambda: self.settings, state, client_options, pool=self.pool)
         self._caches: dict[str, RenderCache] = {}
-        self._calendars: dict[str, CalendarSync] = {}
         # account id -> (digest of its token, its /users/self, when asked)
         self._profiles: dict[str, tuple[str, Profile, datetime]] = {}
         # account id -> digest of the last snapshot saved (its content, not when it was fetched)
@@ -195,19 +177,6 @@ class Syncer:
 
     # --- the cycle --------------------------------------------------------------------------
 
-    def client_for(self, account: AccountConfig) -> CanvasClient:
-        """A client for the account's token over the pool's connection to its Canvas."""
-        token = account.token()
-        register_secret(token)
-        return CanvasClient(
-            account.canvas_url,
-            token,
-            on_response=_count_response,
-            limits=limits_for(account),
-            http=self.pool.http_for(account.canvas_url),
-            **self.client_options,
-        )
-
     def uses_managed(self, account: AccountConfig) -> bool:
         """Whether any feed or calendar of the account shows slots of groups it manages."""
         outputs = [f.include for f in self.settings.feeds if f.account == account.id]
@@ -215,7 +184,7 @@ class Syncer:
         return account.include_managed and needs_managed(outputs)
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
-        async with self.client_for(account) as client:
+        async with self.wiring.client(account) as client:
             token = hashlib.sha256(account.token().encode()).hexdigest()
             known = self._profiles.get(account.id)
             fresh = (
@@ -298,20 +267,10 @@ class Syncer:
         self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
         self._saved[account_id] = digest
 
-    def ledger(self, account: AccountConfig) -> Ledger:
-        wb = self.settings.writeback
-        return Ledger(
-            account.id,
-            self.state.journal,
-            self.state.stops,
-            ClientWrites(lambda: self.client_for(account)),
-            Limits(wb.max_per_minute, wb.max_per_day),
-        )
-
     async def _redrive(self, account: AccountConfig) -> None:
         """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""
         try:
-            await redrive(self.ledger(account))
+            await redrive(self.wiring.ledger(account))
         except Exception:  # never let this stop the account's feeds and calendars
             log.exception("account %s: resolving pending write-backs failed", account.id)
 
@@ -327,11 +286,7 @@ class Syncer:
         is recorded in its report, never raised (other targets and the feeds go on)."""
         scope = f"caldav:{target.id}"
         try:
-            calendar = self._calendars.get(target.id)
-            if calendar is None:
-                settings = settings_for(target)
-                register_secret(settings.password)
-                calendar = self._calendars[target.id] = CalendarSync(settings)
+            calendar = self.wiring.calendar(target)
             previous = await asyncio.to_thread(self.state.load_versions, scope)
             aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
             options = FeedOptions(
@@ -339,37 +294,18 @@ class Syncer:
                 timezone=target.timezone,
                 reservation_uids=aliases,
             )
-            collected = collect_events(snapshot, options, now)
-            versions = next_versions(collected.events, previous, now)
-            desired = {
-                e.uid: DesiredItem(
-                    e.uid, render_event_ics(e, versions[e.uid], options, now), e.content_hash()
-                )
-                for e in collected.events
-            }
+            items = calendar_items(snapshot, options, previous, now)
             hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
-            wb = self.settings.writeback
-            writeback = Writeback(
-                snapshot,
-                {e.uid: e for e in collected.events},
-                Policy(
-                    writeback=target.writeback,
-                    reserve_by_copy=target.reserve_by_copy,
-                    max_changes=wb.safety_max_changes,
-                    max_fraction=wb.safety_max_fraction,
-                ),
-                self.ledger(account),
-            )
             report = await calendar.run(
-                desired,
+                items.desired,
                 self.state.caldav,
                 now=now,
                 hidden=hidden,
                 dry_run=dry_run,
-                writeback=writeback,
+                writeback=self.wiring.writeback(account, target, snapshot, items.events),
             )
             if not dry_run:
-                await asyncio.to_thread(self.state.save_versions, scope, versions)
+                await asyncio.to_thread(self.state.save_versions, scope, items.versions)
         except BridgeError as exc:
             report = TargetReport(target.id, dry_run=dry_run, failure=str(exc))
             log.warning("caldav %s: sync failed, calendar left as it was: %s", target.id, exc)

@@ -26,7 +26,8 @@ from caldav.davclient import DAVClient
 from caldav.lib.error import AuthorizationError
 
 from bridge.config import CalDAVConfig
-from bridge.errors import CalDAVAuthError, CalDAVError, CalDAVUnavailable
+from bridge.dav import boundary
+from bridge.errors import CalDAVError, CalDAVUnavailable
 
 # A PROPFIND Depth 0 answer is a few hundred bytes; more than this is not a CalDAV server.
 PROBE_LIMIT = 1 << 20
@@ -112,7 +113,7 @@ class ChallengeAuth(httpx.Auth):
             yield from self._inner.auth_flow(request)
             return
         response = yield request
-        if response.status_code != 401:
+        if response.status_code != boundary.UNAUTHORIZED:
             return
         inner = self._choose(response)
         if inner is None:
@@ -152,17 +153,10 @@ async def choose_auth(settings: TargetSettings) -> ChallengeAuth:
         raise CalDAVUnavailable(
             f"cannot reach {url}: {type(exc).__name__}", target=settings.id
         ) from None
-    if response.status_code == 401:
-        offered = challenge_schemes(response)
-        if auth.scheme is None and offered:
-            raise CalDAVAuthError(
-                f"the server asks for {', '.join(offered)} authentication; calbridge speaks Digest and Basic",
-                target=settings.id,
-                status=401,
-            )
-        raise CalDAVAuthError(
-            "the server refused the username or password", target=settings.id, status=401
-        )
+    if response.status_code == boundary.UNAUTHORIZED:
+        # no scheme chosen although the server offered some: none of them is one we speak
+        offered = challenge_schemes(response) if auth.scheme is None else []
+        raise boundary.auth_refused(settings.id, unsupported=offered)
     if response.status_code == 207:
         try:
             ET.fromstring(body)
@@ -201,10 +195,8 @@ def _discover_sync(settings: TargetSettings, create: bool) -> tuple[str, bool]:
         return str(made.url), True
     except CalDAVError:
         raise
-    except AuthorizationError:
-        raise CalDAVAuthError(
-            "the server refused the username or password", target=settings.id, status=401
-        ) from None
+    except AuthorizationError:  # the caldav library's 401
+        raise boundary.auth_refused(settings.id) from None
     except Exception as exc:  # the library raises many kinds; name the kind, never the credentials
         raise CalDAVError(
             f"discovery failed: {type(exc).__name__}: {_safe(str(exc), settings.password)}",

@@ -25,9 +25,9 @@ from bridge.dav.discovery import TargetSettings, choose_auth, discover
 from bridge.dav.webdav import Dav, Listing, SyncTokenInvalid
 from bridge.errors import CalDAVConflict, CalDAVError, CalendarDataError
 from bridge.mapping.ics_reader import fingerprint, uid_of
+from bridge.model.actions import Action, Adopt, Create, Delete, RemoteItem, Update
 from bridge.model.outcomes import ItemError
 from bridge.model.status import ItemStatus
-from bridge.sync.plan import Action, Adopt, Create, Delete, RemoteItem, Update
 
 log = logging.getLogger("bridge.dav")
 

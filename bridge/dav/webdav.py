@@ -1,5 +1,5 @@
 """The hot path of CalDAV over httpx: list, sync-collection, multiget, PUT/DELETE with
-preconditions. Discovery and calendar creation use the ``caldav`` library (target.py); the
+preconditions. Discovery and calendar creation use the ``caldav`` library (discovery.py); the
 per-event traffic is done here because it needs exact control of If-Match / If-None-Match,
 412 handling, ETags from responses, concurrency and request counting.
 """
@@ -15,7 +15,8 @@ from urllib.parse import unquote, urljoin, urlsplit
 
 import httpx
 
-from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError, CalDAVUnavailable
+from bridge.dav import boundary
+from bridge.errors import CalDAVError, CalDAVUnavailable
 
 NS = {"d": "DAV:", "c": "urn:ietf:params:xml:ns:caldav"}
 RETRY_STATUS = {500, 502, 503, 504}
@@ -108,12 +109,8 @@ class Dav:
                         f"{method} failed: {type(exc).__name__}", target=self.target
                     ) from None
             else:
-                if response.status_code == 401:
-                    raise CalDAVAuthError(
-                        "the server refused the username or password",
-                        target=self.target,
-                        status=401,
-                    )
+                if response.status_code == boundary.UNAUTHORIZED:
+                    raise boundary.auth_refused(self.target)
                 if response.status_code == LOCKED and locked < LOCKED_RETRIES:
                     self._serial, locked = True, locked + 1
                     await asyncio.sleep(random.uniform(0.01, 0.05 * min(locked, 4)))
@@ -261,9 +258,13 @@ class Dav:
         elif etag:
             headers["If-Match"] = etag
         response = await self.request("PUT", href, headers=headers, content=ics)
-        if response.status_code == 412:
-            raise CalDAVConflict(
-                f"{href} changed on the server (412)", target=self.target, status=412
+        if response.status_code == boundary.PRECONDITION_FAILED:
+            raise boundary.conflict(
+                self.target,
+                "PUT",
+                href,
+                expected=None if create else etag,
+                current=response.headers.get("etag"),
             )
         if response.status_code not in (200, 201, 204):
             raise CalDAVError(
@@ -276,9 +277,9 @@ class Dav:
     async def delete(self, href: str, etag: str | None) -> None:
         headers = {"If-Match": etag} if etag else {}
         response = await self.request("DELETE", href, headers=headers)
-        if response.status_code == 412:
-            raise CalDAVConflict(
-                f"{href} changed on the server (412)", target=self.target, status=412
+        if response.status_code == boundary.PRECONDITION_FAILED:
+            raise boundary.conflict(
+                self.target, "DELETE", href, expected=etag, current=response.headers.get("etag")
             )
         if response.status_code not in (200, 204, 404):
             raise CalDAVError(

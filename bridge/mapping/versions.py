@@ -8,19 +8,11 @@ between renders and bumped only when its content hash changes.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.model.event import CalEvent
+from bridge.model.event import CalEvent, EventVersion
 
-
-@dataclass(frozen=True)
-class EventVersion:
-    uid: str
-    content_hash: str
-    sequence: int
-    dtstamp: datetime
-    last_modified: datetime
+__all__ = ["EventVersion", "next_version", "next_versions"]
 
 
 def next_version(

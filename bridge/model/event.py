@@ -71,3 +71,15 @@ class CalEvent:
             "\x1f".join(f"{k}={v}" for k, v in self.extra),
         ]
         return hashlib.sha256("\x1e".join(parts).encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class EventVersion:
+    """The version of one event as published: SEQUENCE, DTSTAMP, LAST-MODIFIED, and the content
+    hash they belong to (kept between renders; :mod:`bridge.mapping.versions` moves them)."""
+
+    uid: str
+    content_hash: str
+    sequence: int
+    dtstamp: datetime
+    last_modified: datetime

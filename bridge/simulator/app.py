@@ -8,6 +8,7 @@ authentication, throttling, the rate-limit headers — plus the injected faults 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -20,14 +21,13 @@ from starlette.routing import Route
 from bridge.simulator import rules
 from bridge.simulator import serialize as ser
 from bridge.simulator.control import control_routes
+from bridge.simulator.oauth import WWW_AUTH, authenticate, oauth_routes
 from bridge.simulator.requests import Params
 from bridge.simulator.responses import json_response, paged, path_id
 from bridge.simulator.rules import NOT_FOUND, SimError
 from bridge.simulator.world import Fault, SimUser, World
 
 Handler = Callable[[Request, World, SimUser, Params], Awaitable[Response]]
-
-WWW_AUTH = {"www-authenticate": 'Bearer realm="canvas-lms"'}
 
 
 def _token(request: Request) -> str | None:
@@ -79,19 +79,22 @@ def throttled(status: int) -> Response:
     )
 
 
-def endpoint(world: World, handler: Handler) -> Callable[[Request], Awaitable[Response]]:
-    """Wrap a handler in Canvas's gate: faults, auth, throttle, headers, stats."""
+def endpoint(
+    world: World, handler: Handler, scope: str
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler in Canvas's gate: faults, auth, throttle, headers, stats. ``scope`` is
+    the route's scope name (``url:GET|/api/v1/users/:id``), checked for OAuth tokens."""
 
     async def run(request: Request) -> Response:
         path = request.url.path
-        response = await _gate(request, world, handler)
-        world.stats.record(request.method, path, response.status_code)
+        response = await _gate(request, world, handler, scope)
+        world.stats.record(request.method, path, response.status_code, scope)
         return response
 
     return run
 
 
-async def _gate(request: Request, world: World, handler: Handler) -> Response:
+async def _gate(request: Request, world: World, handler: Handler, scope: str) -> Response:
     fault = world.faults.take(request.method, request.url.path)
     if fault is not None:
         if fault.kind == "delay":
@@ -106,7 +109,13 @@ async def _gate(request: Request, world: World, handler: Handler) -> Response:
         return json_response(body, 401, WWW_AUTH)
     with world.lock:
         user = world.user_by_token(token)
-        if user is None or user.token_state != "active":
+        if user is None and world.oauth.grants:
+            # Not a personal access token: an OAuth one (its own expiry and scopes).
+            found = authenticate(world, token, scope)
+            if isinstance(found, Response):
+                return found
+            user = found
+        elif user is None or user.token_state != "active":
             state = user.token_state if user else "invalid"
             message = {
                 "invalid": "Invalid access token.",
@@ -223,14 +232,28 @@ async def group_conferences(
 def routes(world: World) -> list[Route]:
     from bridge.simulator.scheduler_api import scheduler_routes
 
-    def r(path: str, handler: Handler, methods: list[str]) -> Route:
-        return Route(path, endpoint(world, handler), methods=methods)
+    def r(path: str, handler: Handler, methods: list[str], pattern: str | None = None) -> Route:
+        """``pattern``: Canvas's route pattern when it differs from ``path`` with ``{x}``
+        spelled ``:x`` (the scope a key must grant is named after it)."""
+        canvas_path = pattern or re.sub(r"\{(\w+)\}", r":\1", path)
+        scope = f"url:{methods[0]}|{canvas_path}"
+        return Route(path, endpoint(world, handler, scope), methods=methods)
 
     return [
-        r("/api/v1/users/self", users_self, ["GET"]),
+        r("/api/v1/users/self", users_self, ["GET"], "/api/v1/users/:id"),
         r("/api/v1/conferences", user_conferences, ["GET"]),
-        r("/api/v1/courses/{id}/conferences", course_conferences, ["GET"]),
-        r("/api/v1/groups/{id}/conferences", group_conferences, ["GET"]),
+        r(
+            "/api/v1/courses/{id}/conferences",
+            course_conferences,
+            ["GET"],
+            "/api/v1/courses/:course_id/conferences",
+        ),
+        r(
+            "/api/v1/groups/{id}/conferences",
+            group_conferences,
+            ["GET"],
+            "/api/v1/groups/:group_id/conferences",
+        ),
         *[r(path, handler, methods) for path, handler, methods in scheduler_routes()],
     ]
 
@@ -241,7 +264,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
 
 def create_app(world: World, *, control: bool = False) -> Starlette:
     """The simulator as an ASGI app. ``control`` adds the ``/_sim/`` test surface."""
-    all_routes = routes(world)
+    all_routes = [*routes(world), *oauth_routes(world)]
     if control:
         all_routes += control_routes(world)
     return Starlette(routes=all_routes, exception_handlers={404: _not_found})

@@ -1,7 +1,8 @@
 """The test control surface under ``/_sim/`` — only mounted when asked for.
 
-It lets a test or a person set the clock, inject faults, revoke tokens and read request counts
-over HTTP, for a simulator running in another process. In-process tests use the same objects
+It lets a test or a person set the clock (OAuth access tokens expire an hour later on it),
+inject faults, revoke tokens, add or turn off developer keys, delete a user's OAuth tokens and
+read request counts over HTTP, for a simulator running in another process. In-process tests use the same objects
 directly (``world.clock``, ``world.faults``, ``world.stats``).
 """
 
@@ -40,6 +41,32 @@ async def _body(request: Request) -> dict[str, Any]:
     except ValueError:
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def oauth_state(world: World) -> dict[str, Any]:
+    """The developer keys and live grants, without secrets or tokens."""
+    return {
+        "keys": [
+            {
+                "client_id": k.client_id,
+                "redirect_uris": k.redirect_uris,
+                "scopes": k.scopes,
+                "active": k.active,
+            }
+            for k in world.oauth.keys.values()
+        ],
+        "grants": [
+            {
+                "client_id": g.key.client_id,
+                "user_id": g.user_id,
+                "scopes": g.scopes,
+                "purpose": g.purpose,
+                "expires_at": g.expires_at.isoformat(),
+                "refreshes": g.refreshes,
+            }
+            for g in world.oauth.grants
+        ],
+    }
 
 
 def control_routes(world: World) -> list[Route]:
@@ -83,6 +110,37 @@ def control_routes(world: World) -> list[Route]:
             world.revoke_token(request.path_params["token"], state)
         return _json({"ok": True})
 
+    async def oauth(request: Request) -> Response:
+        """GET: keys and grants (no secrets or tokens). POST: add or replace a developer key."""
+        if request.method == "POST":
+            body = await _body(request)
+            uris = body.get("redirect_uris")
+            scopes = body.get("scopes")
+            if not body.get("client_id") or not body.get("secret") or not isinstance(uris, list):
+                return _json({"error": "need client_id, secret and redirect_uris (a list)"}, 400)
+            if scopes is not None and not isinstance(scopes, list):
+                return _json({"error": "scopes must be a list (or absent: not enforced)"}, 400)
+            with world.lock:
+                world.oauth.add_key(str(body["client_id"]), str(body["secret"]), uris, scopes)
+        with world.lock:
+            return _json(oauth_state(world))
+
+    async def key_off(request: Request) -> Response:
+        with world.lock:
+            if request.path_params["client_id"] not in world.oauth.keys:
+                return _json({"error": "no such developer key"}, 404)
+            world.oauth.deactivate(request.path_params["client_id"])
+            return _json(oauth_state(world))
+
+    async def user_tokens(request: Request) -> Response:
+        """The user deletes the app's tokens on their Canvas profile page."""
+        try:
+            user_id = int(request.path_params["user_id"])
+        except ValueError:
+            return _json({"error": "user id must be a number"}, 400)
+        with world.lock:
+            return _json({"deleted": world.oauth.delete_for_user(user_id)})
+
     async def stats(request: Request) -> Response:
         if request.method == "DELETE":
             world.stats.reset()
@@ -104,5 +162,8 @@ def control_routes(world: World) -> list[Route]:
         Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sim/tokens/{token}", tokens, methods=["POST"]),
         Route("/_sim/stats", stats, methods=["GET", "DELETE"]),
+        Route("/_sim/oauth", oauth, methods=["GET", "POST"]),
+        Route("/_sim/oauth/keys/{client_id}/deactivate", key_off, methods=["POST"]),
+        Route("/_sim/oauth/users/{user_id}/tokens", user_tokens, methods=["DELETE"]),
         Route("/_sim/throttle", throttle, methods=["POST"]),
     ]

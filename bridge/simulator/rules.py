@@ -124,20 +124,17 @@ def is_full(world: World, slot: Slot, group: SimAppointmentGroup) -> bool:
     return limit is not None and len(active_reservations(world, slot)) >= limit
 
 
-def _reservation_error(world: World, message: str, existing: list[Reservation]) -> SimError:
-    from bridge.simulator.serialize import reservation_json  # avoid an import cycle
+class ReservationRefused(Exception):
+    """Canvas's 400 for a reservation it refuses; the caller renders ``existing`` as JSON.
 
-    return SimError(
-        400,
-        [
-            {
-                "attribute": "reservation",
-                "type": "calendar_event",
-                "message": message,
-                "reservations": [reservation_json(world, r, None) for r in existing],
-            }
-        ],
-    )
+    The rules decide, :mod:`bridge.simulator.serialize` renders: keeping the rendering out of
+    here keeps the import graph one-way (serialize reads the rules, never the reverse).
+    """
+
+    def __init__(self, message: str, existing: list[Reservation]) -> None:
+        super().__init__(message)
+        self.message = message
+        self.existing = existing
 
 
 def reserve(
@@ -178,27 +175,25 @@ def reserve(
         ):
             participant = None
     if participant is None:
-        raise _reservation_error(world, "invalid participant", [])
+        raise ReservationRefused("invalid participant", [])
     # 4. reserve_for, in one transaction
     existing = reservations_for(world, group, participant)
     cancelled: list[Reservation] = []
     if cancel_existing:
         if any(world.slots[r.slot_id].end_at < now for r in existing):
-            raise _reservation_error(world, "cannot cancel past reservation", existing)
+            raise ReservationRefused("cannot cancel past reservation", existing)
         cancelled = existing
         existing = []
     remaining = [r for r in existing if r not in cancelled]
     limit = group.max_appointments_per_participant
     if limit is not None and len(remaining) >= limit:
-        raise _reservation_error(world, "participant has met per-participant limit", remaining)
+        raise ReservationRefused("participant has met per-participant limit", remaining)
     taken = [r for r in active_reservations(world, slot) if r not in cancelled]
     slot_max = slot_limit(slot, group)
     if slot_max is not None and len(taken) >= slot_max:
-        raise _reservation_error(world, "all slots filled", remaining)
+        raise ReservationRefused("all slots filled", remaining)
     if any(r.slot_id == slot.id for r in remaining):
-        raise _reservation_error(
-            world, "participant has already reserved this appointment", remaining
-        )
+        raise ReservationRefused("participant has already reserved this appointment", remaining)
     for r in cancelled:
         _delete_reservation(world, r, now)
     res = Reservation(

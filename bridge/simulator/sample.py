@@ -19,6 +19,11 @@ SAMPLE_TOKENS = {
     "ta": "sim-ta-token",
 }
 SAMPLE_HOST = "canvas.sim"
+# The sample developer key (Canvas-style numeric client id). Its redirect URIs allow any port on
+# the loopback names, so a calbridge started anywhere locally can sign in against it.
+SAMPLE_CLIENT_ID = "170000000000001"
+SAMPLE_CLIENT_SECRET = "sim-client-secret"
+SAMPLE_REDIRECT_URIS = ("http://127.0.0.1", "http://localhost")
 
 
 def _hour(now: datetime | None) -> datetime:
@@ -30,6 +35,7 @@ def sample_world(now: datetime | None = None) -> World:
     """Two courses, a teacher, a TA, three students, conferences and bookings in every state."""
     t = _hour(now)
     world = World(now=t, host=SAMPLE_HOST)
+    world.oauth.add_key(SAMPLE_CLIENT_ID, SAMPLE_CLIENT_SECRET, list(SAMPLE_REDIRECT_URIS))
     teacher = world.add_user("Grace Hopper", SAMPLE_TOKENS["teacher"], "America/New_York")
     ta = world.add_user("Alan Turing", SAMPLE_TOKENS["ta"])
     alice = world.add_user("Alice Liddell", SAMPLE_TOKENS["alice"], "Europe/Berlin")

@@ -322,14 +322,17 @@ async def reserve(request: Request, world: World, user: SimUser, params: Params)
         pid = int(raw_pid) if raw_pid else None
     except ValueError:
         pid = -1
-    res = rules.reserve(
-        world,
-        user,
-        path_id(request),
-        participant_id=pid,
-        comments=params.get("comments") or "",
-        cancel_existing=params.flag("cancel_existing"),
-    )
+    try:
+        res = rules.reserve(
+            world,
+            user,
+            path_id(request),
+            participant_id=pid,
+            comments=params.get("comments") or "",
+            cancel_existing=params.flag("cancel_existing"),
+        )
+    except rules.ReservationRefused as refused:
+        raise SimError(400, ser.reservation_refused_json(world, refused)) from None
     return json_response(ser.reservation_json(world, res, user))
 
 

@@ -312,3 +312,15 @@ def appointment_group_json(
             slot_json(world, s, viewer, include_children=False) for s in new_slots
         ]
     return data
+
+
+def reservation_refused_json(world: World, refused: rules.ReservationRefused) -> list[Any]:
+    """The body of Canvas's 400 when it refuses a reservation: the ones already held, listed."""
+    return [
+        {
+            "attribute": "reservation",
+            "type": "calendar_event",
+            "message": refused.message,
+            "reservations": [reservation_json(world, r, None) for r in refused.existing],
+        }
+    ]

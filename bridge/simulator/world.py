@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
+from bridge.simulator.grants import OAuthRegistry
+
 _ID = re.compile(r"/\d+")
 
 Role = Literal["student", "teacher", "ta"]
@@ -223,18 +225,22 @@ class Stats:
         self._lock = threading.Lock()
         self.by_route: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
+        self.by_scope: Counter[str] = Counter()  # Canvas's scope name of each API route served
         self.total = 0
 
-    def record(self, method: str, path: str, status: int) -> None:
+    def record(self, method: str, path: str, status: int, scope: str | None = None) -> None:
         with self._lock:
             self.total += 1
             self.by_route[f"{method} {_ID.sub('/:id', path)}"] += 1
             self.by_status[status] += 1
+            if scope is not None:
+                self.by_scope[scope] += 1
 
     def reset(self) -> None:
         with self._lock:
             self.by_route.clear()
             self.by_status.clear()
+            self.by_scope.clear()
             self.total = 0
 
     def as_dict(self) -> dict[str, object]:
@@ -243,6 +249,7 @@ class Stats:
                 "total": self.total,
                 "by_route": dict(self.by_route),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
+                "by_scope": dict(self.by_scope),
             }
 
 
@@ -277,6 +284,7 @@ class World:
         self.faults = Faults()
         self.stats = Stats()
         self.throttle = Throttle()
+        self.oauth = OAuthRegistry()  # developer keys and what they issued
         self.host = host
         self._ids = {k: itertools.count(1) for k in ("user", "course", "group", "conf", "ag")}
         self._event_ids = itertools.count(1001)  # slots and reservations share one sequence

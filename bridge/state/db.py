@@ -25,12 +25,14 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 
-from bridge.errors import ConfigError, StateUnavailable
+from bridge.errors import SetupError, StateUnavailable
 
 log = logging.getLogger("bridge.state")
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 SYNCHRONOUS = ("normal", "full")
+# The setting a SetupError names: the one the database URL comes from (config, or the CLI's -c).
+SETTING = "state.url"
 
 # SQLite's messages (sqlite3 has no error codes before 3.11's sqlite_errorname) → what to say.
 _UNAVAILABLE = {
@@ -109,7 +111,7 @@ def _private_file(database: str) -> None:
     except FileExistsError:
         pass
     except OSError as exc:
-        raise ConfigError(f"cannot create {path}: {exc.strerror}", key="state.url") from None
+        raise SetupError(f"cannot create {path}: {exc.strerror}", setting=SETTING) from None
     else:
         os.close(fd)
         return
@@ -132,15 +134,16 @@ def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(
+        raise SetupError(
             f"{url!r} is not a database URL (e.g. sqlite:////var/lib/calbridge/state.sqlite3)",
-            key="state.url",
+            setting=SETTING,
         ) from None
     if parsed.get_backend_name() == "sqlite":
         synchronous = str(parsed.query.get("synchronous", "normal")).lower()
         if synchronous not in SYNCHRONOUS:
-            raise ConfigError(
-                f"{synchronous!r} is not one of {', '.join(SYNCHRONOUS)}", key="state.synchronous"
+            raise SetupError(
+                f"{synchronous!r} is not one of {', '.join(SYNCHRONOUS)}",
+                setting="state.synchronous",
             )
         parsed = parsed.difference_update_query(["synchronous"])
         database = parsed.database or ""
@@ -149,11 +152,11 @@ def make_engine(url: str) -> Engine:
             try:
                 parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise ConfigError(
-                    f"cannot create {parent}: {exc.strerror}", key="state.url"
+                raise SetupError(
+                    f"cannot create {parent}: {exc.strerror}", setting=SETTING
                 ) from None
             if not os.access(parent, os.W_OK):
-                raise ConfigError(f"{parent} is not writable", key="state.url")
+                raise SetupError(f"{parent} is not writable", setting=SETTING)
             _private_file(database)
         engine = create_engine(parsed, connect_args={"timeout": 10, "check_same_thread": False})
         event.listen(engine, "connect", _pragmas(synchronous))
@@ -163,8 +166,8 @@ def make_engine(url: str) -> Engine:
     try:
         engine = create_engine(url, pool_pre_ping=True)
     except Exception as exc:  # e.g. a missing driver for the scheme
-        raise ConfigError(
-            f"cannot use this database: {type(exc).__name__}: {exc}", key="state.url"
+        raise SetupError(
+            f"cannot use this database: {type(exc).__name__}: {exc}", setting=SETTING
         ) from None
     event.listen(engine, "handle_error", _translate_error)
     return engine
@@ -179,4 +182,4 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
             config.attributes["connection"] = connection
             command.upgrade(config, revision)
     except OperationalError as exc:
-        raise ConfigError(f"cannot open the state database: {exc.orig}", key="state.url") from None
+        raise SetupError(f"cannot open the state database: {exc.orig}", setting=SETTING) from None

@@ -17,7 +17,7 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.mapping.versions import EventVersion
+from bridge.model.event import EventVersion
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Journal

@@ -1,8 +1,8 @@
 """Feed secrets and the URLs people paste into their calendar apps.
 
 A feed URL is ``<public_url>/feeds/<feed id>/<secret>.ics``; the secret has 192 random bits.
-Google refuses URLs over 256 characters, so a URL that would be longer is an error naming
-``http.public_url``. Deep links: Google's ``/calendar/r?cid=<webcal URL>`` (it refuses https
+Google refuses URLs over 256 characters: the config checks ``http.public_url`` against every
+feed id with :func:`url_too_long`, so a URL that would be longer never reaches a calendar. Deep links: Google's ``/calendar/r?cid=<webcal URL>`` (it refuses https
 there), Outlook's ``addfromweb`` (needs https), Apple's ``webcal://``.
 """
 
@@ -13,8 +13,6 @@ import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
-from bridge.errors import ConfigError
-
 GOOGLE_URL_LIMIT = 256
 _SECRET = re.compile(r"^[A-Za-z0-9_-]{22,}$")
 
@@ -22,6 +20,9 @@ _SECRET = re.compile(r"^[A-Za-z0-9_-]{22,}$")
 def new_feed_secret() -> str:
     """192 random bits, URL-safe."""
     return secrets.token_urlsafe(24)
+
+
+SECRET_CHARS = len(new_feed_secret())
 
 
 def looks_like_secret(value: str) -> bool:
@@ -42,15 +43,23 @@ def feed_path(feed_id: str, secret: str) -> str:
     return f"/feeds/{quote(feed_id, safe='')}/{secret}.ics"
 
 
+def url_too_long(public_url: str, feed_id: str, secret_chars: int = SECRET_CHARS) -> str | None:
+    """Why Google Calendar would refuse this feed's URL; None when it would not."""
+    length = len(public_url.rstrip("/") + feed_path(feed_id, "x" * secret_chars))
+    if length <= GOOGLE_URL_LIMIT:
+        return None
+    return (
+        f"feed URLs would be {length} characters; Google Calendar refuses more than "
+        f"{GOOGLE_URL_LIMIT} (shorten the public URL or the feed id)"
+    )
+
+
 def feed_urls(public_url: str, feed_id: str, secret: str, name: str = "Canvas") -> FeedUrls:
     base = public_url.rstrip("/")
     https = base + feed_path(feed_id, secret)
-    if len(https) > GOOGLE_URL_LIMIT:
-        raise ConfigError(
-            f"feed URLs would be {len(https)} characters; Google Calendar refuses more than {GOOGLE_URL_LIMIT} "
-            "(shorten the public URL or the feed id)",
-            key="http.public_url",
-        )
+    too_long = url_too_long(public_url, feed_id, len(secret))
+    if too_long:  # the config refused such a public_url already; this is the contract
+        raise ValueError(too_long)
     parts = urlsplit(https)
     webcal = "webcal://" + parts.netloc + parts.path
     return FeedUrls(

@@ -27,7 +27,7 @@ import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from bridge.errors import ConfigError
+from bridge.errors import SetupError
 
 log = logging.getLogger("bridge.web")
 
@@ -155,7 +155,7 @@ class WebServer:
             self._sock.bind((host, port))
         except OSError as exc:
             self._sock.close()
-            raise ConfigError(f"cannot listen on {listen}: {exc.strerror}", key=key) from None
+            raise SetupError(f"cannot listen on {listen}: {exc.strerror}", key) from None
         self.host = host
         self.port: int = self._sock.getsockname()[1]
         self.max_connections = max_connections

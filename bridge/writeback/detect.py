@@ -2,7 +2,8 @@
 
 Times are compared as instants, whatever form the calendar app wrote them in: UTC, a TZID with
 or without its VTIMEZONE (resolved with zoneinfo), DTEND or DURATION. A timed event turned into
-an all-day one is a change of time, never a move onto a slot.
+an all-day one is a change of time, never a move onto a slot; so is one made to repeat (an RRULE,
+RDATE or EXDATE, or a second VEVENT overriding one instance), which Canvas has no way to say.
 """
 
 from __future__ import annotations
@@ -13,10 +14,11 @@ from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bridge.errors import CalendarDataError
-from bridge.mapping.ics_reader import fingerprint, guarded, vevent
+from bridge.mapping.ics_reader import fingerprint, guarded, parse, vevent
 
 EditKind = Literal["deleted", "moved", "retimed", "changed", "additions", "unchanged"]
 CANVAS_TEXT = ("SUMMARY", "DESCRIPTION", "LOCATION", "URL")
+RECURRENCE = ("RRULE", "RDATE", "EXDATE")
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,9 @@ def detect(ours_ics: str, theirs_ics: str | None, context: str = "") -> Edit:
 def _detect(ours_ics: str, theirs_ics: str | None, context: str) -> Edit:
     if theirs_ics is None:
         return Edit("deleted")
+    repeats = _recurrence(theirs_ics, context)
+    if repeats and repeats != _recurrence(ours_ics, context):
+        return Edit("retimed", fields=repeats)
     our_start, our_end = times(ours_ics, context)
     start, end = times(theirs_ics, context)
     if (start, end) != (our_start, our_end):
@@ -83,6 +88,16 @@ def _detect(ours_ics: str, theirs_ics: str | None, context: str) -> Edit:
     if fingerprint(ours_ics, context) != fingerprint(theirs_ics, context):
         return Edit("additions")
     return Edit("unchanged")
+
+
+def _recurrence(ics: str, context: str) -> tuple[str, ...]:
+    """What makes the object repeat: its recurrence properties, and RECURRENCE-ID when it holds
+    more than one VEVENT (an app's override of one instance)."""
+    events = parse(ics, context).walk("VEVENT")
+    found = {name for event in events for name in RECURRENCE if name in event}
+    if len(events) > 1:
+        found.add("RECURRENCE-ID")
+    return tuple(sorted(found))
 
 
 def same_times(

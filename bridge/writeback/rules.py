@@ -4,7 +4,7 @@
 |--------------|---------------------------------------------|---------------------------------------|
 | reservation  | deleted it                                  | Cancel in Canvas (restore if ended)   |
 | reservation  | moved it onto another open slot of its group| Rebook there (reserve, cancel_existing)|
-| reservation  | moved it anywhere else / made it all-day    | Restore, with the reason              |
+| reservation  | moved it anywhere else / made it all-day or repeat | Restore, with the reason       |
 | open slot    | copied or moved it into this calendar       | Reserve that slot                     |
 | conference   | deleted it                                  | Hide it until Canvas changes it       |
 | conference   | moved or edited it                          | Restore                               |
@@ -18,8 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from bridge.mapping import CalEvent
 from bridge.model.canvas import AccountSnapshot, AppointmentGroup, CalendarEvent
+from bridge.model.event import CalEvent
 from bridge.writeback.detect import Edit, same_times
 
 
@@ -122,6 +122,8 @@ def decide(
     if edit.kind == "deleted":
         return Cancel(event.canvas_id, CANCEL_REASON)
     if edit.kind == "retimed":
+        if edit.fields:
+            return Restore("a booking cannot repeat; Canvas books one appointment at a time")
         return Restore("a booking cannot become an all-day event")
     group = _group(snapshot, event.appointment_group_id)
     slot = open_slot_at(group, edit, now) if group is not None and edit.start is not None else None

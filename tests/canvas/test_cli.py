@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.conftest import Sim
+from tests.helpers.sim import Sim
 
 
 def run(
@@ -152,6 +152,25 @@ def test_missing_credentials_say_what_to_do(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 2 and "no Canvas URL" in out.stderr
+
+
+def test_a_malformed_url_names_the_option_it_came_from(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CANVAS_", "CALBRIDGE_"))}
+    env["CANVAS_TOKEN"] = "secret-token-never-printed"
+    for args, extra, source in (
+        (["--url", "canvas.example.edu"], {}, "--url"),
+        ([], {"CANVAS_URL": "https://canvas.example.edu/?x=1"}, "CANVAS_URL"),
+    ):
+        out = subprocess.run(
+            [sys.executable, "-m", "bridge", "canvas", *args, "whoami"],
+            capture_output=True,
+            text=True,
+            env={**env, **extra},
+            timeout=60,
+        )
+        assert out.returncode == 2, out.stderr
+        assert out.stderr.startswith(f"calbridge: {source}: "), out.stderr
+        assert out.stderr.count("\n") == 1 and "secret-token" not in out.stderr
 
 
 def test_every_canvas_command_has_its_own_json_option() -> None:

@@ -13,7 +13,7 @@ from bridge.canvas.client import CanvasClient
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
-from tests.conftest import SAMPLE_NOW, Sim
+from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 def client(sim: Sim, who: str = "alice", **kw: object) -> CanvasClient:
@@ -246,6 +246,7 @@ async def test_validation_error_carries_canvas_message(sim: Sim) -> None:
             )
 
 
-def test_bad_base_url_is_a_config_error() -> None:
-    with pytest.raises(errors.ConfigError, match="not an http"):
+def test_bad_base_url_is_refused_by_the_client_too() -> None:
+    # config and CLI name their key first (tests/config, tests/canvas/test_cli.py)
+    with pytest.raises(ValueError, match="not an http"):
         CanvasClient("canvas.example.edu", "tok")

@@ -10,7 +10,7 @@ from bridge.canvas.poller import minimum_requests, poll_account
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
-from tests.conftest import SAMPLE_NOW, Sim
+from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 async def test_student_snapshot(sim: Sim) -> None:

@@ -13,8 +13,8 @@ from alembic.script import ScriptDirectory
 
 from bridge.state import open_state
 from bridge.state.db import MIGRATIONS, make_engine, upgrade
-from tests.cli.conftest import calbridge, clean_env
-from tests.conftest import Sim
+from tests.helpers.cli import calbridge, clean_env
+from tests.helpers.sim import Sim
 
 
 def head_revision() -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.cli.conftest import CLI_PYTHON, CONSOLE_SCRIPT, ENTRY_POINTS, calbridge, clean_env
+from tests.helpers.cli import CLI_PYTHON, CONSOLE_SCRIPT, ENTRY_POINTS, calbridge, clean_env
 
 ROOT = Path(__file__).resolve().parents[2]
 

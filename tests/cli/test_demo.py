@@ -15,7 +15,7 @@ from icalendar import Calendar
 
 from bridge.cli.demo_cmd import DEMO_UID_HOST
 from bridge.web.page import _loopback_note
-from tests.cli.conftest import ENTRY_POINTS, clean_env
+from tests.helpers.cli import ENTRY_POINTS, clean_env
 
 
 @pytest.fixture

@@ -59,6 +59,23 @@ def test_example_config_is_valid() -> None:
             "accounts[0].canvas_url: 'canvas.example.edu' is not an http(s) URL",
         ),  # type: ignore[index]
         (
+            with_changes(
+                accounts=[{**BASE["accounts"][0], "canvas_url": "https://canvas.example.edu/?a=1"}]  # type: ignore[index]
+            ),
+            "config: accounts[0].canvas_url: the Canvas URL must not have a query string or fragment",
+        ),
+        (
+            with_changes(accounts=[{**BASE["accounts"][0], "conference_contexts": ["section_4"]}]),  # type: ignore[index]
+            "'section_4' is not course_<id> or group_<id>",
+        ),
+        (
+            with_changes(
+                http={"public_url": "https://cal.example.edu/" + "x" * 200},
+                feeds=[{"id": "f", "account": "alice"}],
+            ),
+            "config: http.public_url: feed URLs would be 269 characters; Google Calendar refuses",
+        ),
+        (
             with_changes(feeds=[{"id": "f", "account": "bob"}]),
             "feeds[f].account: no account with id 'bob'",
         ),

@@ -14,25 +14,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Sim
-from tests.daemon.conftest import Running, cli, free_port, write_config
-from tests.validators import assert_valid
-
-
-def feed_urls(config: Path) -> dict[str, str]:
-    out = cli("feeds", "-c", str(config), "--json")
-    assert out.returncode == 0, out.stderr
-    return {row["id"]: row["https"] for row in json.loads(out.stdout)}
-
-
-def wait_feed(url: str, timeout: float = 30) -> httpx.Response:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        r = httpx.get(url)
-        if r.status_code == 200:
-            return r
-        time.sleep(0.1)
-    raise AssertionError(f"{url} never served")
+from tests.helpers.daemon import Running, cli, feed_urls, wait_feed, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.sim import Sim
+from tests.helpers.validators import assert_valid
 
 
 def test_run_ready_feeds_health_metrics_stop(

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import Sim
-from tests.daemon.conftest import Running, cli, free_port, write_config
-from tests.daemon.test_daemon import feed_urls, wait_feed
+from tests.helpers.daemon import Running, cli, feed_urls, wait_feed, write_config
+from tests.helpers.servers import free_port
+from tests.helpers.sim import Sim
 
 
 def test_idle_socket_flood_with_few_descriptors(

@@ -9,7 +9,7 @@ import sys
 from bridge.dav.discovery import TargetSettings
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
-from tests.dav.conftest import NOW, desired, event
+from tests.helpers.dav import NOW, desired, event
 
 
 def main(url: str, state_url: str, count: int) -> None:

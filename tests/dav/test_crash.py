@@ -12,8 +12,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.dav.test_contract import server_uids
-from tests.servers import radicale
+from tests.helpers.dav import server_uids
+from tests.helpers.servers import radicale
 
 COUNT = 500
 

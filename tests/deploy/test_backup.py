@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import Sim
-from tests.deploy.service import README, ServiceTree, service_tree
-from tests.servers import free_port, radicale
+from tests.helpers.servers import free_port, radicale
+from tests.helpers.service import README, ServiceTree, service_tree
+from tests.helpers.sim import Sim
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="switching to the service user needs root (CI runs as root)"

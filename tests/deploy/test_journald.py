@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from tests.deploy.service import PRIORITY_LINE
+from tests.helpers.service import PRIORITY_LINE
 
 PROGRAM = """
 import logging, sys

@@ -23,10 +23,10 @@ from bridge.config import HttpConfig
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import serve_in_thread
-from tests.conftest import Sim
-from tests.daemon.conftest import write_config
-from tests.deploy.service import REPO
-from tests.servers import free_port
+from tests.helpers.daemon import write_config
+from tests.helpers.servers import free_port
+from tests.helpers.service import REPO
+from tests.helpers.sim import Sim
 
 DASHBOARD = REPO / "deploy" / "grafana" / "calbridge.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"

@@ -20,8 +20,8 @@ import pytest
 
 from bridge.dav.discovery import ChallengeAuth, TargetSettings, check_target, choose_auth
 from bridge.dav.webdav import Dav
-from bridge.errors import CalDAVAuthError, CalDAVError
-from tests.servers import Server, sabredav
+from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError
+from tests.helpers.servers import Server, sabredav
 
 PASSWORD = "hostile-test-dav-password"
 MULTISTATUS_HEAD = b'<?xml version="1.0"?><d:multistatus xmlns:d="DAV:">'
@@ -30,7 +30,7 @@ GIANT = 200 << 20  # what the giant server offers to send
 
 class Hostile(BaseHTTPRequestHandler):
     """Behaviour by the first path segment: /digest-only/, /basic/, /malformed/, /giant/,
-    /not-multistatus/, /bearer-only/. Every Authorization header is recorded."""
+    /not-multistatus/, /bearer-only/, /conflict/. Every Authorization header is recorded."""
 
     seen: list[tuple[str, str]]  # (path, Authorization header or "")
     sent: list[int]  # bytes the giant server managed to send, per request
@@ -78,6 +78,8 @@ class Hostile(BaseHTTPRequestHandler):
             self._answer(207, MULTISTATUS_HEAD + b"<d:response><d:href>/x</d:hr")
         elif kind == "not-multistatus":
             self._answer(207, b'<?xml version="1.0"?><html><body>hello</body></html>')
+        elif kind == "conflict":  # a 412 that says which version the server holds
+            self._answer(412, b"", {"ETag": '"theirs-2"'})
         elif kind == "giant":
             self.send_response(207)
             self.send_header("Content-Length", str(GIANT))
@@ -95,7 +97,7 @@ class Hostile(BaseHTTPRequestHandler):
         else:
             self._answer(404, b"")
 
-    do_PROPFIND = do_REPORT = do_GET = do_PUT = do_OPTIONS = _handle
+    do_PROPFIND = do_REPORT = do_GET = do_PUT = do_DELETE = do_OPTIONS = _handle
 
 
 class HostileServer:
@@ -179,6 +181,26 @@ async def test_challenge_auth_against_sabredav_digest(sabre: Server) -> None:
     with pytest.raises(CalDAVAuthError) as caught:
         await choose_auth(settings(sabre.url, "not-the-password", sabre.username))
     assert "not-the-password" not in str(caught.value)
+
+
+# --- conflicts ------------------------------------------------------------------------------
+
+
+async def test_a_412_with_the_servers_etag_carries_both(hostile: HostileServer) -> None:
+    dav = Dav(f"{hostile.url}/conflict/cal/", None, target="hostile", timeout=5, max_parallel=2)  # type: ignore[arg-type]
+    try:
+        with pytest.raises(CalDAVConflict) as put:
+            await dav.put("/conflict/cal/a.ics", "BEGIN:VCALENDAR", etag='"ours-1"')
+        with pytest.raises(CalDAVConflict) as delete:
+            await dav.delete("/conflict/cal/a.ics", '"ours-1"')
+    finally:
+        await dav.aclose()
+    for caught, method in ((put, "PUT"), (delete, "DELETE")):
+        assert (caught.value.expected_etag, caught.value.current_etag) == ('"ours-1"', '"theirs-2"')
+        assert str(caught.value) == (
+            f"caldav hostile: {method} /conflict/cal/a.ics: changed on the server "
+            '(expected ETag "ours-1", the server has "theirs-2") (HTTP 412)'
+        )
 
 
 # --- malformed and giant answers ------------------------------------------------------------

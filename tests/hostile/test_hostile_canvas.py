@@ -26,8 +26,8 @@ from bridge.canvas.transport import CanvasLimits
 from bridge.mapping.feed import FeedOptions, render_feed
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import RunningServer, serve_in_thread
-from tests.conftest import SAMPLE_NOW
-from tests.hostile.canvas_server import SURROGATE, Collector, HostileCanvas
+from tests.helpers.hostile_canvas import SURROGATE, Collector, HostileCanvas
+from tests.helpers.sim import SAMPLE_NOW
 
 TOKEN = SAMPLE_TOKENS["alice"]
 

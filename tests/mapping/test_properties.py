@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from bridge.mapping import FeedOptions, render_event_ics, render_feed
 from bridge.mapping.text import clean
 from bridge.model.canvas import AccountSnapshot
-from tests.validators import own_errors, strict_ical
+from tests.helpers.validators import own_errors, strict_ical
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 # Everything a person may type: punctuation iCalendar escapes, emoji, RTL, CJK, control chars.

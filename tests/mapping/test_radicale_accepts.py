@@ -12,8 +12,8 @@ import icalendar
 import pytest
 
 from bridge.mapping import render_event_ics, render_feed
-from tests.mapping.test_corpus import CASES, build
-from tests.servers import Server, radicale
+from tests.helpers.mapping import CASES, build
+from tests.helpers.servers import Server, radicale
 
 
 @pytest.fixture(scope="module")

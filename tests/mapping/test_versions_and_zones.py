@@ -11,8 +11,8 @@ import pytest
 from bridge.mapping import FeedOptions, render_event_ics, render_feed
 from bridge.mapping.timezones import vtimezone_lines
 from bridge.model.canvas import AccountSnapshot
-from tests.mapping.test_corpus import CORPUS
-from tests.validators import assert_valid
+from tests.helpers.mapping import CORPUS
+from tests.helpers.validators import assert_valid
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 ALL = frozenset({"conferences", "reservations", "open_slots"})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from bridge.errors import ConfigError
+from bridge.errors import SetupError
 from bridge.mapping import EventVersion
 from bridge.model.status import ItemStatus
 from bridge.state import StoredFeed, open_state
@@ -121,14 +121,14 @@ def test_upgrade_keeps_data(tmp_path: Path) -> None:
         assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
 
 
-def test_bad_urls_are_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match=r"state\.url"):
+def test_bad_urls_are_setup_errors_naming_state_url(tmp_path: Path) -> None:
+    with pytest.raises(SetupError, match=r"^state\.url: "):
         open_state("not a url")
     blocked = tmp_path / "ro"
     blocked.mkdir()
     blocked.chmod(0o500)
     if os.geteuid() != 0:  # root can write anywhere
-        with pytest.raises(ConfigError, match="not writable"):
+        with pytest.raises(SetupError, match="not writable"):
             open_state(f"sqlite:///{blocked / 'x' / 's.sqlite3'}")
 
 

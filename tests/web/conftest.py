@@ -12,7 +12,7 @@ from bridge.web.app import create_app
 from bridge.web.health import StaticHealth
 from bridge.web.links import new_feed_secret
 from bridge.web.store import FeedStore
-from tests.web.test_feed_server import Served, publish
+from tests.helpers.web import Served, publish
 
 
 @pytest.fixture

@@ -5,54 +5,19 @@ from __future__ import annotations
 
 import gzip
 import logging
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+import socket
+from datetime import timedelta
 from email.utils import format_datetime
 
 import httpx
 import pytest
 
-from bridge.errors import ConfigError
-from bridge.simulator.server import RunningServer
-from bridge.web.health import HealthReport, StaticHealth
+from bridge.errors import SetupError
+from bridge.web.health import HealthReport
 from bridge.web.links import feed_urls, new_feed_secret
-from bridge.web.store import FeedStore, PublishedFeed
-from tests.validators import strict_ical
-
-CHANGED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
-ICS = (
-    b"BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nBEGIN:VEVENT\r\nUID:a@x\r\n"
-    b"DTSTAMP:20260301T083000Z\r\nDTSTART:20260302T100000Z\r\nSUMMARY:Office hours\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-)
-
-
-@dataclass
-class Served:
-    server: RunningServer
-    admin: RunningServer
-    store: FeedStore
-    health: StaticHealth
-    secret: str
-
-    @property
-    def feed_url(self) -> str:
-        return f"{self.server.url}/feeds/alice/{self.secret}.ics"
-
-
-def publish(
-    store: FeedStore, secret: str, body: bytes = ICS, changed: datetime = CHANGED
-) -> PublishedFeed:
-    feed = PublishedFeed.build(
-        "alice",
-        "Alice's Canvas",
-        body,
-        refreshed_at=changed + timedelta(minutes=5),
-        last_modified=changed,
-        event_count=1,
-        includes=("conferences", "reservations"),
-    )
-    store.publish(feed, secret)
-    return feed
+from bridge.web.server import WebServer
+from tests.helpers.validators import strict_ical
+from tests.helpers.web import CHANGED, ICS, Served, publish
 
 
 def test_get_serves_the_published_bytes(served: Served) -> None:
@@ -186,5 +151,24 @@ def test_feed_urls_and_the_google_length_limit() -> None:
         "addfromweb?url=https%3A%2F%2Fcal.example.edu" in urls.outlook_live
         and "name=Alice%20%26%20co" in urls.outlook_live
     )
-    with pytest.raises(ConfigError, match=r"http\.public_url"):
+    with pytest.raises(ValueError, match="Google Calendar refuses more than 256"):
         feed_urls("https://cal.example.edu/" + "x" * 200, "alice", secret)
+
+
+async def _no_app(scope: object, receive: object, send: object) -> None:
+    raise AssertionError("never served")
+
+
+def test_a_taken_listen_address_is_a_setup_error_naming_the_setting() -> None:
+    """The web adapter's one boundary for its listen address: exit code 3 (systemd does not
+    restart into it), the setting as the daemon named it, the address and the OS's reason."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(SetupError) as caught:
+            WebServer(_no_app, f"127.0.0.1:{port}", key="http.admin_listen")  # type: ignore[arg-type]
+    assert str(caught.value) == (
+        f"http.admin_listen: cannot listen on 127.0.0.1:{port}: Address already in use"
+    )
+    assert caught.value.exit_code == 3

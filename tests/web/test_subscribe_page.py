@@ -16,7 +16,7 @@ from bridge.simulator.server import RunningServer, serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import feed_urls, new_feed_secret
 from bridge.web.store import FeedStore
-from tests.web.test_feed_server import publish
+from tests.helpers.web import publish
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"

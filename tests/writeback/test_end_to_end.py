@@ -19,8 +19,9 @@ from bridge.daemon.cycle import Syncer
 from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.state import StateStore, open_state
 from bridge.web.store import FeedStore
-from tests.conftest import Sim
-from tests.servers import Server, radicale, xandikos
+from tests.helpers.clients import ClientFile, catalogue
+from tests.helpers.servers import Server, radicale, xandikos
+from tests.helpers.sim import Sim
 
 
 @dataclass
@@ -31,11 +32,15 @@ class Setup:
     syncer: Syncer
 
     async def sync(self) -> TargetReport:
-        result = await self.syncer.sync_account(self.syncer.settings.accounts[0])
-        assert result.ok, result.error
-        report = result.targets[0]
+        report = await self.sync_reporting()
         assert not report.errors, report.errors
         return report
+
+    async def sync_reporting(self) -> TargetReport:
+        """One cycle that may report errors of single objects (the report says which)."""
+        result = await self.syncer.sync_account(self.syncer.settings.accounts[0])
+        assert result.ok, result.error
+        return result.targets[0]
 
     def items(self) -> dict[str, tuple[str, str]]:
         """uid → (href, ics) of everything on the server."""
@@ -58,16 +63,24 @@ class Setup:
                 out[str(icalendar.Calendar.from_ical(ics).walk("VEVENT")[0]["UID"])] = (href, ics)
         return out
 
-    def put(self, href: str, ics: str) -> None:
-        r = httpx.put(
+    def put(self, href: str, ics: str | bytes) -> None:
+        r = self.put_as_app(href, ics)
+        assert r.status_code == 204, r.text  # replaces what calbridge wrote
+
+    def put_as_app(self, href: str, ics: str | bytes) -> httpx.Response:
+        """PUT the bytes as a calendar app sends them; the server's answer, whatever it is."""
+        return httpx.put(
             httpx.URL(self.server.url).join(href),
             content=ics,
             headers={"Content-Type": "text/calendar"},
         )
-        assert r.status_code in (201, 204), r.text
+
+    def etag(self, href: str) -> str:
+        return httpx.get(httpx.URL(self.server.url).join(href)).headers["etag"]
 
     def delete(self, href: str) -> None:
-        assert httpx.delete(httpx.URL(self.server.url).join(href)).status_code in (200, 204)
+        answer = httpx.delete(httpx.URL(self.server.url).join(href)).status_code
+        assert answer == {"radicale": 200, "xandikos": 204}[self.server.name]
 
 
 @pytest.fixture(params=["radicale", "xandikos"])
@@ -149,34 +162,18 @@ async def test_deleting_a_booking_cancels_it_in_canvas(setup: Setup) -> None:
     assert again.commands == [] and uid not in setup.items()
 
 
-async def test_moving_a_booking_onto_an_open_slot_rebooks_it(setup: Setup) -> None:
+async def test_moving_a_booking_onto_an_open_slot_rebooks_it(
+    setup: Setup, client_corpus: dict[str, ClientFile]
+) -> None:
     await setup.sync()
     slots, res_id = office(setup)
     world = setup.sim.world
     free = next(s for s in slots if world.slots[s].workflow_state == "active")
     uid = f"canvas-reservation-{res_id}@{httpx.URL(setup.sim.url).netloc.decode()}"
     href, ics = setup.items()[uid]
-    cal = icalendar.Calendar.from_ical(ics)
-    event = cal.walk("VEVENT")[0]
-    berlin = ZoneInfo("Europe/Berlin")
-    new_start = world.slots[free].start_at.astimezone(berlin).replace(tzinfo=None)
-    # as Apple writes it: local time with a TZID, its own properties and an alarm
-    for name in ("DTSTART", "DTEND"):
-        del event[name]
-    event.add("DTSTART", new_start, parameters={"TZID": "Europe/Berlin"})
-    event.add(
-        "DTEND",
-        new_start + (world.slots[free].end_at - world.slots[free].start_at),
-        parameters={"TZID": "Europe/Berlin"},
-    )
-    event.add("X-APPLE-TRAVEL-ADVISORY-BEHAVIOR", "AUTOMATIC")
-    body = (
-        cal.to_ical()
-        .decode()
-        .replace(
-            f"DTSTART;TZID=Europe/Berlin:{new_start:%Y%m%dT%H%M%S}",
-            f"DTSTART;TZID=Europe/Berlin:{new_start:%Y%m%dT%H%M%S}",
-        )
+    # as iOS writes it: Berlin local times with a VTIMEZONE, its own properties and an alarm
+    body = client_corpus["ios-move-tzid.ics"].fill(
+        ics, start=world.slots[free].start_at, end=world.slots[free].end_at
     )
     setup.put(href, body)
     report = await setup.sync()
@@ -204,28 +201,6 @@ async def test_moving_a_booking_onto_an_open_slot_rebooks_it(setup: Setup) -> No
     assert len([u for u in items if u.startswith("canvas-reservation-")]) == 3  # no duplicate
 
 
-async def test_moving_a_booking_nowhere_restores_it(setup: Setup) -> None:
-    await setup.sync()
-    _, res_id = office(setup)
-    uid = f"canvas-reservation-{res_id}@{httpx.URL(setup.sim.url).netloc.decode()}"
-    href, ics = setup.items()[uid]
-    cal = icalendar.Calendar.from_ical(ics)
-    event = cal.walk("VEVENT")[0]
-    start = event["DTSTART"].dt + timedelta(hours=5, minutes=7)
-    del event["DTSTART"], event["DTEND"]
-    event.add("DTSTART", start)
-    event.add("DTEND", start + timedelta(minutes=20))
-    setup.put(href, cal.to_ical().decode())
-    report = await setup.sync()
-    assert any("no open slot" in reason for _, reason in report.restored), report.restored
-    assert setup.sim.world.reservations[res_id].workflow_state == "locked"
-    back = icalendar.Calendar.from_ical(setup.items()[uid][1]).walk("VEVENT")[0]
-    assert (
-        back["DTSTART"].dt
-        == setup.sim.world.slots[setup.sim.world.reservations[res_id].slot_id].start_at
-    )
-
-
 async def test_a_deleted_conference_stays_hidden(setup: Setup) -> None:
     await setup.sync()
     host = httpx.URL(setup.sim.url).netloc.decode()
@@ -246,3 +221,58 @@ async def test_writeback_off_restores_instead(setup: Setup) -> None:
     report = await setup.sync()
     assert any("write-back is off" in reason for _, reason in report.restored)
     assert setup.sim.world.reservations[res_id].workflow_state == "locked" and uid in setup.items()
+
+
+# --- every app's copy of a booking, through the real servers ---------------------------------
+
+
+def booking_uid(setup: Setup) -> tuple[str, int]:
+    _, res_id = office(setup)
+    return f"canvas-reservation-{res_id}@{httpx.URL(setup.sim.url).netloc.decode()}", res_id
+
+
+@pytest.mark.parametrize("name", sorted(catalogue()))
+async def test_each_client_file_end_to_end(
+    setup: Setup, client_corpus: dict[str, ClientFile], name: str
+) -> None:
+    """Each corpus file PUT over the booking calbridge wrote, as the app would, then one cycle:
+    the outcome the corpus README promises, on Canvas and on the server. Files that move the
+    event are moved where no slot is (5 h 7 min later); the move onto a slot is above."""
+    client = client_corpus[name]
+    await setup.sync()
+    uid, res_id = booking_uid(setup)
+    href, ours = setup.items()[uid]
+    slot = setup.sim.world.slots[setup.sim.world.reservations[res_id].slot_id]
+    nowhere = slot.start_at + timedelta(hours=5, minutes=7)
+    body = client.fill(ours, start=nowhere) if client.edit == "move" else client.fill(ours)
+    answer = setup.put_as_app(href, body)
+    if client.edit == "not-utf-8" and setup.server.name == "xandikos":
+        assert answer.status_code == 412 and "valid-calendar-data" in answer.text
+    else:  # Radicale stores even Windows-1252 bytes (decoded as Latin-1)
+        assert answer.status_code == 204, answer.text
+    stored = setup.etag(href)
+
+    report = await setup.sync_reporting()
+    assert report.commands == []  # none of these is something Canvas can do
+    assert setup.sim.world.reservations[res_id].workflow_state == "locked"
+    back = icalendar.Calendar.from_ical(setup.items()[uid][1])
+    if client.edit == "malformed":
+        assert [(e.href, e.uid) for e in report.item_errors] == [(href, uid)]
+        assert "unknown time zone 'Customized Time Zone'" in report.item_errors[0].message
+    else:
+        assert report.item_errors == []
+    if client.edit in ("additions", "not-utf-8"):  # their copy stays as they wrote it
+        assert report.restored == [] and setup.etag(href) == stored
+        return
+    reasons = {
+        "move": "no open slot of 'Office hours' at "
+        + nowhere.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M UTC"),
+        "all-day": "a booking cannot become an all-day event",
+        "recurrence": "a booking cannot repeat; Canvas books one appointment at a time",
+    }
+    if client.edit in reasons:
+        assert report.restored == [(uid, reasons[client.edit])]
+    # Canvas's one appointment is back: its time, nothing repeating
+    (event,) = back.walk("VEVENT")
+    assert event["DTSTART"].dt.astimezone(ZoneInfo("UTC")) == slot.start_at
+    assert not {"RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"} & set(event)

@@ -12,7 +12,7 @@ from bridge.state import open_state
 from bridge.state.journal import EntryState, Limits
 from bridge.sync.decide import Command, command_key
 from bridge.sync.execute import Ledger, redrive, run_command
-from tests.conftest import Sim
+from tests.helpers.sim import Sim
 
 
 async def test_pending_cancel_that_canvas_already_did_is_not_repeated(

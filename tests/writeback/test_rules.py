@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import icalendar
 import pytest
 
+from bridge.errors import CalendarDataError
 from bridge.mapping import CalEvent, EventVersion, render_event_ics
+from bridge.mapping.merge import merge_person_additions
 from bridge.model.canvas import AccountSnapshot
-from bridge.writeback.detect import detect
+from bridge.writeback.detect import Edit, detect
 from bridge.writeback.rules import Cancel, Hide, Keep, Rebook, Restore, decide
+from tests.helpers.clients import ClientFile, catalogue
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 START = NOW + timedelta(days=2)
@@ -69,36 +73,27 @@ SNAPSHOT = AccountSnapshot.model_validate(
 )
 
 
-def apple_move(minutes: int, tz: str = "Europe/Berlin") -> str:
-    """The event as Apple writes it back after a drag: TZID-local times with a VTIMEZONE."""
-    from zoneinfo import ZoneInfo
-
-    local = (START + timedelta(minutes=minutes)).astimezone(ZoneInfo(tz))
-    return (
-        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Apple Inc.//iOS 18//EN\r\nBEGIN:VTIMEZONE\r\nTZID:Europe/Berlin\r\n"
-        "BEGIN:STANDARD\r\nDTSTART:19701025T030000\r\nRRULE:FREQ=YEARLY;BYMONTH=10;BYDAY=-1SU\r\nTZOFFSETFROM:+0200\r\n"
-        "TZOFFSETTO:+0100\r\nTZNAME:CET\r\nEND:STANDARD\r\nBEGIN:DAYLIGHT\r\nDTSTART:19700329T020000\r\n"
-        "RRULE:FREQ=YEARLY;BYMONTH=3;BYDAY=-1SU\r\nTZOFFSETFROM:+0100\r\nTZOFFSETTO:+0200\r\nTZNAME:CEST\r\nEND:DAYLIGHT\r\n"
-        "END:VTIMEZONE\r\nBEGIN:VEVENT\r\nUID:canvas-reservation-5@c\r\nDTSTAMP:20260302T120000Z\r\n"
-        f"DTSTART;TZID={tz}:{local:%Y%m%dT%H%M%S}\r\nDURATION:PT20M\r\nSUMMARY:Office hours\r\nLOCATION:Room 1\r\n"
-        "X-APPLE-TRAVEL-ADVISORY-BEHAVIOR:AUTOMATIC\r\nBEGIN:VALARM\r\nACTION:DISPLAY\r\nTRIGGER:-PT15M\r\n"
-        "X-WR-ALARMUID:1A2B\r\nEND:VALARM\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    )
+def moved(
+    corpus: dict[str, ClientFile], name: str, minutes: int, event: CalEvent | None = None
+) -> str:
+    """``name`` of the client corpus: the app's copy of ``event``, dragged ``minutes`` later."""
+    ours = event or booking()
+    return corpus[name].text(ics(ours), start=ours.start + timedelta(minutes=minutes))
 
 
-def test_detects_deletion_move_and_additions() -> None:
+def test_detects_deletion_move_and_additions(client_corpus: dict[str, ClientFile]) -> None:
     ours = ics(booking())
     assert detect(ours, None).kind == "deleted"
-    moved = detect(ours, apple_move(20))
-    assert moved.kind == "moved" and moved.start == START + timedelta(minutes=20)
-    same_time = detect(ours, apple_move(0))
-    assert same_time.kind in ("additions", "changed")
-    google = ours.replace("END:VEVENT", "X-GOOGLE-CONFERENCE:https://meet.example\r\nEND:VEVENT")
-    assert detect(ours, google).kind == "additions"
+    move = detect(ours, moved(client_corpus, "ios-move-tzid.ics", 20))
+    assert (move.kind, move.start) == ("moved", START + timedelta(minutes=20))
+    # the same instants in Berlin time, plus Apple's alarm: not a move, not a text change
+    assert detect(ours, moved(client_corpus, "ios-move-tzid.ics", 0)) == Edit("additions")
+    google = client_corpus["google-reminder-meet-link.ics"].text(ours)
+    assert detect(ours, google) == Edit("additions")
     renamed = ours.replace("SUMMARY:Office hours", "SUMMARY:Coffee")
-    assert detect(ours, renamed).fields == ("SUMMARY",)
-    all_day = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:x\r\nBEGIN:VEVENT\r\nUID:canvas-reservation-5@c\r\nDTSTAMP:20260302T120000Z\r\nDTSTART;VALUE=DATE:20260304\r\nSUMMARY:Office hours\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
-    assert detect(ours, all_day).kind == "retimed"
+    assert detect(ours, renamed) == Edit("changed", fields=("SUMMARY",))
+    all_day = client_corpus["thunderbird-all-day.ics"].text(ours)
+    assert detect(ours, all_day) == Edit("retimed")
 
 
 @pytest.mark.parametrize(
@@ -110,8 +105,11 @@ def test_detects_deletion_move_and_additions() -> None:
         ("move7", Restore),  # no slot there
     ],
 )
-def test_booking_rules(theirs: str | None, expected: type) -> None:
-    body = None if theirs is None else apple_move(int(theirs.removeprefix("move")))
+def test_booking_rules(
+    client_corpus: dict[str, ClientFile], theirs: str | None, expected: type
+) -> None:
+    minutes = None if theirs is None else int(theirs.removeprefix("move"))
+    body = None if minutes is None else moved(client_corpus, "ios-move-tzid.ics", minutes)
     decision = decide(
         detect(ics(booking()), body),
         booking(),
@@ -125,7 +123,7 @@ def test_booking_rules(theirs: str | None, expected: type) -> None:
         assert (decision.from_reservation_id, decision.to_slot_id) == (5, 51)
 
 
-def test_off_past_and_conference_rules() -> None:
+def test_off_past_and_conference_rules(client_corpus: dict[str, ClientFile]) -> None:
     deleted = detect(ics(booking()), None)
     assert isinstance(
         decide(deleted, booking(), SNAPSHOT, writeback_enabled=False, target_id="phone", now=NOW),
@@ -151,7 +149,7 @@ def test_off_past_and_conference_rules() -> None:
     )
     assert isinstance(
         decide(
-            detect(ics(conf), apple_move(20)),
+            detect(ics(conf), moved(client_corpus, "ios-move-tzid.ics", 20, conf)),
             conf,
             SNAPSHOT,
             writeback_enabled=True,
@@ -167,3 +165,55 @@ def test_off_past_and_conference_rules() -> None:
         decide(additions, booking(), SNAPSHOT, writeback_enabled=True, target_id="phone", now=NOW),
         Keep,
     )
+
+
+# --- every file of the client corpus, for a booking -----------------------------------------
+
+
+def rule_for(body: str) -> object:
+    return decide(
+        detect(ics(booking()), body, "phone/booking.ics"),
+        booking(),
+        SNAPSHOT,
+        writeback_enabled=True,
+        target_id="phone",
+        now=NOW,
+    )
+
+
+@pytest.mark.parametrize("name", sorted(catalogue()))
+def test_each_client_file_for_a_booking(client_corpus: dict[str, ClientFile], name: str) -> None:
+    """What the README's table promises for each app's copy of a booking (slot 51 is open 20
+    minutes later, none at 7 minutes later)."""
+    client = client_corpus[name]
+    ours = ics(booking())
+    if client.edit == "not-utf-8":  # reaches calbridge only as a server decoded it: end to end
+        with pytest.raises(UnicodeDecodeError):
+            client.text(ours)
+        return
+    if client.edit == "malformed":
+        with pytest.raises(CalendarDataError, match=r"phone/booking\.ics: unknown time zone"):
+            detect(ours, client.text(ours), "phone/booking.ics")
+        return
+    same_time = rule_for(client.text(ours))
+    if client.edit in ("move", "additions"):
+        # any app's copy can be dragged: its times are read in whatever form it writes them
+        assert same_time == Keep()
+        assert rule_for(moved(client_corpus, name, 20)) == Rebook(
+            5, 51, START + timedelta(minutes=20)
+        )
+        assert rule_for(moved(client_corpus, name, 7)) == Restore(
+            "no open slot of 'Office hours' at 2026-03-04 12:07 UTC"
+        )
+    elif client.edit == "all-day":
+        assert same_time == Restore("a booking cannot become an all-day event")
+    elif client.edit == "recurrence":
+        assert same_time == Restore(
+            "a booking cannot repeat; Canvas books one appointment at a time"
+        )
+        # what is put back: Canvas's one appointment, with nothing of the repetition
+        back = icalendar.Calendar.from_ical(merge_person_additions(ours, client.text(ours)))
+        (event,) = back.walk("VEVENT")
+        assert not {"RRULE", "RDATE", "EXDATE", "RECURRENCE-ID"} & set(event)
+    else:
+        raise AssertionError(f"{name}: no expectation for edit {client.edit!r}")

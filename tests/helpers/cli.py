@@ -13,7 +13,11 @@ import sys
 from pathlib import Path
 
 CLI_PYTHON = os.environ.get("CALBRIDGE_CLI_PYTHON", sys.executable)
+
+
 CONSOLE_SCRIPT = str(Path(CLI_PYTHON).parent / "calbridge")
+
+
 ENTRY_POINTS = {"console-script": [CONSOLE_SCRIPT], "python-m": [CLI_PYTHON, "-m", "bridge"]}
 
 

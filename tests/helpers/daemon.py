@@ -1,22 +1,19 @@
-"""A daemon under test: `calbridge run` as a subprocess, a notify socket made by the test."""
+"""A daemon under test: its config, the running process, and the command line beside it."""
 
 from __future__ import annotations
 
-import os
-import resource
+import json
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
+import httpx
 
-from tests.conftest import Sim
-from tests.servers import free_port
+from tests.helpers.sim import Sim
 
 
 def write_config(tmp: Path, sim: Sim, port: int, extra: str = "", http: str = "") -> Path:
@@ -91,39 +88,17 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture
-def start_daemon(tmp_path: Path) -> Iterator[object]:
-    started: list[Running] = []
-
-    def start(
-        config: Path, port: int, max_fds: int | None = None, log: Path | None = None
-    ) -> Running:
-        sock_path = tmp_path / f"notify-{len(started)}.sock"
-        notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        notify.bind(str(sock_path))
-        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
-        limit = (max_fds, max_fds) if max_fds else None
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "bridge", "run", "-c", str(config)],
-            env=env,
-            preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
-            if limit
-            else None,
-            stdout=subprocess.PIPE,
-            stderr=log.open("w") if log else subprocess.PIPE,
-            text=True,
-        )
-        running = Running(proc, notify, f"http://127.0.0.1:{port}", config, [])
-        started.append(running)
-        running.wait_for("READY=1")
-        return running
-
-    yield start
-    for running in started:
-        if running.proc.poll() is None:
-            running.proc.kill()
-            running.proc.wait()
-        running.notify.close()
+def feed_urls(config: Path) -> dict[str, str]:
+    out = cli("feeds", "-c", str(config), "--json")
+    assert out.returncode == 0, out.stderr
+    return {row["id"]: row["https"] for row in json.loads(out.stdout)}
 
 
-__all__ = ["Running", "cli", "free_port", "write_config"]
+def wait_feed(url: str, timeout: float = 30) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        r = httpx.get(url)
+        if r.status_code == 200:
+            return r
+        time.sleep(0.1)
+    raise AssertionError(f"{url} never served")

@@ -26,7 +26,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tests.servers import free_port
+from tests.helpers.servers import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 UNIT = REPO / "systemd" / "calbridge.service"
