@@ -78,7 +78,8 @@ lock:
 	mv $(CONSTRAINTS).new $(CONSTRAINTS)
 	rm -rf .venv-lock
 
-## docs: regenerate man/calbridge.1 and the README's command reference from the CLI
+## docs: regenerate man/calbridge.1 and the README's command reference from the CLI, and
+## config.example.toml from the configuration schema
 docs: $(STAMP)
 	$(BIN)/python scripts/gen-cli-docs.py
 

@@ -16,6 +16,7 @@ import time
 
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import minimum_requests, poll_account
+from bridge.config import AccountConfig
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
@@ -25,8 +26,9 @@ GROUPS, CONFERENCES, RUNS = 250, 35, 5
 
 async def one_poll(url: str, token: str) -> tuple[int, float, int, int]:
     started = time.perf_counter()
-    async with CanvasClient(url, token) as client:
-        snapshot = await poll_account(client, "canvas.sim")
+    account = AccountConfig(id="bench", canvas_url=url, token_env="UNUSED")
+    async with CanvasClient(url, token, limits=account.canvas_limits()) as client:
+        snapshot = await poll_account(client, "canvas.sim", account.poll_options())
     return (
         client.requests_made,
         time.perf_counter() - started,

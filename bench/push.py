@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from bridge.dav.discovery import TargetSettings
+from bridge.config import CalDAVConfig
 from bridge.dav.remote import href_for
 from bridge.model.status import MemoryStatusStore
 from bridge.sync.run import CalendarSync
@@ -40,7 +40,15 @@ def raw_put_loop(home: str, items: list[tuple[str, str]]) -> float:
 
 async def calbridge_push(url: str, wanted: dict) -> tuple[float, int]:  # type: ignore[type-arg]
     store = MemoryStatusStore()
-    calendar = CalendarSync(TargetSettings("bench", url, "user", "pw", "calbridge"))
+    target = CalDAVConfig(
+        id="bench",
+        account="bench",
+        url=url,
+        username="user",
+        password_env="UNUSED",
+        calendar="calbridge",
+    )
+    calendar = CalendarSync(target.target_settings("pw"))
     started = time.perf_counter()
     report = await calendar.run(wanted, store, now=NOW)
     elapsed = time.perf_counter() - started

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from bridge.mapping import FeedOptions, RenderCache, render_feed
+from bridge.config import FeedConfig
+from bridge.mapping import RenderCache, render_feed
 from bridge.mapping.text import html_to_text
 from bridge.model.canvas import AccountSnapshot
 
@@ -63,7 +65,10 @@ def snapshot(changed: bool = False) -> AccountSnapshot:
 
 
 def main() -> None:
-    options = FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9)
+    options = replace(
+        FeedConfig(id="bench", account="bench", include=["reservations"]).options({}),
+        max_bytes=10**9,
+    )
     base, changed = snapshot(), snapshot(changed=True)
     full_times, rerender_times = [], []
     for _ in range(RUNS):

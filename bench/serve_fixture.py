@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from bench.render import snapshot
-from bridge.mapping import FeedOptions, render_feed
+from bridge.config import FeedConfig
+from bridge.mapping import render_feed
+from bridge.model.feed import PublishedFeed
 from bridge.simulator.server import serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import new_feed_secret
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -24,10 +27,16 @@ def main(out: Path) -> None:
 
     render.GROUPS = 400  # 400 groups × 5 bookings = 2,000 events
     feed = render_feed(
-        snapshot(), FeedOptions(include=frozenset({"reservations"}), max_bytes=10**9), {}, NOW
+        snapshot(),
+        replace(
+            FeedConfig(id="bench", account="bench", include=["reservations"]).options({}),
+            max_bytes=10**9,
+        ),
+        {},
+        NOW,
     )
     out.write_bytes(feed.ics)
-    store, secret = FeedStore(), new_feed_secret()
+    store, secret = ServedFeeds(), new_feed_secret()
     published = PublishedFeed.build(
         "bench",
         "Bench",

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
-"""Write man/calbridge.1 and the README's command reference from the CLI itself.
+"""Write man/calbridge.1 and the README's command reference from the CLI itself, and
+config.example.toml from the configuration schema.
 
-    python scripts/gen-cli-docs.py          # rewrite both (make docs)
+    python scripts/gen-cli-docs.py          # rewrite all three (make docs)
     python scripts/gen-cli-docs.py --check  # exit 1 and name the stale file if one is out of date
 """
 
@@ -11,10 +12,12 @@ import sys
 from pathlib import Path
 
 from bridge.cli.docs import man_page, markdown
+from bridge.config.example import example_toml
 
 ROOT = Path(__file__).resolve().parents[1]
 MAN = ROOT / "man" / "calbridge.1"
 README = ROOT / "README.md"
+EXAMPLE = ROOT / "config.example.toml"
 BEGIN = "<!-- cli-reference:begin -->"
 END = "<!-- cli-reference:end -->"
 
@@ -29,7 +32,11 @@ def readme_with_reference(text: str) -> str:
 
 def main(argv: list[str]) -> int:
     check = "--check" in argv
-    wanted = {MAN: man_page(), README: readme_with_reference(README.read_text())}
+    wanted = {
+        MAN: man_page(),
+        README: readme_with_reference(README.read_text()),
+        EXAMPLE: example_toml(),
+    }
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if check:
         for path in stale:

@@ -98,6 +98,7 @@ class CanvasClient:
         base_url: str,
         token: str | httpx.Auth,
         *,
+        limits: CanvasLimits,
         timeout: float = 30.0,
         max_concurrency: int = 4,
         max_retries: int = 5,
@@ -105,7 +106,6 @@ class CanvasClient:
         backoff_cap: float = 30.0,
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
-        limits: CanvasLimits | None = None,
         http: httpx.AsyncClient | None = None,
     ) -> None:
         headers = {"Accept": "application/json"}

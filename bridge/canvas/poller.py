@@ -16,10 +16,11 @@ from __future__ import annotations
 import asyncio
 import math
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
-from bridge.errors import CanvasTimeout, ConfigError
+from bridge.errors import CanvasTimeout
 from bridge.model.canvas import AccountSnapshot, Conference, Profile
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
@@ -32,12 +33,16 @@ def needs_managed(includes: Iterable[Iterable[str]]) -> bool:
     return any(MANAGED_KIND in include for include in includes)
 
 
+@dataclass(frozen=True)
+class PollOptions:
+    """What one poll asks for, built by ``AccountConfig.poll_options`` (which checks the codes)."""
+
+    conference_contexts: tuple[str, ...]  # course_<id> / group_<id>: all their conferences
+    include_managed: bool  # also the appointment groups the user manages
+
+
 def _context(code: str) -> tuple[str, int]:
     kind, _, ident = code.partition("_")
-    if kind not in ("course", "group") or not ident.isdigit():
-        raise ConfigError(
-            f"{code!r} is not a course_<id> or group_<id> context code", key="conference_contexts"
-        )
     return kind, int(ident)
 
 
@@ -60,16 +65,14 @@ async def _conferences(client: CanvasClient, contexts: tuple[str, ...]) -> list[
 async def poll_account(
     client: CanvasClient,
     canvas_host: str,
+    options: PollOptions,
     *,
-    conference_contexts: tuple[str, ...] = (),
-    include_managed: bool = True,
     user: Profile | None = None,
 ) -> AccountSnapshot:
     """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll.
 
     ``user``: the account's ``/users/self`` if the caller knows it (then not asked again)."""
-    for code in conference_contexts:
-        _context(code)  # fail before sending anything
+    contexts, include_managed = options.conference_contexts, options.include_managed
     deadline = client.limits.poll_deadline
 
     async def me() -> Profile:
@@ -79,7 +82,7 @@ async def poll_account(
         async with asyncio.timeout(deadline):
             profile, conferences, reservable, *rest = await asyncio.gather(
                 me(),
-                _conferences(client, conference_contexts),
+                _conferences(client, contexts),
                 client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
                 *(
                     [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]

@@ -23,15 +23,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
 from bridge import errors
-
-if TYPE_CHECKING:
-    from bridge.config import AccountConfig
 
 log = logging.getLogger("bridge.canvas")
 
@@ -54,20 +51,12 @@ class ResponseInfo:
 @dataclass(frozen=True)
 class CanvasLimits:
     """Bounds on what one Canvas account may cost: bytes per answer, seconds per request
-    (retries each get their own) and seconds per whole poll. Defaults match the config's."""
+    (retries each get their own) and seconds per whole poll. Built by the configuration
+    (``AccountConfig.canvas_limits``), which holds the defaults."""
 
-    max_response_bytes: int = 8 * 1024 * 1024
-    request_deadline: float = 60.0
-    poll_deadline: float = 300.0
-
-
-def limits_for(account: AccountConfig) -> CanvasLimits:
-    """The limits an ``[[accounts]]`` entry sets."""
-    return CanvasLimits(
-        account.max_response_bytes,
-        account.request_deadline.total_seconds(),
-        account.poll_deadline.total_seconds(),
-    )
+    max_response_bytes: int
+    request_deadline: float
+    poll_deadline: float
 
 
 @dataclass(frozen=True)
@@ -209,7 +198,7 @@ class Transport:
         auth: httpx.Auth | None = None,
         policy: RetryPolicy,
         max_concurrency: int,
-        limits: CanvasLimits | None = None,
+        limits: CanvasLimits,
         on_response: Callable[[ResponseInfo], None] | None = None,
     ) -> None:
         self._http = http
@@ -217,7 +206,7 @@ class Transport:
         self._headers = headers
         self._auth = auth
         self._policy = policy
-        self.limits = limits or CanvasLimits()
+        self.limits = limits
         self._limit = asyncio.Semaphore(max_concurrency)
         self._on_response = on_response
         self._pace_until = 0.0

@@ -69,7 +69,7 @@ def resolve_credentials(
     ``$CALBRIDGE_CONFIG``, set for the daemon's sake), as ``--url`` wins over its URL."""
     base = url
     if config is not None:
-        from bridge.config import load_config  # the daemon's config; imported only when asked
+        from bridge.config import account_token, load_config  # imported only when asked
 
         settings = load_config(config)
         chosen = [a for a in settings.accounts if account in (None, a.id)]
@@ -77,7 +77,7 @@ def resolve_credentials(
             raise UserError(f"no account {account!r} in {config}")
         base = url or chosen[0].canvas_url
         if token_file is None:
-            return base, chosen[0].token()
+            return base, account_token(chosen[0])
     base = base or _env("CANVAS_URL", "CALBRIDGE_CANVAS_URL")
     if not base:
         raise UserError("no Canvas URL: pass --url, set CANVAS_URL, or use -c CONFIG")
@@ -102,6 +102,7 @@ def _run(ctx: typer.Context, call: Callable[[CanvasClient], Awaitable[T]]) -> T:
     )
 
     from bridge.canvas.client import CanvasClient, validate_base_url
+    from bridge.config import default_canvas_limits
 
     try:  # a config's canvas_url was checked when it loaded; --url and CANVAS_URL are here
         validate_base_url(url)
@@ -109,7 +110,7 @@ def _run(ctx: typer.Context, call: Callable[[CanvasClient], Awaitable[T]]) -> T:
         raise UserError(f"{'--url' if opts.get('url') else 'CANVAS_URL'}: {exc}") from None
 
     async def go() -> T:
-        async with CanvasClient(url, token) as client:
+        async with CanvasClient(url, token, limits=default_canvas_limits()) as client:
             return await call(client)
 
     return asyncio.run(go())

@@ -37,14 +37,14 @@ class Probe:
 
 def _probe_account(settings: Settings, acct_id: str) -> Probe:
     from bridge.canvas.client import CanvasClient
-    from bridge.canvas.transport import limits_for
+    from bridge.config import account_token
 
     async def who() -> str:
         acct = settings.account(acct_id)
-        token = acct.token()
+        token = account_token(acct)
         register_secret(token)
         async with CanvasClient(
-            acct.canvas_url, token, max_retries=1, backoff_base=0.2, limits=limits_for(acct)
+            acct.canvas_url, token, max_retries=1, backoff_base=0.2, limits=acct.canvas_limits()
         ) as client:
             me = await client.me()
         return f"token of {me.name} (user {me.id})"
@@ -56,11 +56,14 @@ def _probe_account(settings: Settings, acct_id: str) -> Probe:
 
 
 def _probe_caldav(settings: Settings, target_id: str) -> Probe:
-    from bridge.dav.discovery import check_target, settings_for
+    from bridge.config import caldav_password
+    from bridge.dav.discovery import check_target
 
     target = next(t for t in settings.caldav if t.id == target_id)
     try:
-        return Probe(target_id, True, asyncio.run(check_target(settings_for(target))))
+        password = caldav_password(target)
+        register_secret(password)
+        return Probe(target_id, True, asyncio.run(check_target(target.target_settings(password))))
     except BridgeError as exc:
         return Probe(target_id, False, str(exc))
 

@@ -69,7 +69,7 @@ def sync(
     from bridge.cli.sync_output import exit_code, human_lines
     from bridge.daemon.cycle import Syncer
     from bridge.daemon.service import run_leased
-    from bridge.web.store import FeedStore
+    from bridge.web.served import ServedFeeds
 
     settings = _settings(config)
     setup_logging("warning" if as_json else settings.logging.level, settings.logging.format)
@@ -78,7 +78,7 @@ def sync(
     if unknown:
         raise UserError(f"no account with id {', '.join(sorted(unknown))}")
     state = open_state(settings.state.database_url())
-    syncer = Syncer(settings, state, FeedStore())
+    syncer = Syncer(settings, state, ServedFeeds())
 
     async def go() -> list[AccountResult]:
         try:
@@ -186,10 +186,10 @@ def render(
     """One feed's ICS on stdout (from the last good snapshot, or a fresh poll)."""
     from datetime import UTC, datetime
 
-    from bridge.daemon.cycle import Syncer, feed_options
+    from bridge.daemon.cycle import Syncer
     from bridge.mapping import render_feed
     from bridge.model.canvas import AccountSnapshot
-    from bridge.web.store import FeedStore
+    from bridge.web.served import ServedFeeds
 
     settings = _settings(config)
     feed = next((f for f in settings.feeds if f.id == feed_id), None)
@@ -201,10 +201,10 @@ def render(
         if stored is not None:
             snapshot = AccountSnapshot.model_validate_json(stored)
         else:
-            snapshot = asyncio.run(_poll_once(Syncer(settings, state, FeedStore()), feed.account))
+            snapshot = asyncio.run(_poll_once(Syncer(settings, state, ServedFeeds()), feed.account))
         rendered = render_feed(
             snapshot,
-            feed_options(feed, state.journal.aliases(feed.account)),
+            feed.options(state.journal.aliases(feed.account)),
             state.load_versions(f"feed:{feed.id}"),
             datetime.now(UTC),
         )

@@ -24,18 +24,19 @@ from typing import Any
 from bridge import metrics
 from bridge.canvas.poller import needs_managed, poll_account
 from bridge.canvas.pool import CanvasPool, PoolOptions
-from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
+from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings, account_token
 from bridge.daemon.logs import register_secret
 from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError
-from bridge.mapping import FeedOptions, RenderCache, RenderedFeed, render_feed
+from bridge.mapping import RenderCache, RenderedFeed, render_feed
 from bridge.mapping.items import calendar_items
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot, Profile
+from bridge.model.feed import PublishedFeed
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
-from bridge.state import StateStore, StoredFeed
+from bridge.state import StateStore
 from bridge.sync.execute import redrive
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 log = logging.getLogger("bridge.daemon")
 
@@ -90,21 +91,6 @@ class AccountResult:
         }
 
 
-def feed_options(feed: FeedConfig, aliases: dict[int, str] | None = None) -> FeedOptions:
-    return FeedOptions(
-        name=feed.name or f"Canvas ({feed.id})",
-        description=feed.description,
-        include=frozenset(feed.include),
-        timezone=feed.timezone,
-        window_past=feed.window_past,
-        window_future=feed.window_future,
-        color=feed.color,
-        default_alarm=feed.default_alarm,
-        refresh_interval=feed.refresh_interval,
-        reservation_uids=aliases or {},
-    )
-
-
 class Syncer:
     """Runs cycles for the accounts of one config against one state store and feed store."""
 
@@ -112,7 +98,7 @@ class Syncer:
         self,
         settings: Settings,
         state: StateStore,
-        feeds: FeedStore,
+        feeds: ServedFeeds,
         *,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
@@ -154,7 +140,7 @@ class Syncer:
             seen = polled.get(wanted[stored.feed_id])
             if seen is not None and seen > stored.refreshed_at:
                 stored = replace(stored, refreshed_at=seen)
-            self.feeds.publish(self._published(stored), self.secret(stored.feed_id))
+            self.feeds.publish(stored, self.secret(stored.feed_id))
             count += 1
         return count
 
@@ -162,18 +148,6 @@ class Syncer:
         secret = self.state.feed_secret(feed_id)
         register_secret(secret)
         return secret
-
-    @staticmethod
-    def _published(stored: StoredFeed) -> PublishedFeed:
-        return PublishedFeed.build(
-            stored.feed_id,
-            stored.name,
-            stored.body,
-            refreshed_at=stored.refreshed_at,
-            last_modified=stored.last_modified,
-            event_count=stored.event_count,
-            includes=stored.includes,
-        )
 
     # --- the cycle --------------------------------------------------------------------------
 
@@ -185,7 +159,7 @@ class Syncer:
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.wiring.client(account) as client:
-            token = hashlib.sha256(account.token().encode()).hexdigest()
+            token = hashlib.sha256(account_token(account).encode()).hexdigest()
             known = self._profiles.get(account.id)
             fresh = (
                 known is not None
@@ -193,11 +167,13 @@ class Syncer:
                 and self.clock() - known[2] < PROFILE_MAX_AGE
             )
             try:
+                options = replace(
+                    account.poll_options(), include_managed=self.uses_managed(account)
+                )
                 snapshot = await poll_account(
                     client,
                     account.canvas_host,
-                    conference_contexts=tuple(account.conference_contexts),
-                    include_managed=self.uses_managed(account),
+                    options,
                     user=known[1] if fresh and known is not None else None,
                 )
             finally:
@@ -289,11 +265,7 @@ class Syncer:
             calendar = self.wiring.calendar(target)
             previous = await asyncio.to_thread(self.state.load_versions, scope)
             aliases = await asyncio.to_thread(self.state.journal.aliases, target.account)
-            options = FeedOptions(
-                include=frozenset(target.include),
-                timezone=target.timezone,
-                reservation_uids=aliases,
-            )
+            options = target.event_options(aliases)
             items = calendar_items(snapshot, options, previous, now)
             hidden = await asyncio.to_thread(self.state.caldav.hidden, target.id)
             report = await calendar.run(
@@ -346,7 +318,7 @@ class Syncer:
         previous = self._feed_versions.get(feed.id)
         if previous is None:
             previous = self.state.load_versions(scope)
-        options = feed_options(feed, self.state.journal.aliases(feed.account))
+        options = feed.options(self.state.journal.aliases(feed.account))
         rendered = render_feed(
             snapshot, options, previous, now, self._caches.setdefault(feed.id, RenderCache())
         )
@@ -371,9 +343,10 @@ class Syncer:
             # Nothing to save: the stored body and versions are these already. Only the
             # served feed learns it was refreshed (no re-hash, no re-compression), under the
             # secret it is served with (the daemon re-reads rotated secrets on its own).
-            secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
-            self.feeds.publish(replace(current, refreshed_at=now), secret)
-            metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+            if feed.id in {f.id for f in self.settings.feeds}:  # still configured (SIGHUP)
+                secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+                self.feeds.publish(replace(current, refreshed_at=now), secret)
+                metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         else:
             self._save_and_publish(feed, rendered, now, changed, current)
         self._feed_versions[feed.id] = rendered.versions  # what the state store holds now
@@ -388,19 +361,18 @@ class Syncer:
         current: PublishedFeed | None,
     ) -> None:
         last_modified = now if changed or current is None else current.last_modified
-        stored = StoredFeed(
+        published = PublishedFeed.build(
             feed.id,
             feed.name or f"Canvas ({feed.id})",
             rendered.ics,
-            "",
-            last_modified,
-            now,
-            len(rendered.events),
-            tuple(feed.include),
+            refreshed_at=now,
+            last_modified=last_modified,
+            event_count=len(rendered.events),
+            includes=tuple(feed.include),
         )
-        published = self._published(stored)
-        stored = StoredFeed(**{**vars(stored), "etag": published.etag})
-        self.state.save_feed(stored, rendered.versions)
+        self.state.save_feed(published, rendered.versions)
+        if feed.id not in {f.id for f in self.settings.feeds}:
+            return  # dropped from the config (SIGHUP) while this cycle ran: not served again
         self.feeds.publish(published, self.secret(feed.id))
         metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         metrics.FEED_EVENTS.labels(feed.id).set(len(rendered.events))

@@ -16,10 +16,6 @@ class Notifier:
         wanted = usec.isdigit() and (not pid or pid == str(os.getpid()))
         self.watchdog_interval: float | None = int(usec) / 2e6 if wanted else None
 
-    @property
-    def enabled(self) -> bool:
-        return bool(self.address)
-
     def send(self, *lines: str) -> bool:
         if not self.address:
             return False
@@ -35,9 +31,6 @@ class Notifier:
 
     def ready(self, status: str = "") -> bool:
         return self.send("READY=1", *([f"STATUS={status}"] if status else []))
-
-    def status(self, text: str) -> bool:
-        return self.send(f"STATUS={text}")
 
     def reloading(self) -> bool:
         return self.send("RELOADING=1")

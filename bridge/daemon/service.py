@@ -28,7 +28,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
 from bridge.canvas.pool import CanvasPool
-from bridge.config import AccountConfig, Settings, load_config, warn_permissions
+from bridge.config import AccountConfig, Settings, admin_token, load_config, warn_permissions
 from bridge.daemon.cycle import CANVAS_POOL, AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
@@ -39,8 +39,8 @@ from bridge.state import StateStore, open_state
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
+from bridge.web.served import ServedFeeds
 from bridge.web.server import WebServer, connection_cap
-from bridge.web.store import FeedStore
 
 log = logging.getLogger("bridge.daemon")
 
@@ -122,7 +122,7 @@ class Daemon:
         self.on_ready = on_ready
         self.client_options = client_options or {}
         self.notifier = Notifier()
-        self.feeds = FeedStore()
+        self.feeds = ServedFeeds()
         self.scheduler = AsyncIOScheduler(timezone=UTC)
         self._stop = asyncio.Event()
         self._failures: dict[str, int] = {}
@@ -208,7 +208,7 @@ class Daemon:
         )
         if not http.admin_enabled:
             return feeds, None
-        token = http.admin_token()
+        token = admin_token(http)
         if token is not None:
             register_secret(token)
         admin = WebServer(
@@ -272,6 +272,8 @@ class Daemon:
             self.settings = new
             if self.syncer is not None:
                 self.syncer.settings = new
+            for feed_id in self.feeds.retain({f.id for f in new.feeds}):
+                log.info("reload: feed %s is no longer in the configuration; not served", feed_id)
             self._schedule_all()
             log.info("reload: %d accounts, %d feeds", len(new.accounts), len(new.feeds))
         await self.refresh_feed_secrets()

@@ -14,11 +14,10 @@ from typing import Any
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.pool import CanvasPool
-from bridge.canvas.transport import ResponseInfo, limits_for
+from bridge.canvas.transport import ResponseInfo
 from bridge.canvas.writes import ClientWrites
-from bridge.config import AccountConfig, CalDAVConfig, Settings
+from bridge.config import AccountConfig, CalDAVConfig, Settings, account_token, caldav_password
 from bridge.daemon.logs import register_secret
-from bridge.dav.discovery import settings_for
 from bridge.model.canvas import AccountSnapshot
 from bridge.model.event import CalEvent
 from bridge.state import StateStore
@@ -55,13 +54,13 @@ class AccountWiring:
     def client(self, account: AccountConfig) -> CanvasClient:
         """A Canvas client with the token read now (a rotated token needs no restart), over
         the pool's shared connection to its Canvas."""
-        token = account.token()
+        token = account_token(account)
         register_secret(token)
         return CanvasClient(
             account.canvas_url,
             token,
             on_response=_count_response,
-            limits=limits_for(account),
+            limits=account.canvas_limits(),
             http=self.pool.http_for(account.canvas_url),
             **self.client_options,
         )
@@ -81,9 +80,9 @@ class AccountWiring:
         """The target's calendar sync, kept between cycles (discovery happens once)."""
         calendar = self._calendars.get(target.id)
         if calendar is None:
-            settings = settings_for(target)
-            register_secret(settings.password)
-            calendar = self._calendars[target.id] = CalendarSync(settings)
+            password = caldav_password(target)
+            register_secret(password)
+            calendar = self._calendars[target.id] = CalendarSync(target.target_settings(password))
         return calendar
 
     def writeback(

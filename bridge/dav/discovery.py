@@ -25,7 +25,6 @@ import httpx
 from caldav.davclient import DAVClient
 from caldav.lib.error import AuthorizationError
 
-from bridge.config import CalDAVConfig
 from bridge.dav import boundary
 from bridge.errors import CalDAVError, CalDAVUnavailable
 
@@ -35,32 +34,20 @@ PROBE_LIMIT = 1 << 20
 
 @dataclass(frozen=True)
 class TargetSettings:
+    """One calendar's connection settings, built by ``CalDAVConfig.target_settings``."""
+
     id: str
     url: str
     username: str
     password: str = field(repr=False)
-    calendar: str = "Canvas"
-    color: str | None = None
-    timeout: float = 30.0
-    max_parallel: int = 4
-    delete_past: bool = False
+    calendar: str
+    color: str | None
+    timeout: float  # seconds per request
+    max_parallel: int  # requests in flight at once
+    delete_past: bool
 
     def __repr__(self) -> str:
         return f"TargetSettings(id={self.id!r}, url={self.url!r}, username={self.username!r}, calendar={self.calendar!r})"
-
-
-def settings_for(config: CalDAVConfig) -> TargetSettings:
-    return TargetSettings(
-        config.id,
-        config.url,
-        config.username,
-        config.password(),
-        config.calendar,
-        config.color,
-        config.timeout.total_seconds(),
-        4,
-        config.delete_past,
-    )
 
 
 def safe_url(url: str) -> str:

@@ -1,8 +1,8 @@
 """Canvas objects to iCalendar: a pure core (no I/O, no clock).
 
 ``collect_events`` maps a snapshot to :class:`CalEvent` values, ``render_feed`` writes a feed
-with stable versions, ``render_event_ics`` writes one event for CalDAV. See
-docs/calendar-mapping.md for the rules.
+with stable versions, ``render_event_ics`` writes one event for CalDAV. The rules are in
+the docstrings of :mod:`bridge.mapping.conferences` and :mod:`bridge.mapping.bookings`.
 """
 
 from bridge.mapping.feed import (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
@@ -29,28 +29,24 @@ from bridge.mapping.versions import EventVersion, next_versions
 from bridge.model.canvas import AccountSnapshot, AppointmentGroup
 from bridge.model.event import CalEvent
 
-ALL_KINDS = frozenset({"conferences", "reservations", "open_slots", "managed_slots"})
-GOOGLE_LIMIT = 1_000_000
-
 
 @dataclass(frozen=True)
 class FeedOptions:
-    name: str = "Canvas"
-    description: str | None = None
-    include: frozenset[str] = frozenset({"conferences", "reservations"})
-    timezone: str | None = None  # None: UTC
-    window_past: timedelta = timedelta(days=30)
-    window_future: timedelta = timedelta(days=366)
-    color: str | None = None
-    default_alarm: timedelta | None = None
-    refresh_interval: timedelta = timedelta(hours=1)
-    max_bytes: int = 900_000  # under Google's ~1 MB limit, with room to spare
-    reservation_uids: Mapping[int, str] = field(default_factory=dict)  # rebooked → original UID
+    """What goes into a feed (or a CalDAV calendar) and how it is written. Built by the
+    configuration (``FeedConfig.options``, ``CalDAVConfig.event_options``), which holds the
+    defaults and checks the values."""
 
-    def __post_init__(self) -> None:
-        unknown = set(self.include) - ALL_KINDS
-        if unknown:
-            raise ValueError(f"unknown include kinds: {sorted(unknown)}")
+    name: str
+    description: str | None
+    include: frozenset[str]  # conferences, reservations, open_slots, managed_slots
+    timezone: str | None  # None: UTC
+    window_past: timedelta
+    window_future: timedelta
+    color: str | None
+    default_alarm: timedelta | None
+    refresh_interval: timedelta
+    max_bytes: int
+    reservation_uids: Mapping[int, str]  # rebooked reservation id → the UID its event keeps
 
 
 class SkipReason(enum.StrEnum):

@@ -275,14 +275,6 @@ class CalendarEvent(CanvasModel):
     def _blank_date(cls, value: Any) -> Any:
         return None if value == "" else value
 
-    @property
-    def is_slot(self) -> bool:
-        return self.appointment_group_id is not None and self.parent_event_id is None
-
-    @property
-    def is_reservation(self) -> bool:
-        return self.parent_event_id is not None
-
 
 class ReservedTime(CanvasModel):
     """One of the viewer's reservations in ``reserved_times``; ``id`` is the reservation id."""

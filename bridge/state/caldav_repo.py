@@ -59,11 +59,3 @@ class SqlStatusStore:
         with self._sessions.begin() as s:
             rows = s.scalars(select(HiddenEventRow).where(HiddenEventRow.target_id == target_id))
             return {r.uid: r.content_hash for r in rows}
-
-    def unhide(self, target_id: str, uid: str) -> None:
-        with self._sessions.begin() as s:
-            s.execute(
-                delete(HiddenEventRow).where(
-                    HiddenEventRow.target_id == target_id, HiddenEventRow.uid == uid
-                )
-            )

@@ -18,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.model.event import EventVersion
+from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Journal
@@ -39,18 +40,6 @@ class AccountStatus:
     last_error_at: datetime | None
     last_error: str | None
     consecutive_failures: int
-
-
-@dataclass(frozen=True)
-class StoredFeed:
-    feed_id: str
-    name: str
-    body: bytes
-    etag: str
-    last_modified: datetime
-    refreshed_at: datetime
-    event_count: int
-    includes: tuple[str, ...]
 
 
 def _now() -> datetime:
@@ -192,7 +181,7 @@ class StateStore:
                 row.secret, row.created_at = secret, _now()
             return secret
 
-    def save_feed(self, feed: StoredFeed, scope_versions: Mapping[str, EventVersion]) -> None:
+    def save_feed(self, feed: PublishedFeed, scope_versions: Mapping[str, EventVersion]) -> None:
         """The rendered feed and its event versions, together: one cannot exist without the other."""
         with self.session() as s:
             s.merge(
@@ -209,21 +198,22 @@ class StateStore:
             )
             self._replace_versions(s, f"feed:{feed.feed_id}", scope_versions)
 
-    def load_feeds(self) -> list[StoredFeed]:
+    def load_feeds(self) -> list[PublishedFeed]:
+        """The feeds saved by :meth:`save_feed`, ready to serve again."""
         with self.session() as s:
-            return [
-                StoredFeed(
-                    r.feed_id,
-                    r.name,
-                    r.body,
-                    r.etag,
-                    r.last_modified,
-                    r.refreshed_at,
-                    r.event_count,
-                    tuple(i for i in r.includes.split(",") if i),
-                )
-                for r in s.scalars(select(RenderedFeedRow))
-            ]
+            rows = list(s.scalars(select(RenderedFeedRow)))
+        return [
+            PublishedFeed.build(
+                r.feed_id,
+                r.name,
+                r.body,
+                refreshed_at=r.refreshed_at,
+                last_modified=r.last_modified,
+                event_count=r.event_count,
+                includes=tuple(i for i in r.includes.split(",") if i),
+            )
+            for r in rows
+        ]
 
     # --- event versions ----------------------------------------------------------------------
 

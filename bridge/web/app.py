@@ -17,10 +17,11 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from bridge import metrics
+from bridge.model.feed import PublishedFeed
 from bridge.web.links import feed_urls
 from bridge.web.middleware import AccessLog, SecurityHeaders, redact
 from bridge.web.page import PAGE_CSP, index_page, subscribe_page
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 __all__ = ["NOT_FOUND", "accepts_gzip", "create_app", "redact"]
 
@@ -82,7 +83,7 @@ def _feed_headers(feed: PublishedFeed, etag: str, max_age: int) -> dict[str, str
     }
 
 
-def create_app(store: FeedStore, *, public_url: str, max_age: int = 300) -> ASGIApp:
+def create_app(store: ServedFeeds, *, public_url: str, max_age: int = 300) -> ASGIApp:
     def not_found() -> Response:
         metrics.FEED_REQUESTS.labels("404").inc()
         return PlainTextResponse(NOT_FOUND, 404, headers={"cache-control": "no-store"})

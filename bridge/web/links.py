@@ -8,13 +8,11 @@ there), Outlook's ``addfromweb`` (needs https), Apple's ``webcal://``.
 
 from __future__ import annotations
 
-import re
 import secrets
 from dataclasses import dataclass
 from urllib.parse import quote, urlsplit
 
 GOOGLE_URL_LIMIT = 256
-_SECRET = re.compile(r"^[A-Za-z0-9_-]{22,}$")
 
 
 def new_feed_secret() -> str:
@@ -23,10 +21,6 @@ def new_feed_secret() -> str:
 
 
 SECRET_CHARS = len(new_feed_secret())
-
-
-def looks_like_secret(value: str) -> bool:
-    return bool(_SECRET.match(value))
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from html import escape
 from ipaddress import ip_address
 from urllib.parse import urlsplit
 
+from bridge.model.feed import PublishedFeed
 from bridge.web.links import FeedUrls
-from bridge.web.store import PublishedFeed
 
 _LABELS = {
     "conferences": "web conferences",

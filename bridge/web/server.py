@@ -66,8 +66,8 @@ def connection_cap(wanted: int, share: float = 1.0) -> int:
 class BoundedH11(H11Protocol):
     """uvicorn's h11 protocol with a request-header deadline and a connection cap."""
 
-    header_timeout: float = 10.0
-    max_connections: int = 1000
+    header_timeout: float  # both set by bounded_protocol, from [http]
+    max_connections: int
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -143,9 +143,9 @@ class WebServer:
         listen: str,
         *,
         key: str = "http.listen",
-        max_connections: int = 1000,
-        header_timeout: float = 10.0,
-        keepalive_timeout: float = 5.0,
+        max_connections: int,
+        header_timeout: float,
+        keepalive_timeout: float,
     ) -> None:
         host, port = parse_listen(listen)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

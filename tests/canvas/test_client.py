@@ -13,13 +13,14 @@ from bridge.canvas.client import CanvasClient
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
+from tests.helpers.options import canvas_client
 from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 def client(sim: Sim, who: str = "alice", **kw: object) -> CanvasClient:
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("backoff_cap", 0.05)
-    return CanvasClient(sim.url, sim.tokens[who], **kw)  # type: ignore[arg-type]
+    return canvas_client(sim.url, sim.tokens[who], **kw)  # type: ignore[arg-type]
 
 
 async def test_me_and_conferences(sim: Sim) -> None:
@@ -52,7 +53,7 @@ async def test_course_and_group_conferences(sim: Sim) -> None:
 async def test_bookmark_paging_across_pages(sim: Sim) -> None:
     world, tokens = bulk_world(users=1, groups_per_user=3, conferences_per_user=250, now=SAMPLE_NOW)
     with serve_in_thread(create_app(world)) as server:
-        async with CanvasClient(server.url, tokens[0]) as c:
+        async with canvas_client(server.url, tokens[0]) as c:
             confs = await c.conferences()
             assert len(confs) == 250 and len({x.id for x in confs}) == 250
             assert c.requests_made == 3
@@ -62,7 +63,7 @@ async def test_bookmark_paging_across_pages(sim: Sim) -> None:
 async def test_numbered_paging_across_pages(sim: Sim) -> None:
     world, tokens = bulk_world(users=1, groups_per_user=250, conferences_per_user=1, now=SAMPLE_NOW)
     with serve_in_thread(create_app(world)) as server:
-        async with CanvasClient(server.url, tokens[0]) as c:
+        async with canvas_client(server.url, tokens[0]) as c:
             groups = await c.appointment_groups(include=("appointments", "reserved_times"))
             assert [g.id for g in groups] == sorted(g.id for g in groups)
             assert len(groups) == 250 and c.requests_made == 3
@@ -195,7 +196,7 @@ async def test_invalid_token_fails_once_without_leaking(
 ) -> None:
     caplog.set_level(logging.DEBUG)
     secret = "not-a-real-token-8f3a9c"
-    async with CanvasClient(sim.url, secret, backoff_base=0.01) as c:
+    async with canvas_client(sim.url, secret, backoff_base=0.01) as c:
         with pytest.raises(errors.InvalidToken) as info:
             await c.me()
         assert c.requests_made == 1
@@ -249,4 +250,4 @@ async def test_validation_error_carries_canvas_message(sim: Sim) -> None:
 def test_bad_base_url_is_refused_by_the_client_too() -> None:
     # config and CLI name their key first (tests/config, tests/canvas/test_cli.py)
     with pytest.raises(ValueError, match="not an http"):
-        CanvasClient("canvas.example.edu", "tok")
+        canvas_client("canvas.example.edu", "tok")

@@ -24,13 +24,14 @@ from tests.helpers.oauth_flow import (
     options,
     sign_in,
 )
+from tests.helpers.options import canvas_client
 from tests.helpers.sim import Sim
 
 HOUR = 3600
 
 
 def reader(sim: Sim, auth: RefreshingAuth) -> CanvasClient:
-    return CanvasClient(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
+    return canvas_client(sim.url, auth, backoff_base=0.01, backoff_cap=0.05)
 
 
 def refreshing(oauth: CanvasOAuth, tokens: TokenSet, **kw: object) -> RefreshingAuth:

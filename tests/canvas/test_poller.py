@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 
 from bridge import errors
-from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import minimum_requests, poll_account
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
+from tests.helpers.options import canvas_client, poll_options
 from tests.helpers.sim import SAMPLE_NOW, Sim
 
 
 async def test_student_snapshot(sim: Sim) -> None:
-    async with CanvasClient(sim.url, sim.tokens["alice"]) as c:
-        snap = await poll_account(c, "canvas.sim")
+    async with canvas_client(sim.url, sim.tokens["alice"]) as c:
+        snap = await poll_account(c, "canvas.sim", poll_options())
     assert snap.user.name == "Alice Liddell" and snap.canvas_host == "canvas.sim"
     assert {g.title for g in snap.reservable} == {"Office hours", "Project review", "Team check-in"}
     assert snap.manageable == []
@@ -25,8 +25,10 @@ async def test_student_snapshot(sim: Sim) -> None:
 
 
 async def test_teacher_snapshot_with_course_conferences(sim: Sim) -> None:
-    async with CanvasClient(sim.url, sim.tokens["teacher"]) as c:
-        snap = await poll_account(c, "canvas.sim", conference_contexts=("course_1", "course_2"))
+    async with canvas_client(sim.url, sim.tokens["teacher"]) as c:
+        snap = await poll_account(
+            c, "canvas.sim", poll_options(conference_contexts=["course_1", "course_2"])
+        )
     assert {g.title for g in snap.manageable} >= {
         "Office hours",
         "Exam viewing (draft)",
@@ -43,21 +45,14 @@ async def test_poll_is_minimal_at_scale() -> None:
         users=1, groups_per_user=250, conferences_per_user=35, now=SAMPLE_NOW
     )
     with serve_in_thread(create_app(world)) as server:
-        async with CanvasClient(server.url, tokens[0]) as c:
-            snap = await poll_account(c, "canvas.sim")
+        async with canvas_client(server.url, tokens[0]) as c:
+            snap = await poll_account(c, "canvas.sim", poll_options())
     assert len(snap.reservable) == 250 and len(snap.conferences) == 35
     assert c.requests_made == minimum_requests(35, 250, 0) == 6
 
 
 async def test_failed_list_fails_the_whole_poll(sim: Sim) -> None:
     sim.world.faults.add("status", path="/api/v1/appointment_groups", count=None, status=500)
-    async with CanvasClient(sim.url, sim.tokens["alice"], max_retries=1, backoff_base=0.01) as c:
+    async with canvas_client(sim.url, sim.tokens["alice"], max_retries=1, backoff_base=0.01) as c:
         with pytest.raises(errors.CanvasUnavailable):
-            await poll_account(c, "canvas.sim")
-
-
-async def test_bad_context_code_fails_before_any_request(sim: Sim) -> None:
-    async with CanvasClient(sim.url, sim.tokens["alice"]) as c:
-        with pytest.raises(errors.ConfigError, match="course_<id>"):
-            await poll_account(c, "canvas.sim", conference_contexts=("section_4",))
-        assert c.requests_made == 0
+            await poll_account(c, "canvas.sim", poll_options())

@@ -18,6 +18,7 @@ from bridge.model.outcomes import CommandKind, CommandOutcome
 from bridge.simulator.sample import SAMPLE_CLIENT_ID
 from tests.helpers.cli import calbridge
 from tests.helpers.oauth_flow import options, sign_in
+from tests.helpers.options import canvas_client, poll_options
 from tests.helpers.sim import Sim
 
 
@@ -40,11 +41,13 @@ async def test_poll_and_write_back_need_exactly_these_scopes(sim: Sim) -> None:
 
     @asynccontextmanager
     async def client() -> AsyncIterator[CanvasClient]:
-        async with CanvasClient(sim.url, auth, backoff_base=0.01) as c:
+        async with canvas_client(sim.url, auth, backoff_base=0.01) as c:
             yield c
 
     async with client() as c:
-        snapshot = await poll_account(c, "canvas.sim", conference_contexts=("course_1", "group_1"))
+        snapshot = await poll_account(
+            c, "canvas.sim", poll_options(conference_contexts=["course_1", "group_1"])
+        )
     assert snapshot.user.name == "Alice Liddell" and snapshot.conferences
 
     office = [s.id for s in sim.world.slots.values() if s.group_id == 1][:4]

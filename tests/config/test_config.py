@@ -3,15 +3,23 @@ files, credentials or the environment; the example config is valid."""
 
 from __future__ import annotations
 
+import dataclasses
+import re
 import subprocess
 import sys
 import tomllib
 from pathlib import Path
 
 import pytest
+from pydantic import BaseModel
 
-from bridge.config import load_config, parse_duration, settings_from
+from bridge.canvas.poller import PollOptions
+from bridge.canvas.transport import CanvasLimits
+from bridge.config import Settings, account_token, load_config, parse_duration, settings_from
+from bridge.config.example import example_toml
+from bridge.dav.discovery import TargetSettings
 from bridge.errors import ConfigError
+from bridge.mapping import FeedOptions
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE = {
@@ -33,6 +41,45 @@ def test_example_config_is_valid() -> None:
         settings.feeds[0].include == ["conferences", "reservations"]
         and settings.caldav[0].writeback is True
     )
+
+
+def sections() -> list[tuple[str, type[BaseModel]]]:
+    found = []
+    for name, info in Settings.model_fields.items():
+        model = getattr(info.annotation, "__args__", (info.annotation,))[0]
+        found.append((name, model))
+    return found
+
+
+def test_example_config_is_the_one_the_schema_generates() -> None:
+    """config.example.toml cannot drift from the schema: `make docs` writes it, this checks it."""
+    committed = (ROOT / "config.example.toml").read_text()
+    assert committed == example_toml(), "config.example.toml is out of date: run `make docs`"
+    # Every key is in it, with its help above it; uncommented, it still loads.
+    for section, model in sections():
+        assert f"[{section}]" in committed
+        for key, info in model.model_fields.items():
+            assert re.search(rf"^(# )?{key} = ", committed, re.M), f"{section}.{key} missing"
+            assert info.description and info.description.split()[0] in committed
+    # The optional keys shown commented out are valid too, once switched on.
+    uncommented = committed.replace("# uid_host = ", "uid_host = ").replace(
+        "# admin_token_file = ", "admin_token_file = "
+    )
+    assert settings_from(tomllib.loads(uncommented)).accounts[0].uid_host == "canvas.example.edu"
+
+
+def test_every_key_has_help_and_one_default() -> None:
+    """The schema is the single source: every key says what it does; the option objects the
+    adapters take have no defaults of their own."""
+    for section, model in sections():
+        for key, info in model.model_fields.items():
+            assert info.description, f"{section}.{key} has no description"
+    for options in (FeedOptions, TargetSettings, CanvasLimits, PollOptions):
+        fields = dataclasses.fields(options)
+        assert all(
+            f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            for f in fields
+        ), f"{options.__name__} has defaults of its own"
 
 
 @pytest.mark.parametrize(
@@ -115,24 +162,28 @@ def test_secrets_from_file_credential_and_env(
     monkeypatch.setenv("ALICE_TOKEN", "env-token-789")
     base = {"id": "a", "canvas_url": "https://c.example.edu"}
     assert (
-        settings_from({"accounts": [{**base, "token_file": str(tmp_path / "tok")}]})
-        .accounts[0]
-        .token()
+        account_token(
+            settings_from({"accounts": [{**base, "token_file": str(tmp_path / "tok")}]}).accounts[0]
+        )
         == "file-token-123"
     )
     assert (
-        settings_from({"accounts": [{**base, "token_credential": "alice"}]}).accounts[0].token()
+        account_token(
+            settings_from({"accounts": [{**base, "token_credential": "alice"}]}).accounts[0]
+        )
         == "credential-token-456"
     )
     assert (
-        settings_from({"accounts": [{**base, "token_env": "ALICE_TOKEN"}]}).accounts[0].token()
+        account_token(
+            settings_from({"accounts": [{**base, "token_env": "ALICE_TOKEN"}]}).accounts[0]
+        )
         == "env-token-789"
     )
     missing = settings_from(
         {"accounts": [{**base, "token_file": str(tmp_path / "nope")}]}
     ).accounts[0]
     with pytest.raises(ConfigError, match=r"accounts\[a\]\.token_file: cannot read"):
-        missing.token()
+        account_token(missing)
 
 
 def test_environment_overrides_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -179,3 +230,12 @@ def test_cli_prints_one_line_and_exit_code_3(tmp_path: Path) -> None:
         timeout=60,
     )
     assert out.returncode == 3 and "not valid TOML" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_bad_conference_context_is_a_config_error() -> None:
+    """Checked once, by the schema: the poller takes the codes as given."""
+    account = {"id": "a", "canvas_url": "https://c.example.edu", "token_env": "T"}
+    with pytest.raises(
+        ConfigError, match=r"accounts\[0\]: conference_contexts: 'section_4' is not"
+    ):
+        settings_from({"accounts": [{**account, "conference_contexts": ["section_4"]}]})

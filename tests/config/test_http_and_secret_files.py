@@ -9,8 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.config import permission_warnings, settings_from
+from bridge.config import admin_token, permission_warnings, settings_from
+from bridge.daemon.cycle import Syncer
 from bridge.errors import ConfigError
+from bridge.state import open_state
+from bridge.web.served import ServedFeeds
+from tests.conftest import Sim
 
 ACCOUNT = {"id": "alice", "canvas_url": "https://canvas.example.edu", "token_env": "ALICE_TOKEN"}
 
@@ -70,10 +74,10 @@ def test_admin_listen_off_and_token(tmp_path: Path) -> None:
     short = tmp_path / "short"
     short.write_text("abc")
     with pytest.raises(ConfigError, match=r"http\.admin_token_file: the token must have"):
-        settings_from({"http": {"admin_token_file": str(short)}}).http.admin_token()
+        admin_token(settings_from({"http": {"admin_token_file": str(short)}}).http)
     good = tmp_path / "good"
     good.write_text("a-long-enough-admin-token\n")
-    assert settings_from({"http": {"admin_token_file": str(good)}}).http.admin_token() == (
+    assert admin_token(settings_from({"http": {"admin_token_file": str(good)}}).http) == (
         "a-long-enough-admin-token"
     )
 
@@ -111,3 +115,29 @@ token_file = "{token}"
     token.chmod(0o600)
     config.chmod(0o600)
     assert permission_warnings(settings, config) == []
+
+
+async def test_a_token_replaced_in_its_file_is_used_from_the_next_cycle(
+    sim: Sim, tmp_path: Path
+) -> None:
+    """Secrets are read at the edge, every cycle: rotating a token needs no restart."""
+    token = tmp_path / "alice.token"
+    token.write_text("not-the-token-yet-0000")
+    settings = settings_from(
+        {
+            "state": {"url": f"sqlite:///{tmp_path / 'state.sqlite3'}"},
+            "accounts": [
+                {"id": "alice", "canvas_url": sim.url, "token_file": str(token), "uid_host": "x"}
+            ],
+        }
+    )
+    state = open_state(settings.state.database_url())
+    try:
+        syncer = Syncer(settings, state, ServedFeeds(), client_options={"backoff_base": 0.01})
+        refused = await syncer.sync_account(settings.accounts[0])
+        assert not refused.ok and "token" in (refused.error or "")
+        token.write_text(sim.tokens["alice"] + "\n")
+        accepted = await syncer.sync_account(settings.accounts[0])
+        assert accepted.ok, accepted.error
+    finally:
+        state.close()

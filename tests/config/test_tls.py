@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.canvas.transport import CanvasLimits, limits_for
-from bridge.config import settings_from
+from bridge.canvas.transport import CanvasLimits
+from bridge.config import default_canvas_limits, settings_from
 from bridge.errors import ConfigError
 
 
@@ -79,7 +79,7 @@ def test_allow_insecure_http_is_accepted_and_warned_about() -> None:
 
 def test_limits_come_from_the_config() -> None:
     acct = settings_from({"accounts": [account("https://c.example.edu")]}).accounts[0]
-    assert limits_for(acct) == CanvasLimits()
+    assert acct.canvas_limits() == default_canvas_limits() == CanvasLimits(8 << 20, 60.0, 300.0)
     acct = settings_from(
         {
             "accounts": [
@@ -93,7 +93,7 @@ def test_limits_come_from_the_config() -> None:
         }
     ).accounts[0]
     assert acct.request_deadline == timedelta(seconds=20)
-    assert limits_for(acct) == CanvasLimits(1_000_000, 20.0, 120.0)
+    assert acct.canvas_limits() == CanvasLimits(1_000_000, 20.0, 120.0)
     with pytest.raises(ConfigError, match=r"accounts\[0\]\.max_response_bytes: "):
         settings_from({"accounts": [account("https://c.example.edu", max_response_bytes=10)]})
 

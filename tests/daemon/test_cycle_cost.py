@@ -23,11 +23,12 @@ from starlette.routing import Route
 
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.pool import CanvasPool, PoolOptions
+from bridge.canvas.transport import CanvasLimits
 from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
 from bridge.simulator.server import serve_in_thread
 from bridge.state import StateStore, open_state
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 from tests.conftest import Sim
 
 STUDENT_FEED = ["conferences", "reservations"]
@@ -93,7 +94,7 @@ def _bed(
 
     event.listen(state.engine, "before_cursor_execute", record)
     clock = Clock()
-    yield Bed(sim, state, Syncer(settings, state, FeedStore(), clock=clock), clock, writes)
+    yield Bed(sim, state, Syncer(settings, state, ServedFeeds(), clock=clock), clock, writes)
     state.close()
 
 
@@ -188,7 +189,7 @@ async def test_a_restart_serves_the_last_poll_time_as_the_refresh_time(student: 
     student.clock.now += timedelta(minutes=30)
     await student.cycle()  # unchanged: the stored feed row keeps its first refresh time
     await student.syncer.aclose()
-    restarted = Syncer(student.syncer.settings, student.state, FeedStore())
+    restarted = Syncer(student.syncer.settings, student.state, ServedFeeds())
     assert restarted.publish_stored() == 1
     feed = restarted.feeds.get("alice")
     assert feed is not None and feed.refreshed_at == student.clock.now
@@ -231,11 +232,11 @@ class Recorder:
 async def test_a_token_goes_only_to_its_origin_and_no_cookie_rides_along() -> None:
     one, two = Recorder(), Recorder()
     pool = CanvasPool(PoolOptions(max_connections=4, timeout=10))
+    limits = CanvasLimits(max_response_bytes=1 << 20, request_deadline=10, poll_deadline=30)
     with serve_in_thread(one.app()) as a, serve_in_thread(two.app()) as b:
         clients = [
-            CanvasClient(a.url, "token-alice", http=pool.http_for(a.url)),
-            CanvasClient(a.url, "token-bob", http=pool.http_for(a.url)),
-            CanvasClient(b.url, "token-carol", http=pool.http_for(b.url)),
+            CanvasClient(url, token, limits=limits, http=pool.http_for(url))
+            for url, token in ((a.url, "token-alice"), (a.url, "token-bob"), (b.url, "token-carol"))
         ]
         for _ in range(2):
             for client in clients:

@@ -233,3 +233,26 @@ def test_sighup_reloads_config_and_keeps_old_on_error(
     assert daemon.stop() == 0
     _, stderr = daemon.proc.communicate()
     assert "reload: keeping the old configuration: config: accounts[0].poll_interval" in stderr
+
+
+def test_sighup_stops_serving_a_feed_removed_from_the_config(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    port = free_port()
+    config = write_config(tmp_path, live_sim, port)
+    good = config.read_text()
+    config.write_text(
+        good + '\n[[feeds]]\nid = "alice-slots"\naccount = "alice"\ninclude = ["open_slots"]\n'
+    )
+    daemon = start_daemon(config, port)
+    urls = feed_urls(config)
+    wait_feed(urls["alice-slots"])
+    config.write_text(good)
+    daemon.messages.clear()
+    daemon.proc.send_signal(signal.SIGHUP)
+    daemon.wait_for("READY=1")
+    gone = httpx.get(urls["alice-slots"])
+    assert gone.status_code == 404, "a feed dropped from the config is still served"
+    assert httpx.get(urls["alice-slots"].removesuffix(".ics")).status_code == 404
+    assert wait_feed(urls["alice"]).status_code == 200  # the feeds still configured stay
+    assert daemon.stop() == 0

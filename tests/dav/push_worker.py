@@ -6,15 +6,15 @@ from __future__ import annotations
 import asyncio
 import sys
 
-from bridge.dav.discovery import TargetSettings
 from bridge.state import open_state
 from bridge.sync.run import CalendarSync
 from tests.helpers.dav import NOW, desired, event
+from tests.helpers.options import target_settings
 
 
 def main(url: str, state_url: str, count: int) -> None:
     state = open_state(state_url)
-    settings = TargetSettings("phone", url, "user", "pw", "Canvas", None, 30.0, 4)
+    settings = target_settings("phone", url)
     report = asyncio.run(
         CalendarSync(settings).run(
             desired(*[event(i) for i in range(count)]), state.caldav, now=NOW

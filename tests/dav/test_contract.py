@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from datetime import timedelta
 from pathlib import Path
@@ -186,9 +187,7 @@ async def test_wrong_password_is_a_clear_error_without_the_password(
 
 
 async def _refused(settings: TargetSettings, caplog: pytest.LogCaptureFixture) -> None:
-    bad = type(settings)(
-        settings.id, settings.url, settings.username, "wrong-password-xyz", settings.calendar
-    )
+    bad = dataclasses.replace(settings, password="wrong-password-xyz")
     with pytest.raises(CalDAVAuthError) as info:
         await CalendarSync(bad).run(desired(event(1)), MemoryStatusStore(), now=NOW)
     assert "refused the username or password" in str(info.value)

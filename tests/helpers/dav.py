@@ -11,14 +11,21 @@ import icalendar
 from bridge.dav.discovery import TargetSettings
 from bridge.mapping import CalEvent, EventVersion, render_event_ics
 from bridge.sync.plan import DesiredItem
+from tests.helpers import options
 from tests.helpers.servers import Server
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
 def target_settings(server: Server, calendar: str = "Canvas") -> TargetSettings:
-    return TargetSettings(
-        "phone", server.url, server.username, server.password, calendar, "#1f6feb", 10.0, 4
+    return options.target_settings(
+        "phone",
+        server.url,
+        server.username,
+        server.password,
+        calendar=calendar,
+        color="#1f6feb",
+        timeout=10,
     )
 
 

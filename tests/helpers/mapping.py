@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bridge.mapping import FeedOptions
 from bridge.model.canvas import AccountSnapshot, to_utc
+from tests.helpers.options import feed_options
 
 CORPUS = Path(__file__).resolve().parent.parent / "mapping" / "corpus"
 
@@ -19,7 +20,7 @@ def build(case: dict[str, object]) -> tuple[AccountSnapshot, FeedOptions, object
     snapshot = AccountSnapshot.model_validate_json(
         (CORPUS / f"{case['snapshot']}.json").read_text()
     )
-    options = FeedOptions(
+    options = feed_options(
         name=str(case.get("name", "Canvas")),
         description=case.get("description"),  # type: ignore[arg-type]
         include=frozenset(case["include"]),  # type: ignore[arg-type]

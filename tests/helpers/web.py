@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bridge.model.feed import PublishedFeed
 from bridge.simulator.server import RunningServer
 from bridge.web.health import StaticHealth
-from bridge.web.store import FeedStore, PublishedFeed
+from bridge.web.served import ServedFeeds
 
 CHANGED = datetime(2026, 3, 1, 8, 30, tzinfo=UTC)
 
@@ -22,7 +23,7 @@ ICS = (
 class Served:
     server: RunningServer
     admin: RunningServer
-    store: FeedStore
+    store: ServedFeeds
     health: StaticHealth
     secret: str
 
@@ -32,7 +33,7 @@ class Served:
 
 
 def publish(
-    store: FeedStore, secret: str, body: bytes = ICS, changed: datetime = CHANGED
+    store: ServedFeeds, secret: str, body: bytes = ICS, changed: datetime = CHANGED
 ) -> PublishedFeed:
     feed = PublishedFeed.build(
         "alice",

@@ -21,6 +21,7 @@ import pytest
 from bridge.dav.discovery import ChallengeAuth, TargetSettings, check_target, choose_auth
 from bridge.dav.webdav import Dav
 from bridge.errors import CalDAVAuthError, CalDAVConflict, CalDAVError
+from tests.helpers.options import target_settings
 from tests.helpers.servers import Server, sabredav
 
 PASSWORD = "hostile-test-dav-password"
@@ -137,7 +138,7 @@ def sabre(tmp_path: Path) -> Iterator[Server]:
 
 
 def settings(url: str, password: str = PASSWORD, username: str = "alice") -> TargetSettings:
-    return TargetSettings("hostile", url, username, password, "Canvas", None, 5.0, 2)
+    return target_settings("hostile", url, username, password, timeout=5, max_parallel=2)
 
 
 # --- authentication -------------------------------------------------------------------------

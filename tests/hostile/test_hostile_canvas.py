@@ -22,11 +22,11 @@ from ical.calendar_stream import IcsCalendarStream
 from bridge import errors
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import poll_account
-from bridge.canvas.transport import CanvasLimits
-from bridge.mapping.feed import FeedOptions, render_feed
+from bridge.mapping.feed import render_feed
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import RunningServer, serve_in_thread
 from tests.helpers.hostile_canvas import SURROGATE, Collector, HostileCanvas
+from tests.helpers.options import canvas_client, canvas_limits, feed_options, poll_options
 from tests.helpers.sim import SAMPLE_NOW
 
 TOKEN = SAMPLE_TOKENS["alice"]
@@ -49,7 +49,7 @@ def collector() -> Iterator[tuple[Collector, RunningServer]]:
 def client(url: str, token: str = TOKEN, **kw: object) -> CanvasClient:
     kw.setdefault("backoff_base", 0.01)
     kw.setdefault("backoff_cap", 0.05)
-    return CanvasClient(url, token, **kw)  # type: ignore[arg-type]
+    return canvas_client(url, token, **kw)  # type: ignore[arg-type]
 
 
 # --- Link headers ---------------------------------------------------------------------------
@@ -63,7 +63,7 @@ async def test_a_foreign_next_link_fails_the_poll_and_never_gets_the_token(
     canvas.mode, canvas.foreign = "foreign_link", elsewhere.url
     async with client(server.url) as c:
         with pytest.raises(errors.CanvasForeignLink) as caught:
-            await poll_account(c, "canvas.sim")
+            await poll_account(c, "canvas.sim", poll_options())
     assert found.seen == []  # nothing, let alone the token, reached the other origin
     assert caught.value.refused == f"http://127.0.0.1:{elsewhere.port}"
     assert f"127.0.0.1:{elsewhere.port}" in str(caught.value)
@@ -115,7 +115,7 @@ async def test_a_huge_body_is_cut_off_at_the_limit(
     canvas, server = hostile
     canvas.mode = "huge"
     started = time.monotonic()
-    async with client(server.url, limits=CanvasLimits(max_response_bytes=2_000_000)) as c:
+    async with client(server.url, limits=canvas_limits(max_response_bytes=2_000_000)) as c:
         with pytest.raises(errors.CanvasResponseTooLarge) as caught:
             await c.conferences()
     assert time.monotonic() - started < 10
@@ -130,7 +130,7 @@ async def test_a_trickling_server_is_cut_off_by_the_request_deadline(
     canvas, server = hostile
     canvas.mode, canvas.trickle_every = "trickle", 0.5
     started = time.monotonic()
-    limits = CanvasLimits(request_deadline=2.0)
+    limits = canvas_limits(request_deadline=2.0)
     async with client(server.url, limits=limits, max_retries=0, timeout=30.0) as c:
         with pytest.raises(errors.CanvasTimeout) as caught:
             await c.conferences()
@@ -145,10 +145,10 @@ async def test_the_poll_deadline_bounds_a_whole_poll(
     canvas, server = hostile
     canvas.mode, canvas.trickle_every = "trickle", 0.5
     started = time.monotonic()
-    limits = CanvasLimits(request_deadline=60.0, poll_deadline=2.0)
+    limits = canvas_limits(request_deadline=60.0, poll_deadline=2.0)
     async with client(server.url, limits=limits) as c:
         with pytest.raises(errors.CanvasTimeout) as caught:
-            await poll_account(c, "canvas.sim")
+            await poll_account(c, "canvas.sim", poll_options())
     assert 1.9 <= time.monotonic() - started < 5
     assert "poll_deadline" in str(caught.value)
 
@@ -174,7 +174,7 @@ async def test_lone_surrogates_are_replaced_and_the_cycle_survives(
     canvas, server = hostile
     canvas.mode = "surrogates"
     async with client(server.url, SAMPLE_TOKENS["teacher"]) as c:
-        snap = await poll_account(c, "canvas.sim")
+        snap = await poll_account(c, "canvas.sim", poll_options())
     dumped = snap.model_dump_json()  # raised UnicodeEncodeError before the fix
     assert SURROGATE not in dumped and "\ufffd" in snap.manageable[0].title
     comments = [
@@ -185,7 +185,7 @@ async def test_lone_surrogates_are_replaced_and_the_cycle_survives(
         if e.comments
     ]
     assert comments and all("\ufffd" in x and SURROGATE not in x for x in comments)
-    options = FeedOptions(include=frozenset({"conferences", "managed_slots"}))
+    options = feed_options(include={"conferences", "managed_slots"})
     feed = render_feed(snap, options, {}, SAMPLE_NOW)
     feed.ics.decode("utf-8")  # valid UTF-8 all through
     assert IcsCalendarStream.calendar_from_ics(feed.ics.decode()).events
@@ -196,12 +196,12 @@ async def test_crlf_in_urls_cannot_inject_events(
 ) -> None:
     canvas, server = hostile
     async with client(server.url) as c:
-        honest = await poll_account(c, "canvas.sim")
+        honest = await poll_account(c, "canvas.sim", poll_options())
     canvas.mode = "crlf"
     async with client(server.url) as c:
-        snap = await poll_account(c, "canvas.sim")
-    options = FeedOptions(
-        include=frozenset({"conferences", "reservations", "open_slots"}),
+        snap = await poll_account(c, "canvas.sim", poll_options())
+    options = feed_options(
+        include={"conferences", "reservations", "open_slots"},
         window_past=timedelta(days=3650),
     )
     expected = render_feed(honest, options, {}, SAMPLE_NOW).events

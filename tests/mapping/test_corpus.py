@@ -10,9 +10,10 @@ import os
 
 import pytest
 
-from bridge.mapping import FeedOptions, render_feed
+from bridge.mapping import render_feed
 from bridge.mapping.feed import SkipReason
 from tests.helpers.mapping import CASES, CORPUS, build
+from tests.helpers.options import feed_options
 from tests.helpers.validators import assert_valid
 
 
@@ -57,7 +58,7 @@ def test_window_and_size_cuts_are_reported() -> None:
     snapshot, options, now = build(CASES["window-cut"])
     window = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
     assert any(s.reason is SkipReason.OUTSIDE_WINDOW for s in window.skipped)
-    full = render_feed(snapshot, FeedOptions(include=options.include), {}, now)  # type: ignore[arg-type]
+    full = render_feed(snapshot, feed_options(include=options.include), {}, now)  # type: ignore[arg-type]
     snapshot, options, now = build(CASES["size-cut"])
     cut = render_feed(snapshot, options, {}, now)  # type: ignore[arg-type]
     assert len(cut.ics) <= 4000

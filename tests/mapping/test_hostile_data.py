@@ -14,11 +14,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from ical.calendar_stream import IcsCalendarStream
 
-from bridge.mapping import FeedOptions, ics_writer, render_event_ics
+from bridge.mapping import ics_writer, render_event_ics
 from bridge.mapping.text import clean, escape, fold, html_to_text, safe_uri
 from bridge.mapping.timezones import vtimezone_lines
 from bridge.mapping.versions import EventVersion
 from bridge.model.event import CalEvent
+from tests.helpers.options import feed_options
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 VERSION = EventVersion("u1@canvas.sim", "h", 0, NOW, NOW)
@@ -258,7 +259,7 @@ def test_a_caldav_event_in_an_irregular_year_is_placed_right() -> None:
     single = render_event_ics(
         event(start=when, end=when + timedelta(hours=1)),
         VERSION,
-        FeedOptions(timezone="Africa/Casablanca"),
+        feed_options(timezone="Africa/Casablanca"),
         NOW,
     )
     cal = icalendar.Calendar.from_ical(single)

@@ -9,9 +9,10 @@ import icalendar
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from bridge.mapping import FeedOptions, render_event_ics, render_feed
+from bridge.mapping import render_event_ics, render_feed
 from bridge.mapping.text import clean
 from bridge.model.canvas import AccountSnapshot
+from tests.helpers.options import feed_options
 from tests.helpers.validators import own_errors, strict_ical
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -101,7 +102,7 @@ def _expected(text: str) -> str:
 def test_any_snapshot_renders_a_strictly_valid_feed(
     snapshot: AccountSnapshot, zone: str | None, name: str
 ) -> None:
-    options = FeedOptions(
+    options = feed_options(
         name=name or "x",
         include=frozenset({"conferences", "reservations", "open_slots"}),
         timezone=zone,

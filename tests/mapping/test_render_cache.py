@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from bridge.mapping import FeedOptions, RenderCache, render_feed
+from bridge.mapping import RenderCache, render_feed
 from bridge.mapping.bookings import (
     managed_key,
     managed_slot_events,
@@ -22,6 +22,7 @@ from bridge.mapping.bookings import (
     reservation_key,
 )
 from bridge.model.canvas import AccountSnapshot, AppointmentGroup
+from tests.helpers.options import feed_options
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
@@ -143,7 +144,7 @@ CHANGES: list[dict[str, Any]] = [
 def test_a_cached_re_render_after_a_change_equals_a_fresh_render(
     change: dict[str, Any], kind: str
 ) -> None:
-    options = FeedOptions(include=frozenset({kind}))
+    options = feed_options(include=[kind])
     cache = RenderCache()
     first = render_feed(snapshot(), options, {}, NOW, cache)
     later = NOW + timedelta(minutes=5)

@@ -8,10 +8,11 @@ from zoneinfo import ZoneInfo
 import icalendar
 import pytest
 
-from bridge.mapping import FeedOptions, render_event_ics, render_feed
+from bridge.mapping import render_event_ics, render_feed
 from bridge.mapping.timezones import vtimezone_lines
 from bridge.model.canvas import AccountSnapshot
 from tests.helpers.mapping import CORPUS
+from tests.helpers.options import feed_options
 from tests.helpers.validators import assert_valid
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
@@ -25,21 +26,21 @@ def student() -> AccountSnapshot:
 
 
 def test_unchanged_data_renders_byte_identical_later() -> None:
-    first = render_feed(student(), FeedOptions(include=ALL), {}, NOW)
+    first = render_feed(student(), feed_options(include=ALL), {}, NOW)
     again = render_feed(
-        student(), FeedOptions(include=ALL), first.versions, NOW + timedelta(hours=5)
+        student(), feed_options(include=ALL), first.versions, NOW + timedelta(hours=5)
     )
     assert again.ics == first.ics and again.versions == first.versions
 
 
 def test_sequence_grows_only_for_the_changed_event() -> None:
-    first = render_feed(student(), FeedOptions(include=ALL), {}, NOW)
+    first = render_feed(student(), feed_options(include=ALL), {}, NOW)
     data = student().model_dump()
     office = next(g for g in data["reservable"] if g["title"] == "Office hours")
     office["location_name"] = "Room 202"
     later = NOW + timedelta(hours=1)
     second = render_feed(
-        AccountSnapshot.model_validate(data), FeedOptions(include=ALL), first.versions, later
+        AccountSnapshot.model_validate(data), feed_options(include=ALL), first.versions, later
     )
     changed = {uid for uid, v in second.versions.items() if v != first.versions[uid]}
     assert changed and all("@canvas.sim" in uid for uid in changed)
@@ -55,7 +56,9 @@ def test_sequence_grows_only_for_the_changed_event() -> None:
 def test_rebooked_reservation_keeps_its_uid() -> None:
     snap = student()
     res_id = snap.reservable[0].reserved_times[0].id
-    options = FeedOptions(include=ALL, reservation_uids={res_id: "canvas-reservation-1@canvas.sim"})
+    options = feed_options(
+        include=ALL, reservation_uids={res_id: "canvas-reservation-1@canvas.sim"}
+    )
     feed = render_feed(snap, options, {}, NOW)
     assert "canvas-reservation-1@canvas.sim" in {e.uid for e in feed.events}
 
@@ -85,10 +88,10 @@ def test_vtimezone_is_rrule_based_and_matches_zoneinfo(zone: str) -> None:
 
 
 def test_single_event_calendar_for_caldav() -> None:
-    feed = render_feed(student(), FeedOptions(include=ALL), {}, NOW)
+    feed = render_feed(student(), feed_options(include=ALL), {}, NOW)
     event = feed.events[0]
     text = render_event_ics(
-        event, feed.versions[event.uid], FeedOptions(timezone="Europe/Berlin"), NOW
+        event, feed.versions[event.uid], feed_options(timezone="Europe/Berlin"), NOW
     )
     assert assert_valid(text) == 1
     assert "METHOD" not in text and "ORGANIZER" not in text and "BEGIN:VTIMEZONE" in text

@@ -17,8 +17,9 @@ from sqlalchemy import text
 
 from bridge.errors import SetupError
 from bridge.mapping import EventVersion
+from bridge.model.feed import PublishedFeed
 from bridge.model.status import ItemStatus
-from bridge.state import StoredFeed, open_state
+from bridge.state import open_state
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Begun, EntryState, Limits
 
@@ -43,14 +44,19 @@ def test_round_trips(tmp_path: Path) -> None:
     assert state.feed_secret("alice") == secret and len(secret) >= 32
     assert state.rotate_feed_secret("alice") != secret
     versions = {"u": EventVersion("u", "h", 3, T, T)}
-    state.save_feed(
-        StoredFeed("alice", "Alice", b"BEGIN:VCALENDAR", '"e"', T, T, 1, ("conferences",)), versions
+    feed = PublishedFeed.build(
+        "alice",
+        "Alice",
+        b"BEGIN:VCALENDAR",
+        refreshed_at=T,
+        last_modified=T,
+        event_count=1,
+        includes=("conferences",),
     )
+    state.save_feed(feed, versions)
     assert state.load_versions("feed:alice") == versions
-    assert (
-        state.load_feeds()[0].includes == ("conferences",)
-        and state.load_feeds()[0].last_modified.tzinfo is not None
-    )
+    assert state.load_feeds() == [feed]  # the same record comes back, ready to serve
+    assert state.load_feeds()[0].last_modified.tzinfo is not None
     item = ItemStatus("u", "/cal/u.ics", '"1"', "h", "BEGIN:VCALENDAR")
     state.caldav.apply("phone", [item], [])
     state.caldav.set_sync_token("phone", "tok")
@@ -170,12 +176,15 @@ WRITER = """
 import sys
 from datetime import UTC, datetime
 from bridge.mapping import EventVersion
-from bridge.state import StoredFeed, open_state
+from bridge.model.feed import PublishedFeed
+from bridge.state import open_state
 state = open_state(sys.argv[1])
 t = datetime(2026, 3, 2, 12, tzinfo=UTC)
 for i in range(100000):
     versions = {f"u{j}": EventVersion(f"u{j}", f"h{i}", i, t, t) for j in range(50)}
-    state.save_feed(StoredFeed("alice", "A", f"body {i}".encode() * 200, f'"{i}"', t, t, 50, ()), versions)
+    body = f"body {i}.".encode() * 200
+    feed = PublishedFeed.build("alice", "A", body, refreshed_at=t, last_modified=t, event_count=50)
+    state.save_feed(feed, versions)
     if i == 5:
         print("writing", flush=True)
 """
@@ -194,7 +203,7 @@ def test_kill_9_while_writing_leaves_old_or_new_state(tmp_path: Path) -> None:
         assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     state = open_state(db)
     feed = state.load_feeds()[0]
-    iteration = int(feed.etag.strip('"'))
+    iteration = int(feed.body.split(b".", 1)[0].removeprefix(b"body "))
     versions = state.load_versions("feed:alice")
     assert len(versions) == 50 and {v.sequence for v in versions.values()} == {iteration}
-    assert feed.body == f"body {iteration}".encode() * 200
+    assert feed.body == f"body {iteration}.".encode() * 200

@@ -39,11 +39,10 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from bridge.canvas.writes import WriteResult
-from bridge.dav.discovery import TargetSettings
 from bridge.dav.remote import CalendarRemote
 from bridge.dav.webdav import Listing
 from bridge.errors import CalDAVConflict, CalDAVUnavailable
-from bridge.mapping import FeedOptions, collect_events, next_versions, render_event_ics
+from bridge.mapping import collect_events, next_versions, render_event_ics
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot
 from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
@@ -55,6 +54,7 @@ from bridge.sync.execute import Ledger, redrive
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
 from tests.helpers.clients import catalogue, client_edit
+from tests.helpers.options import event_options, target_settings
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 HOST = "canvas.test"
@@ -148,7 +148,7 @@ class MemoryRemote(CalendarRemote):
     """The real CalendarRemote (read, write, token handling) over :class:`MemoryDav`."""
 
     def __init__(self, dav: MemoryDav) -> None:
-        super().__init__(TargetSettings(TARGET, "memory://", "u", "p"))
+        super().__init__(target_settings(TARGET, "memory://", "u", "p"))
         self.memory = dav
 
     async def open(self, *, create: bool) -> None:
@@ -317,7 +317,7 @@ class TwoWaySync(RuleBasedStateMachine):
         self.dav = MemoryDav()
         self.canvas = FakeCanvas()
         self.calendar = CalendarSync(
-            TargetSettings(TARGET, "memory://", "u", "p"), remote=MemoryRemote(self.dav)
+            target_settings(TARGET, "memory://", "u", "p"), remote=MemoryRemote(self.dav)
         )
         self.limits = Limits(per_minute=1000, per_day=100_000)
         self.reserve_by_copy = True
@@ -346,8 +346,8 @@ class TwoWaySync(RuleBasedStateMachine):
     # --- running one cycle, as the daemon's cycle does ----------------------------------------
 
     def desired(self, snapshot: AccountSnapshot) -> tuple[dict[str, DesiredItem], dict]:  # type: ignore[type-arg]
-        options = FeedOptions(
-            include=frozenset({"reservations"}), reservation_uids=self.state.journal.aliases("ana")
+        options = event_options(
+            include={"reservations"}, reservation_uids=self.state.journal.aliases("ana")
         )
         events = collect_events(snapshot, options, NOW).events
         self.versions = next_versions(events, self.versions, NOW)

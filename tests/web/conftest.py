@@ -11,13 +11,13 @@ from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
 from bridge.web.health import StaticHealth
 from bridge.web.links import new_feed_secret
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 from tests.helpers.web import Served, publish
 
 
 @pytest.fixture
 def served() -> Iterator[Served]:
-    store, health, secret = FeedStore(), StaticHealth(), new_feed_secret()
+    store, health, secret = ServedFeeds(), StaticHealth(), new_feed_secret()
     publish(store, secret)
     with (
         serve_in_thread(create_app(store, public_url="https://cal.example.edu")) as server,

@@ -167,7 +167,14 @@ def test_a_taken_listen_address_is_a_setup_error_naming_the_setting() -> None:
         taken.listen()
         port = taken.getsockname()[1]
         with pytest.raises(SetupError) as caught:
-            WebServer(_no_app, f"127.0.0.1:{port}", key="http.admin_listen")  # type: ignore[arg-type]
+            WebServer(
+                _no_app,  # type: ignore[arg-type]
+                f"127.0.0.1:{port}",
+                key="http.admin_listen",
+                max_connections=8,
+                header_timeout=1.0,
+                keepalive_timeout=1.0,
+            )
     assert str(caught.value) == (
         f"http.admin_listen: cannot listen on 127.0.0.1:{port}: Address already in use"
     )

@@ -15,7 +15,7 @@ import pytest
 from bridge.simulator.server import RunningServer, serve_in_thread
 from bridge.web.app import create_app
 from bridge.web.links import feed_urls, new_feed_secret
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 from tests.helpers.web import publish
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts"
@@ -48,7 +48,7 @@ def chromium(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.fixture
 def page() -> Iterator[tuple[RunningServer, str]]:
-    store, secret = FeedStore(), new_feed_secret()
+    store, secret = ServedFeeds(), new_feed_secret()
     publish(store, secret)
     with serve_in_thread(create_app(store, public_url="https://cal.example.edu")) as server:
         yield server, secret

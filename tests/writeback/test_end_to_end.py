@@ -18,7 +18,7 @@ from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
 from bridge.model.outcomes import CommandKind, CommandOutcome, TargetReport
 from bridge.state import StateStore, open_state
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 from tests.helpers.clients import ClientFile, catalogue
 from tests.helpers.servers import Server, radicale, xandikos
 from tests.helpers.sim import Sim
@@ -116,7 +116,7 @@ def setup(
             live_sim,
             server,
             state,
-            Syncer(settings, state, FeedStore(), client_options={"backoff_base": 0.01}),
+            Syncer(settings, state, ServedFeeds(), client_options={"backoff_base": 0.01}),
         )
         state.close()
 

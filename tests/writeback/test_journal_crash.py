@@ -12,6 +12,7 @@ from bridge.state import open_state
 from bridge.state.journal import EntryState, Limits
 from bridge.sync.decide import Command, command_key
 from bridge.sync.execute import Ledger, redrive, run_command
+from tests.helpers.options import canvas_client
 from tests.helpers.sim import Sim
 
 
@@ -29,7 +30,7 @@ async def test_pending_cancel_that_canvas_already_did_is_not_repeated(
     state = open_state(f"sqlite:///{tmp_path / 's.sqlite3'}")
 
     def client() -> CanvasClient:
-        return CanvasClient(live_sim.url, live_sim.tokens["alice"], backoff_base=0.01)
+        return canvas_client(live_sim.url, live_sim.tokens["alice"], backoff_base=0.01)
 
     ledger = Ledger("alice", state.journal, state.stops, ClientWrites(client), Limits(10, 100))
     params = {"reservation_id": res.id}

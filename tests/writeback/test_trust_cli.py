@@ -32,7 +32,7 @@ import pytest
 from bridge.config import load_config
 from bridge.daemon.cycle import Syncer
 from bridge.state import open_state
-from bridge.web.store import FeedStore
+from bridge.web.served import ServedFeeds
 from tests.helpers.servers import Server, radicale, xandikos
 from tests.helpers.sim import Sim
 
@@ -109,7 +109,7 @@ class Bed:
         state = open_state(settings.state.url or "")
         try:
             result = asyncio.run(
-                Syncer(settings, state, FeedStore()).sync_account(settings.accounts[0])
+                Syncer(settings, state, ServedFeeds()).sync_account(settings.accounts[0])
             )
             assert result.ok, result.error
         finally:

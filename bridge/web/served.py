@@ -1,4 +1,4 @@
-"""Rendered feeds held in memory, ready to serve: requests never render.
+"""The feeds being served, held in memory with their secrets: requests never render.
 
 The daemon publishes a feed after each successful render; a failed poll publishes nothing, so
 the last good feed keeps being served. The gzip variant is compressed once at publish time.
@@ -6,57 +6,13 @@ the last good feed keeps being served. The gzip variant is compressed once at pu
 
 from __future__ import annotations
 
-import gzip
-import hashlib
 import hmac
 import threading
-from dataclasses import dataclass, field
-from datetime import datetime
+
+from bridge.model.feed import PublishedFeed
 
 
-@dataclass(frozen=True)
-class PublishedFeed:
-    feed_id: str
-    name: str
-    body: bytes
-    etag: str
-    last_modified: datetime
-    refreshed_at: datetime
-    event_count: int
-    includes: tuple[str, ...] = ()
-    description: str = ""
-    gzip_body: bytes = field(default=b"", repr=False)
-
-    @classmethod
-    def build(
-        cls,
-        feed_id: str,
-        name: str,
-        body: bytes,
-        *,
-        refreshed_at: datetime,
-        last_modified: datetime,
-        event_count: int,
-        includes: tuple[str, ...] = (),
-        description: str = "",
-    ) -> PublishedFeed:
-        etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-        # mtime=0 keeps the compressed bytes (and so their ETag) identical for identical input
-        return cls(
-            feed_id,
-            name,
-            body,
-            etag,
-            last_modified.replace(microsecond=0),
-            refreshed_at,
-            event_count,
-            includes,
-            description,
-            gzip.compress(body, compresslevel=6, mtime=0),
-        )
-
-
-class FeedStore:
+class ServedFeeds:
     """Feeds by id, each with its secret. Safe to use from the daemon and the server at once."""
 
     def __init__(self) -> None:
@@ -77,10 +33,14 @@ class FeedStore:
         with self._lock:
             return self._secrets.get(feed_id)
 
-    def remove(self, feed_id: str) -> None:
+    def retain(self, feed_ids: set[str]) -> list[str]:
+        """Stop serving every feed not in ``feed_ids`` (dropped from the config); their ids."""
         with self._lock:
-            self._feeds.pop(feed_id, None)
-            self._secrets.pop(feed_id, None)
+            gone = sorted(set(self._feeds) - feed_ids)
+            for feed_id in gone:
+                del self._feeds[feed_id]
+                self._secrets.pop(feed_id, None)
+            return gone
 
     def get(self, feed_id: str) -> PublishedFeed | None:
         with self._lock:
@@ -94,7 +54,3 @@ class FeedStore:
         # Compare against a dummy when the id is unknown, so both paths do the same work.
         ok = hmac.compare_digest((expected or "\x00" * 32).encode(), secret.encode())
         return feed if ok and expected is not None else None
-
-    def feeds(self) -> list[PublishedFeed]:
-        with self._lock:
-            return list(self._feeds.values())

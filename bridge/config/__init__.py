@@ -1,0 +1,46 @@
+"""The configuration: one TOML file, ``CALBRIDGE_…`` environment overrides, secrets from
+files, environment variables or systemd credentials.
+
+* :mod:`bridge.config.schema` — every key with its default, check and help (the single source);
+  the option objects the adapters take are built by its sections;
+* :mod:`bridge.config.load` — a file or parsed data into :class:`Settings`, or a ConfigError;
+* :mod:`bridge.config.resolve` — secrets, read when needed (never by the schema);
+* :mod:`bridge.config.example` — ``config.example.toml``, generated from the schema.
+"""
+
+from bridge.config.load import load_config, permission_warnings, settings_from, warn_permissions
+from bridge.config.resolve import account_token, admin_token, caldav_password
+from bridge.config.schema import (
+    AccountConfig,
+    CalDAVConfig,
+    FeedConfig,
+    HttpConfig,
+    LoggingConfig,
+    Settings,
+    StateConfig,
+    WritebackConfig,
+    default_canvas_limits,
+    is_loopback,
+    parse_duration,
+)
+
+__all__ = [
+    "AccountConfig",
+    "CalDAVConfig",
+    "FeedConfig",
+    "HttpConfig",
+    "LoggingConfig",
+    "Settings",
+    "StateConfig",
+    "WritebackConfig",
+    "account_token",
+    "admin_token",
+    "caldav_password",
+    "default_canvas_limits",
+    "is_loopback",
+    "load_config",
+    "parse_duration",
+    "permission_warnings",
+    "settings_from",
+    "warn_permissions",
+]
