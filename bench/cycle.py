@@ -160,6 +160,13 @@ def run(users: int) -> dict[str, float]:
             first = await cycle(syncer)
             cpu1, wall1 = time.process_time() - cpu, time.perf_counter() - wall
             sim1 = sim_cpu(sim.proc.pid) - sim0
+            print(  # a long run shows its first cycle before the rest
+                f"  first cycle of {users} users: {wall1:.1f} s wall, {cpu1:.1f} s CPU, simulator"
+                f" {sim1:.1f} s CPU, peak RSS so far"
+                f" {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
             check(sim_stats(sim.url, reset=True), first, "first cycle")
             writes["n"] = 0
             profile = cProfile.Profile(time.process_time) if PROFILE else None
