@@ -159,7 +159,10 @@ class Syncer:
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.wiring.client(account) as client:
-            token = hashlib.sha256(account_token(account).encode()).hexdigest()
+            # who the token belongs to is asked again when the token or the Canvas changes
+            token = hashlib.sha256(
+                f"{account.canvas_url}\0{account_token(account)}".encode()
+            ).hexdigest()
             known = self._profiles.get(account.id)
             fresh = (
                 known is not None
