@@ -106,6 +106,7 @@ class CanvasClient:
         backoff_cap: float = 30.0,
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        http: httpx.AsyncClient | None = None,
     ) -> None:
         headers = {"Accept": "application/json"}
         auth: httpx.Auth | None = None
@@ -116,16 +117,18 @@ class CanvasClient:
         else:
             headers["Authorization"] = f"Bearer {token.strip()}"
         self.base_url = validate_base_url(base_url)
-        self._http = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=headers,
-            auth=auth,
-            timeout=timeout,
-            transport=transport,
-            follow_redirects=False,
+        # ``http``: a client shared with other accounts of this origin (a CanvasPool's); it
+        # holds no credentials, so the token (or ``auth``) goes with each request and this
+        # client's closing leaves it open. Without one, the client makes (and closes) its own.
+        self._owned = http is None
+        self._http = http or httpx.AsyncClient(
+            timeout=timeout, transport=transport, follow_redirects=False
         )
         self._transport = Transport(
             self._http,
+            base_url=self.base_url,
+            headers=headers,
+            auth=auth,
             policy=RetryPolicy(max_retries, backoff_base, backoff_cap),
             max_concurrency=max_concurrency,
             limits=limits,
@@ -156,7 +159,8 @@ class CanvasClient:
         await self.aclose()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owned:
+            await self._http.aclose()
 
     # --- plumbing ---------------------------------------------------------------------------
 

@@ -1,27 +1,36 @@
 """One poll of one Canvas account: everything the calendars need, in the fewest requests.
 
-The minimum the API allows: ``/users/self`` (1), the user's conferences (one request per
-100), reservable appointment groups with their slots and the user's reservations (one per
-100) and manageable groups with slots and reservations (one per 100, at least 1) — plus one
-request per extra conference context asked for. Each list comes with its ``include[]`` so
-nothing is fetched per group (no N+1). Independent lists run concurrently. A whole poll has
-a deadline (the client's ``limits.poll_deadline``) beyond the per-request one, so retries
-against a slow server cannot stretch a poll without end.
+The minimum the API allows: the user's conferences (one request per 100), reservable
+appointment groups with their slots and the user's reservations (one per 100), manageable
+groups with slots and reservations (one per 100, at least 1) only when some output of the
+account shows managed slots, and ``/users/self`` (1) only when the caller does not know the
+user already (the daemon asks once per process start and then daily) — plus one request per
+extra conference context asked for. Each list comes with its ``include[]`` so nothing is
+fetched per group (no N+1). Independent lists run concurrently. A whole poll has a deadline
+(the client's ``limits.poll_deadline``) beyond the per-request one, so retries against a slow
+server cannot stretch a poll without end.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from bridge.canvas.client import PER_PAGE, CanvasClient
 from bridge.errors import CanvasTimeout
-from bridge.model.canvas import AccountSnapshot, Conference
+from bridge.model.canvas import AccountSnapshot, Conference, Profile
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
+MANAGED_KIND = "managed_slots"  # the only output kind built from manageable groups
+
+
+def needs_managed(includes: Iterable[Iterable[str]]) -> bool:
+    """Whether outputs with these ``include`` lists need the manageable groups polled."""
+    return any(MANAGED_KIND in include for include in includes)
 
 
 @dataclass(frozen=True)
@@ -54,15 +63,25 @@ async def _conferences(client: CanvasClient, contexts: tuple[str, ...]) -> list[
 
 
 async def poll_account(
-    client: CanvasClient, canvas_host: str, options: PollOptions
+    client: CanvasClient,
+    canvas_host: str,
+    options: PollOptions,
+    *,
+    user: Profile | None = None,
 ) -> AccountSnapshot:
-    """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll."""
+    """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll.
+
+    ``user``: the account's ``/users/self`` if the caller knows it (then not asked again)."""
     contexts, include_managed = options.conference_contexts, options.include_managed
     deadline = client.limits.poll_deadline
+
+    async def me() -> Profile:
+        return user if user is not None else await client.me()
+
     try:
         async with asyncio.timeout(deadline):
-            user, conferences, reservable, *rest = await asyncio.gather(
-                client.me(),
+            profile, conferences, reservable, *rest = await asyncio.gather(
+                me(),
                 _conferences(client, contexts),
                 client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
                 *(
@@ -77,7 +96,7 @@ async def poll_account(
         ) from None
     return AccountSnapshot(
         canvas_host=canvas_host,
-        user=user,
+        user=profile,
         conferences=conferences,
         reservable=reservable,
         manageable=rest[0] if rest else [],
@@ -92,13 +111,15 @@ def minimum_requests(
     *,
     contexts: int = 0,
     include_managed: bool = True,
+    ask_user: bool = True,
 ) -> int:
-    """The fewest requests :func:`poll_account` can make for these counts (``per_page=100``)."""
+    """The fewest requests :func:`poll_account` can make for these counts (``per_page=100``);
+    ``ask_user=False`` when ``/users/self`` is already known."""
 
     def pages(n: int) -> int:
         return max(1, math.ceil(n / PER_PAGE))
 
-    total = 1 + pages(conferences) + pages(reservable_groups) + contexts
+    total = int(ask_user) + pages(conferences) + pages(reservable_groups) + contexts
     if include_managed:
         total += pages(manageable_groups)
     return total

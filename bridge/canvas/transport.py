@@ -184,18 +184,27 @@ def map_error(method: str, path: str, response: httpx.Response) -> errors.Canvas
 
 
 class Transport:
-    """Sends requests for one token with retries, throttling and a concurrency limit."""
+    """Sends requests for one token with retries, throttling and a concurrency limit.
+
+    ``http`` may be shared with other tokens: the token travels in ``headers`` (or is set by
+    ``auth``) with each request, and a path is resolved against this token's ``base_url``."""
 
     def __init__(
         self,
         http: httpx.AsyncClient,
         *,
+        base_url: str,
+        headers: dict[str, str],
+        auth: httpx.Auth | None = None,
         policy: RetryPolicy,
         max_concurrency: int,
         limits: CanvasLimits,
         on_response: Callable[[ResponseInfo], None] | None = None,
     ) -> None:
         self._http = http
+        self._base_url = base_url
+        self._headers = headers
+        self._auth = auth
         self._policy = policy
         self.limits = limits
         self._limit = asyncio.Semaphore(max_concurrency)
@@ -289,9 +298,16 @@ class Transport:
         CanvasResponseTooLarge past the size limit (never retried: the answer will not shrink).
         """
         limit = self.limits.max_response_bytes
-        request = self._http.build_request(method, url, params=params, data=data)
+        if url.startswith("/"):
+            url = self._base_url + url
+        request = self._http.build_request(
+            method, url, params=params, data=data, headers=self._headers
+        )
         async with asyncio.timeout(self.limits.request_deadline):
-            response = await self._http.send(request, stream=True)
+            if self._auth is None:
+                response = await self._http.send(request, stream=True)
+            else:
+                response = await self._http.send(request, stream=True, auth=self._auth)
             try:
                 declared = response.headers.get("content-length", "")
                 chunks: list[bytes] = []

@@ -21,7 +21,8 @@ from bridge.daemon.logs import setup_logging
 from bridge.errors import UserError
 
 if TYPE_CHECKING:
-    from bridge.daemon.cycle import AccountResult
+    from bridge.daemon.cycle import AccountResult, Syncer
+    from bridge.model.canvas import AccountSnapshot
 
 __all__ = ["ConfigOpt", "JsonOpt", "_settings"]  # writeback_cmd and others import them from here
 
@@ -91,9 +92,12 @@ def sync(
     syncer = Syncer(settings, state, ServedFeeds(), people=people)
 
     async def go() -> list[AccountResult]:
-        return [
-            await run_leased(state, syncer, acct, dry_run=dry_run, wait=wait) for acct in chosen
-        ]
+        try:
+            return [
+                await run_leased(state, syncer, acct, dry_run=dry_run, wait=wait) for acct in chosen
+            ]
+        finally:
+            await syncer.aclose()
 
     try:
         results = asyncio.run(go())
@@ -111,6 +115,14 @@ def sync(
         for line in human_lines(results, dry_run=dry_run):
             typer.echo(line)
     raise typer.Exit(exit_code(results))
+
+
+async def _poll_once(syncer: Syncer, account_id: str) -> AccountSnapshot:
+    try:
+        snapshot, _ = await syncer.poll(syncer.settings.account(account_id))
+        return snapshot
+    finally:
+        await syncer.aclose()
 
 
 feeds_app = new_app(help="Feed URLs and secrets.")
@@ -208,9 +220,7 @@ def render(
         if stored is not None:
             snapshot = AccountSnapshot.model_validate_json(stored)
         else:
-            snapshot, _ = asyncio.run(
-                Syncer(settings, state, ServedFeeds()).poll(settings.account(feed.account))
-            )
+            snapshot = asyncio.run(_poll_once(Syncer(settings, state, ServedFeeds()), feed.account))
         rendered = render_feed(
             snapshot,
             feed.options(state.journal.aliases(feed.account)),

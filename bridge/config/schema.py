@@ -393,7 +393,11 @@ class AccountConfig(SecretSource):
         description='E.g. ["course_12", "group_3"]: every conference of these contexts '
         "(instructors), beyond the ones you take part in.",
     )
-    include_managed: bool = Field(True, description="Also poll appointment groups you manage.")
+    include_managed: bool = Field(
+        True,
+        description="Also poll appointment groups you manage (only while a feed or calendar"
+        " of this account includes managed_slots).",
+    )
     max_response_bytes: int = Field(
         8 * 1024 * 1024,
         ge=64 * 1024,

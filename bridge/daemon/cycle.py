@@ -13,22 +13,25 @@ The parts the cycle uses (the Canvas client, the write-back ledger, each calenda
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bridge import metrics
-from bridge.canvas.poller import poll_account
-from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings
+from bridge.canvas.poller import needs_managed, poll_account
+from bridge.canvas.pool import CanvasPool, PoolOptions
+from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings, account_token
 from bridge.daemon.logs import register_secret
 from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError, ReconnectNeeded
 from bridge.mapping import RenderCache, RenderedFeed, render_feed
 from bridge.mapping.items import calendar_items
-from bridge.model.canvas import AccountSnapshot
+from bridge.mapping.versions import EventVersion
+from bridge.model.canvas import AccountSnapshot, Profile
 from bridge.model.feed import PublishedFeed
 from bridge.model.outcomes import AccountState, TargetReport, TargetState
 from bridge.state import StateStore
@@ -39,6 +42,11 @@ if TYPE_CHECKING:
     from bridge.daemon.people import People
 
 log = logging.getLogger("bridge.daemon")
+
+# The shared Canvas connections: per Canvas origin, for all its accounts together.
+CANVAS_POOL = PoolOptions(max_connections=16, timeout=30.0)
+# How long ``/users/self`` is trusted before it is asked again (also asked at start-up).
+PROFILE_MAX_AGE = timedelta(days=1)
 
 
 @dataclass
@@ -98,6 +106,7 @@ class Syncer:
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         client_options: dict[str, Any] | None = None,
         people: People | None = None,
+        pool: CanvasPool | None = None,
     ) -> None:
         """``settings`` with the connected ``people`` already merged in (see
         :meth:`People.merge`); their tokens, passwords and feed secrets come from ``people``."""
@@ -106,18 +115,40 @@ class Syncer:
         self.state = state
         self.feeds = feeds
         self.clock = clock
-        self.wiring = AccountWiring(lambda: self.settings, state, client_options, people)
+        # The daemon brings its pool and closes it; otherwise this Syncer owns one (aclose).
+        self._owns_pool = pool is None
+        self.pool = pool or CanvasPool(CANVAS_POOL)
+        self.wiring = AccountWiring(
+            lambda: self.settings, state, client_options, people, pool=self.pool
+        )
         self._caches: dict[str, RenderCache] = {}
+        # account id -> (digest of its token, its /users/self, when asked)
+        self._profiles: dict[str, tuple[str, Profile, datetime]] = {}
+        # account id -> digest of the last snapshot saved (its content, not when it was fetched)
+        self._saved: dict[str, str] = {}
+        # feed id -> the event versions last saved with it (read from the store once)
+        self._feed_versions: dict[str, dict[str, EventVersion]] = {}
+
+    async def aclose(self) -> None:
+        """Close the Canvas connections, if this Syncer made its pool."""
+        if self._owns_pool:
+            await self.pool.aclose()
 
     # --- start-up ---------------------------------------------------------------------------
 
     def publish_stored(self) -> int:
         """Serve the feeds saved by the previous run at once, before the first poll."""
-        wanted = {f.id for f in self.settings.feeds}
+        wanted = {f.id: f.account for f in self.settings.feeds}
+        polled = {a: s.last_success_at for a, s in self.state.account_statuses().items()}
         count = 0
         for stored in self.state.load_feeds():
             if stored.feed_id not in wanted:
                 continue
+            # An unchanged feed is not saved again; its account's last good poll says when it
+            # was last refreshed.
+            seen = polled.get(wanted[stored.feed_id])
+            if seen is not None and seen > stored.refreshed_at:
+                stored = replace(stored, refreshed_at=seen)
             self.feeds.publish(stored, self.secret(stored.feed_id))
             count += 1
         return count
@@ -135,12 +166,38 @@ class Syncer:
     def _person(self, key: str) -> People | None:
         return self.wiring.person(key)
 
+    def uses_managed(self, account: AccountConfig) -> bool:
+        """Whether any feed or calendar of the account shows slots of groups it manages."""
+        outputs = [f.include for f in self.settings.feeds if f.account == account.id]
+        outputs += [t.include for t in self.settings.caldav if t.account == account.id]
+        return account.include_managed and needs_managed(outputs)
+
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.wiring.client(account) as client:
+            # who the token belongs to is asked again when the token or the Canvas changes
+            # (a connected person's Canvas user is fixed by their account; their token refreshes)
+            credential = account.id if self._person(account.id) else account_token(account)
+            token = hashlib.sha256(f"{account.canvas_url}\0{credential}".encode()).hexdigest()
+            known = self._profiles.get(account.id)
+            fresh = (
+                known is not None
+                and known[0] == token
+                and self.clock() - known[2] < PROFILE_MAX_AGE
+            )
             try:
-                snapshot = await poll_account(client, account.canvas_host, account.poll_options())
+                options = replace(
+                    account.poll_options(), include_managed=self.uses_managed(account)
+                )
+                snapshot = await poll_account(
+                    client,
+                    account.canvas_host,
+                    options,
+                    user=known[1] if fresh and known is not None else None,
+                )
             finally:
                 requests = client.requests_made
+        if not fresh:
+            self._profiles[account.id] = (token, snapshot.user, self.clock())
         return snapshot, requests
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
@@ -176,10 +233,7 @@ class Syncer:
             log.info("account %s: %s; nothing kept", account.id, result.error)
             return result
         if not dry_run:
-            await asyncio.to_thread(
-                self.state.save_snapshot, account.id, snapshot.model_dump_json(), now
-            )
-            await asyncio.to_thread(self.state.record_poll_success, account.id, now)
+            await asyncio.to_thread(self._save_poll, account.id, snapshot, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         for feed in [f for f in self.settings.feeds if f.account == account.id]:
@@ -204,6 +258,17 @@ class Syncer:
             or "no feeds",
         )
         return result
+
+    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> None:
+        """The poll's success, and its snapshot only if what Canvas said changed: an unchanged
+        poll rewrites no snapshot JSON (``last_success_at`` says when it was last seen)."""
+        content = snapshot.model_dump_json(exclude={"fetched_at"})
+        digest = hashlib.sha256(content.encode()).hexdigest()
+        if self._saved.get(account_id) == digest:
+            self.state.record_poll_success(account_id, now)
+            return
+        self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
+        self._saved[account_id] = digest
 
     async def _redrive(self, account: AccountConfig) -> None:
         """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""
@@ -277,7 +342,9 @@ class Syncer:
         self, feed: FeedConfig, snapshot: AccountSnapshot, now: datetime, dry_run: bool
     ) -> FeedResult:
         scope = f"feed:{feed.id}"
-        previous = self.state.load_versions(scope)
+        previous = self._feed_versions.get(feed.id)
+        if previous is None:
+            previous = self.state.load_versions(scope)
         options = feed.options(self.state.journal.aliases(feed.account))
         rendered = render_feed(
             snapshot, options, previous, now, self._caches.setdefault(feed.id, RenderCache())
@@ -293,7 +360,23 @@ class Syncer:
         metrics.RENDERS.labels(feed.id, str(changed).lower()).inc()
         if dry_run:
             return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
-        self._save_and_publish(feed, rendered, now, changed, current)
+        name = feed.name or f"Canvas ({feed.id})"
+        if (
+            current is not None
+            and not changed
+            and rendered.versions == previous
+            and (current.name, current.includes) == (name, tuple(feed.include))
+        ):
+            # Nothing to save: the stored body and versions are these already. Only the
+            # served feed learns it was refreshed (no re-hash, no re-compression), under the
+            # secret it is served with (the daemon re-reads rotated secrets on its own).
+            if feed.id in {f.id for f in self.settings.feeds}:  # still configured (SIGHUP)
+                secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+                self.feeds.publish(replace(current, refreshed_at=now), secret)
+                metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+        else:
+            self._save_and_publish(feed, rendered, now, changed, current)
+        self._feed_versions[feed.id] = rendered.versions  # what the state store holds now
         return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
 
     def _save_and_publish(

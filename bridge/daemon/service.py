@@ -27,6 +27,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from bridge.canvas.pool import CanvasPool
 from bridge.config import (
     AccountConfig,
     Settings,
@@ -35,7 +36,7 @@ from bridge.config import (
     state_vault,
     warn_permissions,
 )
-from bridge.daemon.cycle import AccountResult, Syncer
+from bridge.daemon.cycle import CANVAS_POOL, AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
@@ -151,6 +152,7 @@ class Daemon:
         self._failures: dict[str, int] = {}
         self.state: StateStore | None = None
         self.syncer: Syncer | None = None
+        self.canvas = CanvasPool(CANVAS_POOL)  # Canvas connections, shared by the accounts
         self.web: WebServer | None = None
         self.admin: WebServer | None = None
         self._secrets_unreadable = False
@@ -175,6 +177,7 @@ class Daemon:
             self.feeds,
             client_options=self.client_options,
             people=self.people,
+            pool=self.canvas,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
         self.health = health = DaemonHealth(
@@ -209,6 +212,7 @@ class Daemon:
             await self.web.stop()
             if self.admin is not None:
                 await self.admin.stop()
+            await self.canvas.aclose()
             self.state.close()
         return 0
 

@@ -15,6 +15,7 @@ import httpx
 
 from bridge import metrics
 from bridge.canvas.client import CanvasClient
+from bridge.canvas.pool import CanvasPool
 from bridge.canvas.transport import ResponseInfo
 from bridge.canvas.writes import ClientWrites
 from bridge.config import AccountConfig, CalDAVConfig, Settings, account_token, caldav_password
@@ -46,12 +47,15 @@ class AccountWiring:
         state: StateStore,
         client_options: dict[str, Any] | None = None,
         people: People | None = None,
+        *,
+        pool: CanvasPool,
     ) -> None:
         # a callable: SIGHUP replaces the daemon's settings, and the next cycle reads the new ones
         self._settings = settings
         self.state = state
         self.client_options = client_options or {}
         self.people = people  # connected people: their tokens and passwords are in the state store
+        self.pool = pool  # Canvas connections, one client per origin for all accounts
         self._calendars: dict[str, CalendarSync] = {}
 
     def person(self, key: str) -> People | None:
@@ -63,8 +67,9 @@ class AccountWiring:
         return self.people if person_of(key) is not None else None
 
     def client(self, account: AccountConfig) -> CanvasClient:
-        """A Canvas client with the token read now (a rotated token needs no restart); for a
-        connected person, their stored tokens, refreshed (and stored again) when they expire."""
+        """A Canvas client with the token read now (a rotated token needs no restart), over
+        the pool's shared connection to its Canvas; for a connected person, their stored tokens,
+        refreshed (and stored again) when they expire."""
         people = self.person(account.id)
         token: str | httpx.Auth
         if people is not None:
@@ -77,6 +82,7 @@ class AccountWiring:
             token,
             on_response=_count_response,
             limits=account.canvas_limits(),
+            http=self.pool.http_for(account.canvas_url),
             **self.client_options,
         )
 

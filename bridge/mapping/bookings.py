@@ -19,6 +19,66 @@ from bridge.mapping.text import checked_uri, html_to_text
 from bridge.model.canvas import AppointmentGroup, CalendarEvent
 from bridge.model.event import CalEvent
 
+# The render cache keys a group's events on what its mapping reads, as plain tuples: exact, and
+# a fraction of serialising the whole group (which was most of a re-render).
+# tests/mapping/test_render_cache.py checks each mapping reads nothing its key leaves out.
+
+
+def _group_text(group: AppointmentGroup) -> tuple[object, ...]:
+    return (
+        group.id,
+        group.title,
+        group.description,
+        group.location_name,
+        group.location_address,
+        group.html_url,
+    )
+
+
+def reservation_key(group: AppointmentGroup) -> tuple[object, ...]:
+    """Everything :func:`reservation_events` reads of ``group``."""
+    return (
+        _group_text(group),
+        tuple(group.context_codes),
+        tuple((t.id, t.start_at, t.end_at) for t in group.reserved_times),
+        tuple(
+            (
+                s.id,
+                s.start_at,
+                s.end_at,
+                s.reserve_comments,
+                tuple((c.id, c.own_reservation) for c in s.child_events or ()),
+            )
+            for s in group.appointments
+        ),
+    )
+
+
+def managed_key(group: AppointmentGroup) -> tuple[object, ...]:
+    """Everything :func:`managed_slot_events` reads of ``group``."""
+    return (
+        _group_text(group),
+        group.participants_per_appointment,
+        tuple(
+            (
+                s.id,
+                s.start_at,
+                s.end_at,
+                s.child_events_count,
+                s.participants_per_appointment,
+                tuple(
+                    (
+                        c.comments,
+                        c.user.name if c.user else None,
+                        c.group.name if c.group else None,
+                    )
+                    for c in s.child_events or ()
+                ),
+            )
+            for s in group.appointments
+        ),
+    )
+
 
 def _location(group: AppointmentGroup) -> str:
     return ", ".join(p for p in (group.location_name, group.location_address) if p)

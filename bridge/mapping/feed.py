@@ -15,7 +15,13 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 
 from bridge.mapping import ics_writer
-from bridge.mapping.bookings import managed_slot_events, open_slot_events, reservation_events
+from bridge.mapping.bookings import (
+    managed_key,
+    managed_slot_events,
+    open_slot_events,
+    reservation_events,
+    reservation_key,
+)
 from bridge.mapping.conferences import NoTime, conference_event
 from bridge.mapping.text import fold
 from bridge.mapping.timezones import vtimezone_lines
@@ -80,18 +86,19 @@ class RenderedFeed:
 
 
 class RenderCache:
-    """Rendered VEVENT text by (uid, version, timezone, alarm), and the events mapped from each
-    appointment group by the group's JSON: re-renders reuse what did not change."""
+    """Rendered VEVENT bytes by (uid, version, timezone, alarm), and the events mapped from each
+    appointment group by what its mapping reads of it: re-renders reuse what did not change."""
 
     def __init__(self) -> None:
-        self._text: dict[tuple[object, ...], str] = {}
+        self._text: dict[tuple[object, ...], bytes] = {}
         self._mapped: dict[tuple[object, ...], list[CalEvent]] = {}
         self._mapped_next: dict[tuple[object, ...], list[CalEvent]] = {}
 
     def mapped(
         self, key: tuple[object, ...], build: Callable[[], list[CalEvent]]
     ) -> list[CalEvent]:
-        """Events of one Canvas object, rebuilt only when its JSON (the key) changed."""
+        """Events of one Canvas object, rebuilt only when what the mapping reads (the key)
+        changed."""
         found = self._mapped.get(key)
         if found is None:
             found = build()
@@ -108,7 +115,8 @@ class RenderCache:
         tzid: str | None,
         alarm: timedelta | None,
         organizer: str,
-    ) -> str:
+    ) -> bytes:
+        """The event's VEVENT as UTF-8 (encoded once: sizes and the body need no re-encoding)."""
         key = (
             event.uid,
             version.content_hash,
@@ -120,12 +128,16 @@ class RenderCache:
         )
         text = self._text.get(key)
         if text is None:
-            text = self._text[key] = ics_writer.vevent(event, version, tzid, alarm, organizer)
+            text = self._text[key] = ics_writer.vevent(
+                event, version, tzid, alarm, organizer
+            ).encode()
         return text
 
     def retain(self, uids: set[str]) -> None:
-        """Forget events no longer rendered, so the cache does not grow forever."""
-        self._text = {k: v for k, v in self._text.items() if k[0] in uids}
+        """Forget events no longer rendered, so the cache does not grow forever. Swept only
+        once it holds twice what is rendered: a sweep walks every entry."""
+        if len(self._text) > 2 * len(uids) + 64:
+            self._text = {k: v for k, v in self._text.items() if k[0] in uids}
 
 
 def _sort_key(event: CalEvent) -> tuple[datetime, str]:
@@ -146,7 +158,10 @@ def collect_events(
     ) -> list[CalEvent]:
         if cache is None:
             return build()
-        return cache.mapped((kind, host, aliases, group.model_dump_json()), build)
+        # The key: the fields this kind's mapping reads, nothing else (exact, and a fraction
+        # of serialising the whole group).
+        key = reservation_key(group) if kind == "reservations" else managed_key(group)
+        return cache.mapped((kind, host, aliases, key), build)
 
     events: list[CalEvent] = []
     skipped: list[SkippedEvent] = []
@@ -212,19 +227,19 @@ def render_feed(
         )
         for e in collected.events
     ]
-    head = _header(options, now)
-    size = len(head.encode()) + len(ics_writer.FOOTER) + sum(len(t.encode()) for t in texts)
+    head = _header(options, now).encode()
+    footer = ics_writer.FOOTER.encode()
+    size = len(head) + len(footer) + sum(map(len, texts))
     events, skipped = list(collected.events), list(collected.skipped)
     while size > options.max_bytes and events:
         dropped = events.pop()
-        size -= len(texts.pop().encode())
+        size -= len(texts.pop())
         skipped.append(
             SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {options.max_bytes} bytes")
         )
         versions.pop(dropped.uid, None)
     cache.retain({e.uid for e in events})
-    body = head + "".join(texts) + ics_writer.FOOTER
-    return RenderedFeed(body.encode(), versions, events, skipped)
+    return RenderedFeed(head + b"".join(texts) + footer, versions, events, skipped)
 
 
 def render_event_ics(

@@ -35,4 +35,13 @@ def next_versions(
     we remember, which is why callers keep versions per scope for as long as they can.
     """
     now = now.replace(microsecond=0)
-    return {e.uid: next_version(e.content_hash(), e.uid, previous.get(e.uid), now) for e in events}
+    out: dict[str, EventVersion] = {}
+    for e in events:
+        uid, digest, before = e.uid, e.content_hash(), previous.get(e.uid)
+        if before is not None and before.content_hash == digest:
+            out[uid] = before  # the common case of a re-render: nothing to build
+        elif before is None:
+            out[uid] = EventVersion(uid, digest, 0, now, now)
+        else:
+            out[uid] = EventVersion(uid, digest, before.sequence + 1, now, now)
+    return out

@@ -81,9 +81,7 @@ def can_see_participants(world: World, user: SimUser, group: SimAppointmentGroup
 
 
 def slots_of(world: World, group: SimAppointmentGroup) -> list[Slot]:
-    slots = [
-        s for s in world.slots.values() if s.group_id == group.id and s.workflow_state != "deleted"
-    ]
+    slots = [s for s in world.slots_by_group.get(group.id, ()) if s.workflow_state != "deleted"]
     return sorted(slots, key=lambda s: (s.start_at, s.id))
 
 
@@ -98,25 +96,21 @@ def group_dates(
 
 
 def active_reservations(world: World, slot: Slot) -> list[Reservation]:
-    rs = [
-        r
-        for r in world.reservations.values()
-        if r.slot_id == slot.id and r.workflow_state != "deleted"
-    ]
+    rs = [r for r in world.reservations_by_slot.get(slot.id, ()) if r.workflow_state != "deleted"]
     return sorted(rs, key=lambda r: r.id)
 
 
 def reservations_for(
     world: World, group: SimAppointmentGroup, participant: Participant
 ) -> list[Reservation]:
-    slot_ids = {s.id for s in slots_of(world, group)}
-    return [
+    held = [
         r
-        for r in sorted(world.reservations.values(), key=lambda r: r.id)
-        if r.slot_id in slot_ids
-        and r.workflow_state != "deleted"
+        for slot in slots_of(world, group)
+        for r in world.reservations_by_slot.get(slot.id, ())
+        if r.workflow_state != "deleted"
         and (r.participant_type, r.participant_id) == (participant.type, participant.id)
     ]
+    return sorted(held, key=lambda r: r.id)
 
 
 def slot_limit(slot: Slot, group: SimAppointmentGroup) -> int | None:
@@ -212,7 +206,7 @@ def reserve(
         created_at=now,
         updated_at=now,
     )
-    world.reservations[res.id] = res
+    world.add_reservation(res)
     slot.workflow_state = "locked"
     slot.updated_at = now
     return res

@@ -35,7 +35,9 @@ async def list_groups(request: Request, world: World, user: SimUser, params: Par
     codes = set(params.getlist("context_codes[]"))
     now = world.clock.now()
     found = []
-    for group in sorted(world.appointment_groups.values(), key=lambda g: g.id):
+    # Only groups of the user's courses can be reservable or manageable for them.
+    mine = {g.id: g for cid in world.courses_of(user) for g in world.groups_by_course.get(cid, ())}
+    for group in sorted(mine.values(), key=lambda g: g.id):
         if codes and not codes & set(group.context_codes):
             continue
         _, end_at = rules.group_dates(world, group)

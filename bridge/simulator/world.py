@@ -295,6 +295,11 @@ class World:
         self.appointment_groups: dict[int, SimAppointmentGroup] = {}
         self.slots: dict[int, Slot] = {}
         self.reservations: dict[int, Reservation] = {}
+        # Indexes, so a request costs what it returns, not the size of the world (nothing is
+        # ever removed: deletion is a workflow_state; ids and context codes never change).
+        self.slots_by_group: dict[int, list[Slot]] = {}
+        self.reservations_by_slot: dict[int, list[Reservation]] = {}
+        self.groups_by_course: dict[int, list[SimAppointmentGroup]] = {}
 
     # --- building ---------------------------------------------------------------------------
 
@@ -337,6 +342,10 @@ class World:
         kw.setdefault("updated_at", now)
         group = SimAppointmentGroup(next(self._ids["ag"]), title, context_codes, **kw)
         self.appointment_groups[group.id] = group
+        for code in dict.fromkeys(context_codes):
+            kind, _, ident = code.partition("_")
+            if kind == "course" and ident.isdigit():
+                self.groups_by_course.setdefault(int(ident), []).append(group)
         return group
 
     def add_slot(
@@ -347,7 +356,12 @@ class World:
             next(self._event_ids), group.id, start, end, created_at=now, updated_at=now, **kw
         )
         self.slots[slot.id] = slot
+        self.slots_by_group.setdefault(group.id, []).append(slot)
         return slot
+
+    def add_reservation(self, reservation: Reservation) -> None:
+        self.reservations[reservation.id] = reservation
+        self.reservations_by_slot.setdefault(reservation.slot_id, []).append(reservation)
 
     def new_event_id(self) -> int:
         return next(self._event_ids)
@@ -368,6 +382,10 @@ class World:
     def role_in(self, user: SimUser, course_id: int) -> Role | None:
         course = self.courses.get(course_id)
         return course.roles.get(user.id) if course else None
+
+    def courses_of(self, user: SimUser) -> list[int]:
+        """Ids of the courses the user has any role in."""
+        return [cid for cid, course in self.courses.items() if user.id in course.roles]
 
     def user_groups(self, user: SimUser) -> list[StudentGroup]:
         return [g for g in self.groups.values() if user.id in g.members]

@@ -247,8 +247,10 @@ class Journal:
             )
 
     def aliases(self, account_id: str) -> dict[int, str]:
-        with self._sessions.begin() as s:
-            rows = s.scalars(
-                select(ReservationAliasRow).where(ReservationAliasRow.account_id == account_id)
+        with self._sessions.begin() as s:  # plain rows, no ORM objects: read every cycle
+            rows = s.execute(
+                select(ReservationAliasRow.reservation_id, ReservationAliasRow.uid).where(
+                    ReservationAliasRow.account_id == account_id
+                )
             )
-            return {r.reservation_id: r.uid for r in rows}
+            return {reservation_id: uid for reservation_id, uid in rows}

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +93,31 @@ class StateStore:
             row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, digest, fetched_at
             return changed
 
+    def save_poll(
+        self, account_id: str, snapshot_json: str, content_hash: str, at: datetime
+    ) -> bool:
+        """A successful poll in one transaction: the account's status, and the snapshot only
+        when ``content_hash`` (of what Canvas said, not of when) differs from the stored one.
+        True if the snapshot was written."""
+        with self.session() as s:
+            status = self._status_row(s, account_id)
+            status.last_success_at, status.consecutive_failures = at, 0
+            row = s.get(AccountSnapshotRow, account_id)
+            if row is None:
+                s.add(
+                    AccountSnapshotRow(
+                        account_id=account_id,
+                        snapshot_json=snapshot_json,
+                        content_hash=content_hash,
+                        fetched_at=at,
+                    )
+                )
+                return True
+            if row.content_hash == content_hash:
+                return False
+            row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, content_hash, at
+            return True
+
     def load_snapshot(self, account_id: str) -> str | None:
         with self.session() as s:
             row = s.get(AccountSnapshotRow, account_id)
@@ -106,9 +131,20 @@ class StateStore:
         return row
 
     def record_poll_success(self, account_id: str, at: datetime) -> None:
-        with self.session() as s:
-            row = self._status_row(s, account_id)
-            row.last_success_at, row.consecutive_failures = at, 0
+        """One UPDATE (an INSERT the first time) without an ORM session: every account runs
+        this every cycle, changed or not."""
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                update(AccountStatusRow)
+                .where(AccountStatusRow.account_id == account_id)
+                .values(last_success_at=at, consecutive_failures=0)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    insert(AccountStatusRow).values(
+                        account_id=account_id, last_success_at=at, consecutive_failures=0
+                    )
+                )
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:

@@ -1,0 +1,253 @@
+"""What one cycle costs: Canvas requests only for what the outputs show, one HTTP client per
+Canvas origin shared by the accounts, and an unchanged cycle that rewrites nothing.
+
+The real cycle (:class:`Syncer`) against the simulator over loopback HTTP; requests counted
+from the simulator's own log, database writes from the SQL the state store sends.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from bridge.canvas.client import CanvasClient
+from bridge.canvas.pool import CanvasPool, PoolOptions
+from bridge.canvas.transport import CanvasLimits
+from bridge.config import settings_from
+from bridge.daemon.cycle import Syncer
+from bridge.simulator.server import serve_in_thread
+from bridge.state import StateStore, open_state
+from bridge.web.served import ServedFeeds
+from tests.conftest import Sim
+
+STUDENT_FEED = ["conferences", "reservations"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@dataclass
+class Bed:
+    sim: Sim
+    state: StateStore
+    syncer: Syncer
+    clock: Clock
+    writes: list[str]
+
+    async def cycle(self) -> dict[str, int]:
+        """One cycle of every account; the simulator's requests by route (and ``total``)."""
+        self.sim.world.stats.reset()
+        self.writes.clear()
+        for account in self.syncer.settings.accounts:
+            result = await self.syncer.sync_account(account)
+            assert result.ok, result.error
+        stats = self.sim.world.stats
+        assert set(stats.by_status) == {200}
+        return {"total": stats.total, **stats.by_route}
+
+    def tables_written(self) -> set[str]:
+        return {w.split()[2 if w.startswith(("INSERT", "DELETE")) else 1] for w in self.writes}
+
+
+def _bed(
+    sim: Sim, tmp: Path, monkeypatch: pytest.MonkeyPatch, accounts: dict[str, list[str]]
+) -> Iterator[Bed]:
+    """``accounts``: sample user -> the include list of its one feed."""
+    for name in accounts:
+        monkeypatch.setenv(f"TOKEN_{name.upper()}", sim.tokens[name])
+    settings = settings_from(
+        {
+            "state": {"url": f"sqlite:///{tmp / 'state.sqlite3'}"},
+            "accounts": [
+                {"id": name, "canvas_url": sim.url, "token_env": f"TOKEN_{name.upper()}"}
+                for name in accounts
+            ],
+            "feeds": [
+                {"id": name, "account": name, "include": include}
+                for name, include in accounts.items()
+            ],
+        }
+    )
+    state = open_state(settings.state.url or "")
+    writes: list[str] = []
+
+    def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        text = " ".join(statement.split()).upper()
+        if text.startswith(("INSERT", "UPDATE", "DELETE")):
+            writes.append(text)
+
+    event.listen(state.engine, "before_cursor_execute", record)
+    clock = Clock()
+    yield Bed(sim, state, Syncer(settings, state, ServedFeeds(), clock=clock), clock, writes)
+    state.close()
+
+
+@pytest.fixture
+def student(live_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
+    yield from _bed(live_sim, tmp_path, monkeypatch, {"alice": STUDENT_FEED})
+
+
+async def test_a_student_feed_polls_conferences_and_reservable_groups_and_users_self_once(
+    student: Bed,
+) -> None:
+    first = await student.cycle()
+    assert first == {
+        "total": 3,
+        "GET /api/v1/users/self": 1,
+        "GET /api/v1/conferences": 1,
+        "GET /api/v1/appointment_groups": 1,  # reservable only: no output shows managed slots
+    }
+    second = await student.cycle()
+    assert second == {
+        "total": 2,
+        "GET /api/v1/conferences": 1,
+        "GET /api/v1/appointment_groups": 1,
+    }
+    student.clock.now += timedelta(hours=25)  # at most a day without asking who this is
+    assert (await student.cycle())["GET /api/v1/users/self"] == 1
+    await student.syncer.aclose()
+
+
+async def test_manageable_groups_are_polled_when_an_output_shows_managed_slots(
+    live_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for bed in _bed(live_sim, tmp_path, monkeypatch, {"teacher": ["conferences", "managed_slots"]}):
+        await bed.cycle()
+        assert (await bed.cycle())["GET /api/v1/appointment_groups"] == 2  # both scopes
+        feed = bed.syncer.feeds.get("teacher")
+        assert feed is not None and b"BEGIN:VEVENT" in feed.body
+        await bed.syncer.aclose()
+
+
+async def test_a_new_token_is_asked_who_it_belongs_to(
+    student: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await student.cycle()
+    monkeypatch.setenv("TOKEN_ALICE", student.sim.tokens["bob"])  # the token file was replaced
+    assert (await student.cycle())["GET /api/v1/users/self"] == 1
+    saved = json.loads(student.state.load_snapshot("alice") or "{}")
+    assert saved["user"]["name"] == "Bob Dylan"
+    await student.syncer.aclose()
+
+
+async def test_an_unchanged_cycle_writes_no_snapshot_feed_or_version_rows(student: Bed) -> None:
+    await student.cycle()
+    assert {"ACCOUNT_SNAPSHOTS", "RENDERED_FEEDS", "EVENT_VERSIONS"} <= student.tables_written()
+    before = student.syncer.feeds.get("alice")
+    assert before is not None
+
+    student.clock.now += timedelta(minutes=5)
+    await student.cycle()
+    assert student.tables_written() == {"ACCOUNT_STATUS"}, student.writes  # last_success_at
+    after = student.syncer.feeds.get("alice")
+    assert after is not None
+    assert (after.body, after.etag, after.last_modified) == (
+        before.body,
+        before.etag,
+        before.last_modified,
+    )
+    assert after.refreshed_at == student.clock.now  # served as refreshed all the same
+
+    # A change in Canvas is saved at once.
+    world = student.sim.world
+    course = next(iter(world.courses.values()))
+    alice = world.user_by_token(student.sim.tokens["alice"])
+    assert alice is not None
+    start = world.clock.now() + timedelta(days=2)
+    world.add_conference(
+        course,
+        "Added after the first cycle",
+        start_at=start,
+        end_at=start + timedelta(hours=1),
+        participants={alice.id: "invitee"},
+    )
+    await student.cycle()
+    assert {"ACCOUNT_SNAPSHOTS", "RENDERED_FEEDS"} <= student.tables_written()
+    changed = student.syncer.feeds.get("alice")
+    assert changed is not None and b"Added after the first cycle" in changed.body
+    await student.syncer.aclose()
+
+
+async def test_a_restart_serves_the_last_poll_time_as_the_refresh_time(student: Bed) -> None:
+    await student.cycle()
+    student.clock.now += timedelta(minutes=30)
+    await student.cycle()  # unchanged: the stored feed row keeps its first refresh time
+    await student.syncer.aclose()
+    restarted = Syncer(student.syncer.settings, student.state, ServedFeeds())
+    assert restarted.publish_stored() == 1
+    feed = restarted.feeds.get("alice")
+    assert feed is not None and feed.refreshed_at == student.clock.now
+
+
+async def test_accounts_on_one_canvas_share_one_http_client(
+    live_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for bed in _bed(
+        live_sim, tmp_path, monkeypatch, {n: STUDENT_FEED for n in ("alice", "bob", "carol")}
+    ):
+        await bed.cycle()
+        await bed.cycle()
+        assert bed.syncer.pool.created == 1
+        for name, full in (("alice", "Alice Liddell"), ("bob", "Bob Dylan")):
+            saved = json.loads(bed.state.load_snapshot(name) or "{}")
+            assert saved["user"]["name"] == full  # each request carried its own token
+        await bed.syncer.aclose()
+
+
+# --- the shared client keeps accounts apart -------------------------------------------------
+
+
+class Recorder:
+    """A Canvas stand-in that sets a session cookie and records what each request carried."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str | None, str | None]] = []  # (authorization, cookie)
+
+    def app(self) -> Starlette:
+        async def me(request: Request) -> JSONResponse:
+            self.seen.append((request.headers.get("authorization"), request.headers.get("cookie")))
+            response = JSONResponse({"id": len(self.seen), "name": "someone"})
+            response.set_cookie("_normandy_session", f"session-{len(self.seen)}")
+            return response
+
+        return Starlette(routes=[Route("/api/v1/users/self", me)])
+
+
+async def test_a_token_goes_only_to_its_origin_and_no_cookie_rides_along() -> None:
+    one, two = Recorder(), Recorder()
+    pool = CanvasPool(PoolOptions(max_connections=4, timeout=10))
+    limits = CanvasLimits(max_response_bytes=1 << 20, request_deadline=10, poll_deadline=30)
+    with serve_in_thread(one.app()) as a, serve_in_thread(two.app()) as b:
+        clients = [
+            CanvasClient(url, token, limits=limits, http=pool.http_for(url))
+            for url, token in ((a.url, "token-alice"), (a.url, "token-bob"), (b.url, "token-carol"))
+        ]
+        for _ in range(2):
+            for client in clients:
+                await client.me()
+        for client in clients:
+            await client.aclose()  # leaves the shared client open
+        await clients[0].me()
+        await pool.aclose()
+    assert pool.created == 2
+    assert [auth for auth, _ in one.seen] == ["Bearer token-alice", "Bearer token-bob"] * 2 + [
+        "Bearer token-alice"
+    ]
+    assert [auth for auth, _ in two.seen] == ["Bearer token-carol"] * 2
+    assert all(cookie is None for _, cookie in one.seen + two.seen)
