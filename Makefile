@@ -40,8 +40,11 @@ typecheck: $(STAMP)
 	$(BIN)/mypy
 
 # pytest exits 5 when it collected no test: that fails the build like any other non-zero code.
+# The tests spend most of their time waiting on real servers, so they run in TEST_WORKERS
+# processes (pytest-xdist); a file's tests stay on one worker, sharing its module fixtures.
+TEST_WORKERS ?= 3
 pytest: $(STAMP)
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 ## test-cli-lowest: the CLI's conventions with the lowest typer and click the bounds admit
 $(LOWEST)/.installed-stamp: pyproject.toml $(CONSTRAINTS) constraints-lowest.txt
