@@ -42,6 +42,11 @@ def main() -> int:
     with serve_in_thread(create_app(world)) as server:
         results = [asyncio.run(one_poll(server.url, tokens[0])) for _ in range(RUNS)]
     made, _, groups, conferences = results[0]
+    if (groups, conferences) != (GROUPS, CONFERENCES):  # a failed poll is no measurement
+        print(
+            f"the poll found {groups} groups and {conferences} conferences, not {GROUPS}/{CONFERENCES}"
+        )
+        return 1
     minimum = minimum_requests(conferences, groups, 0)
     wall = statistics.median(r[1] for r in results)
     print(f"user with {groups} appointment groups and {conferences} conferences")

@@ -81,6 +81,13 @@ def main() -> None:
         second = render_feed(changed, options, first.versions, NOW + timedelta(hours=1), cache)
         rerender_times.append(time.perf_counter() - started)
     bumped = sum(1 for uid, v in second.versions.items() if v.sequence > 0)
+    # The cached re-render must have done the same work as a cold one: same events, same bytes.
+    cold = render_feed(changed, options, first.versions, NOW + timedelta(hours=1), RenderCache())
+    if second.ics != cold.ics or len(second.events) != len(first.events) or bumped != 1:
+        raise SystemExit(
+            f"the cached re-render differs from a cold render of the same snapshot "
+            f"({len(second.events)} vs {len(cold.events)} events, {bumped} changed; expected 1)"
+        )
     full, again = statistics.median(full_times), statistics.median(rerender_times)
     print(
         f"events: {len(first.events)}   feed size: {len(first.ics) / 1e6:.2f} MB   events changed: {bumped}"
