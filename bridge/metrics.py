@@ -122,3 +122,28 @@ PEOPLE = Gauge(
     ["state"],
     registry=REGISTRY,
 )
+
+# --- cluster mode: the jobs of this replica ([cluster] enabled) -----------------------------
+JOBS = Counter(
+    "calbridge_cluster_jobs_total",
+    "Account sync jobs this replica ran, by outcome (ok, failed: to be retried or given up, "
+    "busy: another process held the account)",
+    ["outcome"],
+    registry=REGISTRY,
+)
+JOBS_RETRIED = Counter(
+    "calbridge_cluster_jobs_retried_total",
+    "Jobs this replica ran that were a retry (of a failed attempt, or of one a dead replica left)",
+    registry=REGISTRY,
+)
+QUEUE_DEPTH = Gauge(
+    "calbridge_cluster_queue_depth",
+    "Account sync jobs waiting in the queue (all replicas), as this replica last read it",
+    registry=REGISTRY,
+)
+JOB_LAG = Histogram(
+    "calbridge_cluster_job_lag_seconds",
+    "From when an account was due to when a replica started its sync",
+    buckets=(0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600),
+    registry=REGISTRY,
+)

@@ -19,6 +19,7 @@ from bridge.config.resolve import (
 from bridge.config.schema import (
     AccountConfig,
     CalDAVConfig,
+    ClusterConfig,
     FeedConfig,
     HttpConfig,
     LoggingConfig,
@@ -34,6 +35,7 @@ from bridge.config.schema import (
 __all__ = [
     "AccountConfig",
     "CalDAVConfig",
+    "ClusterConfig",
     "FeedConfig",
     "HttpConfig",
     "LoggingConfig",

@@ -227,6 +227,10 @@ class StateConfig(Section):
             for k in ("encryption_key_file", "encryption_key_credential", "encryption_key_env")
         )
 
+    @property
+    def is_postgresql(self) -> bool:
+        return (self.url or "").startswith(("postgresql:", "postgresql+", "postgres:"))
+
     def database_url(self) -> str:
         """The URL to open: ``url`` (or the default), with ``synchronous=full`` carried along."""
         from bridge.state.db import default_state_url, with_synchronous
@@ -348,6 +352,60 @@ class WritebackConfig(Section):
         le=1,
         description="… or more than this share of its bookings (when at least two change).",
     )
+
+
+_CRON_SECONDS = (1, 2, 3, 4, 5, 6, 10, 12, 15, 20, 30, 60)
+
+
+class ClusterConfig(Section):
+    """Cluster mode: several `calbridge run` replicas on one PostgreSQL share the accounts."""
+
+    enabled: bool = Field(
+        False,
+        description="Run as one replica of several: a job engine in PostgreSQL (procrastinate) "
+        "hands each due account to one replica at a time, instead of this process polling every "
+        "account itself. Needs [state] url on PostgreSQL; every replica has the same config "
+        "(only CALBRIDGE_HTTP__LISTEN differs). Off: one process polls every account "
+        "(whatever the database).",
+    )
+    dispatch_every: Duration = Field(
+        timedelta(seconds=2),
+        description="How often the due accounts are queued (one replica does it each time): "
+        "1s to 60s, a divisor of a minute.",
+    )
+    concurrency: int = Field(
+        8, ge=1, le=256, description="Accounts one replica syncs at the same time."
+    )
+    heartbeat: Duration = Field(
+        timedelta(seconds=5),
+        description="How often a replica tells the database it is alive (1s to 1m).",
+    )
+    stalled_after: Duration = Field(
+        timedelta(seconds=30),
+        description="A replica silent this long is presumed dead (kill -9, power cut): the "
+        "accounts it was syncing are queued again (at least 3 heartbeats).",
+    )
+    retries: int = Field(
+        2,
+        ge=0,
+        le=10,
+        description="A failed sync (Canvas or the database unreachable) is tried again this many "
+        "times, after 5s, 25s, … (exponential); then at the next poll interval.",
+    )
+
+    @model_validator(mode="after")
+    def _timings(self) -> ClusterConfig:
+        every = self.dispatch_every.total_seconds()
+        if every not in _CRON_SECONDS:
+            raise ValueError(
+                "dispatch_every must divide a minute: "
+                + ", ".join(f"{n}s" for n in _CRON_SECONDS)
+            )
+        if not timedelta(seconds=1) <= self.heartbeat <= timedelta(minutes=1):
+            raise ValueError("heartbeat must be between 1s and 1m")
+        if self.stalled_after < self.heartbeat * 3:
+            raise ValueError("stalled_after must be at least 3 heartbeats")
+        return self
 
 
 class AccountConfig(SecretSource):
@@ -821,6 +879,7 @@ class Settings(BaseSettings):
     http: HttpConfig = HttpConfig()
     logging: LoggingConfig = LoggingConfig()
     writeback: WritebackConfig = WritebackConfig()
+    cluster: ClusterConfig = ClusterConfig()
     accounts: list[AccountConfig] = Field(default_factory=list)
     feeds: list[FeedConfig] = Field(default_factory=list)
     caldav: list[CalDAVConfig] = Field(default_factory=list)
@@ -868,6 +927,11 @@ class Settings(BaseSettings):
                     "[oauth] needs [state] encryption_key_file (or _credential, _env): the "
                     "tokens of people who connect are stored encrypted"
                 )
+        if self.cluster.enabled and not self.state.is_postgresql:
+            raise ValueError(
+                "cluster.enabled needs [state] url on PostgreSQL "
+                '(e.g. "postgresql+psycopg://calbridge@db/calbridge"): the replicas share it'
+            )
         accounts = {a.id for a in self.accounts}
         for kind, items in (("feeds", self.feeds), ("caldav", self.caldav)):
             for item in items:

@@ -228,3 +228,29 @@ class PersonTargetRow(Base):
     timezone: Mapped[str | None] = mapped_column(String(64), nullable=True)
     writeback: Mapped[bool] = mapped_column(Boolean)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- cluster mode: replicas on one PostgreSQL (revision 0006) -------------------------------
+
+
+class ClusterScheduleRow(Base):
+    """When an account is next due, and its last sync: when, by which replica, how it ended."""
+
+    __tablename__ = "cluster_schedule"
+    account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dispatched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sync_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    last_sync_by: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    last_outcome: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class ClusterReplicaRow(Base):
+    """A replica that runs (or ran) the job worker: its feed listener and engine worker id."""
+
+    __tablename__ = "cluster_replicas"
+    name: Mapped[str] = mapped_column(String(255), primary_key=True)
+    listen: Mapped[str] = mapped_column(Text)
+    worker_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    seen_at: Mapped[datetime] = mapped_column(UTCDateTime)

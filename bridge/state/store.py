@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
+from bridge.state.cluster import ClusterStore
 from bridge.state.db import make_engine, upgrade
 from bridge.state.journal import Journal
 from bridge.state.people import PeopleStore
@@ -59,6 +60,7 @@ class StateStore:
         self.caldav = SqlStatusStore(self._sessions)
         self.journal = Journal(self._sessions)
         self.stops = StopStore(self._sessions)
+        self.cluster = ClusterStore(self.session)
         self.people = PeopleStore(
             self._sessions,
             vault or NoVault("state.encryption_key_file, _credential or _env (none set)"),

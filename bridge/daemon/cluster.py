@@ -1,0 +1,368 @@
+"""Cluster mode: replicas of ``calbridge run`` on one PostgreSQL share the accounts through a
+job engine, procrastinate, instead of each process scheduling every account (APScheduler).
+
+What each replica runs, in its own event loop beside the feed server:
+
+* a procrastinate **worker** (``[cluster] concurrency`` jobs at once) with a heartbeat every
+  ``[cluster] heartbeat``;
+* the **dispatcher**, a periodic task every ``[cluster] dispatch_every``: procrastinate defers
+  it once per tick however many replicas run, and its ``lock`` runs one at a time. It claims the
+  due accounts in the state store (``cluster_schedule``: each one's ``due_at`` moved a poll
+  interval on, with jitter, in the same transaction) and defers one ``sync_account`` job per
+  account with ``lock`` and ``queueing_lock`` = the account: one job of an account runs at a
+  time and at most one waits;
+* **stalled jobs**: a periodic task puts back in the queue the jobs of a replica whose
+  heartbeat stopped for ``[cluster] stalled_after`` (``kill -9``, power cut);
+* the **job** runs the account's cycle (:mod:`bridge.daemon.cycle`) inside a PostgreSQL
+  transaction-scoped advisory lock on the account (released by PostgreSQL when the replica
+  dies), under the account's lease (shared with a one-off ``calbridge sync``), and with the
+  write-back journal: even two jobs of one account could not write back twice. A failed sync
+  is retried with exponential backoff (``[cluster] retries``), then waits for its next interval.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import procrastinate
+import psycopg
+from procrastinate import exceptions as engine_errors
+from procrastinate.schema import SchemaManager
+from procrastinate.worker import Worker
+from psycopg_pool import AsyncConnectionPool
+from sqlalchemy.engine import make_url
+
+from bridge import metrics
+from bridge.config import AccountConfig, ClusterConfig
+from bridge.daemon.cycle import AccountResult
+from bridge.errors import BridgeError, SetupError
+from bridge.model.outcomes import AccountState
+from bridge.state import StateStore
+from bridge.state.cluster import Due
+
+log = logging.getLogger("bridge.daemon.cluster")
+
+QUEUE = "calbridge"
+SYNC_TASK = "calbridge.sync_account"
+DISPATCH_TASK = "calbridge.dispatch"
+STALLED_TASK = "calbridge.retry_stalled"
+STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas
+MAX_BACKOFF = timedelta(hours=1)
+# One number for "the procrastinate schema is being installed", whoever does it.
+SCHEMA_LOCK = 0x63616C6272696467  # "calbridg"
+
+
+class RetryLater(Exception):
+    """A sync to try again after a while (Canvas or the database failed, the account busy)."""
+
+
+def conninfo(url: str) -> str:
+    """The libpq URL of an SQLAlchemy PostgreSQL URL (``postgresql+psycopg://…``)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise SetupError("cluster mode needs [state] url on PostgreSQL", setting="state.url")
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def account_lock_key(account_id: str) -> int:
+    """The advisory lock number of an account (64-bit signed, stable across replicas)."""
+    digest = hashlib.sha256(f"calbridge:account:{account_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
+
+
+def jitter_of(interval: timedelta) -> float:
+    """Seconds of random delay added to an interval: as in single-process mode."""
+    return min(interval.total_seconds() * 0.1, 60.0)
+
+
+async def ensure_engine_schema(info: str) -> bool:
+    """Install procrastinate's tables in the database unless they are there; True if it did.
+    One process at a time (an advisory lock), so replicas starting together are safe."""
+    async with await psycopg.AsyncConnection.connect(info, autocommit=True) as conn:
+        await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
+        try:
+            cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
+            row = await cur.fetchone()
+            if row is not None and row[0]:
+                return False
+            schema = SchemaManager.get_schema()
+            await conn.execute(schema.encode())
+            log.info("job engine: procrastinate %s schema installed", procrastinate_version())
+            return True
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
+
+
+def upgrade_engine_schema(url: str) -> bool:
+    """``calbridge db upgrade``'s step for the job engine (PostgreSQL only; a no-op on SQLite)."""
+    if make_url(url).get_backend_name() != "postgresql":
+        return False
+    return asyncio.run(ensure_engine_schema(conninfo(url)))
+
+
+def procrastinate_version() -> str:
+    from importlib.metadata import version
+
+    return version("procrastinate")
+
+
+class Cluster:
+    """The job engine of one replica. ``run_account`` runs one account's cycle (the daemon's,
+    with its health and logs); ``accounts`` lists the accounts now (config + people);
+    ``refresh`` re-reads the connected people (a job for someone this replica does not know
+    yet)."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        url: str,
+        state: StateStore,
+        *,
+        replica: str,
+        accounts: Callable[[], list[AccountConfig]],
+        run_account: Callable[[AccountConfig], Awaitable[AccountResult]],
+        refresh: Callable[[], Awaitable[None]],
+    ) -> None:
+        self.config = config
+        self.info = conninfo(url)
+        self.state = state
+        self.replica = replica
+        self.accounts = accounts
+        self.run_account = run_account
+        self.refresh = refresh
+        self.listen = ""
+        self.started_at = datetime.now(UTC)
+        pool_size = config.concurrency + 4  # jobs, LISTEN, heartbeat, the periodic deferrer
+        self.app = procrastinate.App(
+            connector=procrastinate.PsycopgConnector(
+                conninfo=self.info, min_size=2, max_size=pool_size
+            ),
+            periodic_defaults={"max_delay": 60},
+        )
+        self._locks = AsyncConnectionPool(
+            self.info, min_size=0, max_size=config.concurrency, open=False
+        )
+        self._register()
+        self.worker: Worker | None = None
+        self._tasks: list[asyncio.Task[Any]] = []
+
+    # --- the tasks ----------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        app, config = self.app, self.config
+        every = int(config.dispatch_every.total_seconds())
+
+        @app.task(
+            name=SYNC_TASK,
+            queue=QUEUE,
+            pass_context=True,
+            retry=procrastinate.RetryStrategy(
+                max_attempts=config.retries,
+                exponential_wait=5,
+                retry_exceptions={RetryLater},
+            ),
+        )
+        async def sync_account(
+            context: procrastinate.JobContext, account_id: str, due: float
+        ) -> None:
+            await self.sync(account_id, due, context.job.attempts)
+
+        self._sync_task = sync_account
+
+        @app.periodic(cron=_cron(every), periodic_id="dispatch")
+        @app.task(name=DISPATCH_TASK, queue=QUEUE, lock=DISPATCH_TASK, queueing_lock=DISPATCH_TASK)
+        async def dispatch(timestamp: int) -> None:
+            await self.dispatch()
+
+        @app.periodic(cron=_cron(STALLED_EVERY), periodic_id="stalled")
+        @app.task(name=STALLED_TASK, queue=QUEUE, lock=STALLED_TASK, queueing_lock=STALLED_TASK)
+        async def retry_stalled(timestamp: int) -> None:
+            await self.retry_stalled()
+
+    async def dispatch(self) -> list[Due]:
+        """Queue a sync job for every due account; the accounts claimed."""
+        accounts = {a.id: a for a in self.accounts()}
+
+        def advance(account: AccountConfig) -> Callable[[datetime], datetime]:
+            interval = account.poll_interval
+            return lambda now: now + interval + timedelta(seconds=random.uniform(0, jitter_of(interval)))
+
+        now = datetime.now(UTC)
+        claimed = await asyncio.to_thread(
+            self.state.cluster.claim_due, now, {a: advance(acc) for a, acc in accounts.items()}
+        )
+        for due in claimed:
+            try:
+                await self._sync_task.configure(
+                    lock=due.account_id, queueing_lock=due.account_id
+                ).defer_async(account_id=due.account_id, due=due.due_at.timestamp())
+            except engine_errors.AlreadyEnqueued:
+                log.info("account %s: a sync is still waiting in the queue; none added", due.account_id)
+        await self._depth()
+        return claimed
+
+    async def _depth(self) -> None:
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "SELECT count(*) FROM procrastinate_jobs WHERE status = 'todo' AND task_name = %s",
+                (SYNC_TASK,),
+            )
+            row = await cur.fetchone()
+        metrics.QUEUE_DEPTH.set(row[0] if row else 0)
+
+    async def retry_stalled(self) -> int:
+        """Queue again the jobs of replicas whose heartbeat stopped; how many."""
+        stalled = await self.app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=self.config.stalled_after.total_seconds()
+        )
+        count = 0
+        for job in stalled:
+            log.warning(
+                "job %s (%s %s): its replica stopped answering; queued again",
+                job.id,
+                job.task_name,
+                job.task_kwargs.get("account_id", ""),
+            )
+            await self.app.job_manager.retry_job(job)
+            count += 1
+        gone = await asyncio.to_thread(
+            self.state.cluster.forget_replicas,
+            datetime.now(UTC) - self.config.stalled_after * 10,
+        )
+        if gone:
+            log.info("forgot %d replicas not seen for a long time", gone)
+        return count
+
+    def _account(self, account_id: str) -> AccountConfig | None:
+        return next((a for a in self.accounts() if a.id == account_id), None)
+
+    async def sync(self, account_id: str, due: float, attempts: int) -> None:
+        """One account's job: its cycle under the account's advisory lock."""
+        started = time.time()
+        if attempts:
+            metrics.JOBS_RETRIED.inc()
+        else:
+            metrics.JOB_LAG.observe(max(0.0, started - due))
+        account = self._account(account_id)
+        if account is None:  # connected on another replica a moment ago?
+            await self.refresh()
+            account = self._account(account_id)
+        if account is None:
+            log.info("account %s: no longer configured or connected; job dropped", account_id)
+            return
+        async with self._locks.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                "SELECT pg_try_advisory_xact_lock(%s)", (account_lock_key(account_id),)
+            )
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                metrics.JOBS.labels("busy").inc()
+                raise RetryLater(f"account {account_id}: another replica is syncing it")
+            result = await self.run_account(account)
+        now = datetime.now(UTC)
+        outcome = "busy" if result.state is AccountState.BUSY else str(result.state)
+        try:
+            await asyncio.to_thread(
+                self.state.cluster.record_sync, account_id, now, self.replica, outcome
+            )
+        except BridgeError as exc:
+            log.warning("account %s: cannot record the sync: %s", account_id, exc)
+        if result.ok:
+            metrics.JOBS.labels("ok").inc()
+            return
+        metrics.JOBS.labels("busy" if result.state is AccountState.BUSY else "failed").inc()
+        await self.refresh()
+        if self._account(account_id) is None:  # e.g. Canvas refused their token: reconnect
+            return
+        if attempts >= self.config.retries:  # given up: back off beyond the next interval
+            delay = min(account.poll_interval * 2 ** (attempts + 1), max(MAX_BACKOFF, account.poll_interval))
+            await asyncio.to_thread(self.state.cluster.postpone, account_id, now + delay)
+            log.info("account %s: next attempt in %s", account_id, delay)
+            return
+        raise RetryLater(f"account {account_id}: {result.error or result.state}")
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def start(self, listen: str) -> None:
+        self.listen = listen
+        await ensure_engine_schema(self.info)
+        await self.app.open_async()
+        await self._locks.open(wait=True)
+        self.app.perform_import_paths()
+        self.worker = Worker(
+            app=self.app,
+            queues=[QUEUE],
+            name=self.replica,
+            concurrency=self.config.concurrency,
+            install_signal_handlers=False,
+            update_heartbeat_interval=self.config.heartbeat.total_seconds(),
+            stalled_worker_timeout=self.config.stalled_after.total_seconds(),
+            delete_jobs="successful",
+            fetch_job_polling_interval=1.0,
+        )
+        self._tasks = [
+            asyncio.create_task(self.worker.run(), name="cluster worker"),
+            asyncio.create_task(self._announce(), name="cluster replica"),
+        ]
+        log.info(
+            "cluster mode: replica %s, %d jobs at once, accounts queued every %gs",
+            self.replica,
+            self.config.concurrency,
+            self.config.dispatch_every.total_seconds(),
+        )
+
+    @property
+    def running(self) -> bool:
+        return bool(self._tasks) and not self._tasks[0].done()
+
+    async def _announce(self) -> None:
+        """This replica in ``cluster_replicas`` (for ``calbridge cluster status``)."""
+        while True:
+            worker_id = self.worker.worker_id if self.worker is not None else None
+            try:
+                await asyncio.to_thread(
+                    self.state.cluster.replica_seen,
+                    self.replica,
+                    self.listen,
+                    worker_id,
+                    self.started_at,
+                    datetime.now(UTC),
+                )
+            except BridgeError as exc:
+                log.warning("cluster: cannot record this replica: %s", exc)
+            await asyncio.sleep(self.config.heartbeat.total_seconds())
+
+    async def stop(self) -> None:
+        """Finish the running jobs (a SIGTERM is a graceful stop), then leave the cluster."""
+        if self.worker is not None:
+            self.worker.stop()
+        for task in self._tasks[1:]:
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks = []
+        try:
+            await asyncio.to_thread(self.state.cluster.replica_gone, self.replica)
+        except BridgeError as exc:
+            log.warning("cluster: cannot remove this replica: %s", exc)
+        await self._locks.close()
+        await self.app.close_async()
+
+    async def due_now(self, account_ids: list[str]) -> None:
+        """Sync these accounts at the next dispatch (their feeds or calendars changed)."""
+        if account_ids:
+            await asyncio.to_thread(self.state.cluster.due_now, account_ids, datetime.now(UTC))
+
+
+def _cron(seconds: int) -> str:
+    """Every ``seconds`` (a divisor of 60) in procrastinate's 6-column cron."""
+    if seconds >= 60:
+        return "* * * * *"
+    return f"* * * * * */{seconds}"
