@@ -1,5 +1,6 @@
 """Fixtures shared by the whole suite: the Canvas simulator served over real HTTP, the client
-corpus, and the daemon under test (for tests/daemon and tests/deploy). Helpers live in
+corpus, the daemon under test (for tests/daemon and tests/deploy), and a real PostgreSQL
+(``pg_cluster`` per test process, ``pg_url`` a fresh database per test). Helpers live in
 tests/helpers."""
 
 from __future__ import annotations
@@ -17,9 +18,24 @@ import pytest
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
 from bridge.simulator.server import serve_in_thread
+from tests.helpers import postgres
 from tests.helpers.clients import CLIENTS, ClientFile, catalogue
 from tests.helpers.daemon import Running
 from tests.helpers.sim import SAMPLE_NOW, Sim
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[postgres.Cluster]:
+    """A private PostgreSQL cluster for this test process (each xdist worker starts its own)."""
+    with postgres.cluster() as running:
+        yield running
+
+
+@pytest.fixture
+def pg_url(pg_cluster: postgres.Cluster) -> Iterator[str]:
+    """``postgresql+psycopg://calbridge@127.0.0.1:PORT/<db>``: a fresh empty database per test."""
+    with pg_cluster.database() as url:
+        yield url
 
 
 @pytest.fixture
