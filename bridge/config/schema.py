@@ -398,8 +398,7 @@ class ClusterConfig(Section):
         every = self.dispatch_every.total_seconds()
         if every not in _CRON_SECONDS:
             raise ValueError(
-                "dispatch_every must divide a minute: "
-                + ", ".join(f"{n}s" for n in _CRON_SECONDS)
+                "dispatch_every must divide a minute: " + ", ".join(f"{n}s" for n in _CRON_SECONDS)
             )
         if not timedelta(seconds=1) <= self.heartbeat <= timedelta(minutes=1):
             raise ValueError("heartbeat must be between 1s and 1m")

@@ -138,6 +138,9 @@ class Cluster:
         self.run_account = run_account
         self.refresh = refresh
         self.listen = ""
+        if not logging.getLogger().isEnabledFor(logging.DEBUG):
+            # the engine logs every job start and end at INFO: a line per account per interval
+            logging.getLogger("procrastinate").setLevel(logging.WARNING)
         self.started_at = datetime.now(UTC)
         pool_size = config.concurrency + 4  # jobs, LISTEN, heartbeat, the periodic deferrer
         self.app = procrastinate.App(
@@ -192,7 +195,9 @@ class Cluster:
 
         def advance(account: AccountConfig) -> Callable[[datetime], datetime]:
             interval = account.poll_interval
-            return lambda now: now + interval + timedelta(seconds=random.uniform(0, jitter_of(interval)))
+            return lambda now: (
+                now + interval + timedelta(seconds=random.uniform(0, jitter_of(interval)))
+            )
 
         now = datetime.now(UTC)
         claimed = await asyncio.to_thread(
@@ -204,7 +209,9 @@ class Cluster:
                     lock=due.account_id, queueing_lock=due.account_id
                 ).defer_async(account_id=due.account_id, due=due.due_at.timestamp())
             except engine_errors.AlreadyEnqueued:
-                log.info("account %s: a sync is still waiting in the queue; none added", due.account_id)
+                log.info(
+                    "account %s: a sync is still waiting in the queue; none added", due.account_id
+                )
         await self._depth()
         return claimed
 
@@ -282,7 +289,9 @@ class Cluster:
         if self._account(account_id) is None:  # e.g. Canvas refused their token: reconnect
             return
         if attempts >= self.config.retries:  # given up: back off beyond the next interval
-            delay = min(account.poll_interval * 2 ** (attempts + 1), max(MAX_BACKOFF, account.poll_interval))
+            delay = min(
+                account.poll_interval * 2 ** (attempts + 1), max(MAX_BACKOFF, account.poll_interval)
+            )
             await asyncio.to_thread(self.state.cluster.postpone, account_id, now + delay)
             log.info("account %s: next attempt in %s", account_id, delay)
             return
@@ -366,3 +375,89 @@ def _cron(seconds: int) -> str:
     if seconds >= 60:
         return "* * * * *"
     return f"* * * * * */{seconds}"
+
+
+# --- calbridge cluster status ---------------------------------------------------------------
+
+OVERDUE_FACTOR = 1.5  # an account not synced within 1.5 poll intervals (+ jitter) is overdue
+
+
+def overdue(
+    last_sync: datetime | None, interval: timedelta, now: datetime, since: datetime
+) -> bool:
+    """Whether an account waits too long: its last sync (or, never synced, the cluster's
+    oldest replica start) lies more than 1.5 poll intervals plus the jitter in the past."""
+    limit = interval * OVERDUE_FACTOR + timedelta(seconds=jitter_of(interval))
+    return now - (last_sync or since) > limit
+
+
+def status(
+    state: StateStore, accounts: list[AccountConfig], config: ClusterConfig
+) -> dict[str, Any]:
+    """What ``calbridge cluster status`` shows: the replicas and their heartbeats, the queue,
+    and each account's last sync, the replica that ran it, and whether it is overdue."""
+    from sqlalchemy import text
+
+    now = datetime.now(UTC)
+    with state.session() as s:
+        installed = s.execute(text("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")).scalar()
+        heartbeats: dict[int, datetime] = {}
+        queue = {"waiting": 0, "waiting_to_retry": 0, "running": 0, "failed": 0}
+        if installed:
+            heartbeats = {
+                int(row[0]): row[1].astimezone(UTC)
+                for row in s.execute(text("SELECT id, last_heartbeat FROM procrastinate_workers"))
+            }
+            for name, count in s.execute(
+                text(
+                    "SELECT CASE WHEN status = 'todo' AND scheduled_at > now() "
+                    "THEN 'waiting_to_retry' WHEN status = 'todo' THEN 'waiting' "
+                    "WHEN status = 'doing' THEN 'running' ELSE 'failed' END, count(*) "
+                    "FROM procrastinate_jobs WHERE task_name = :task "
+                    "AND status IN ('todo', 'doing', 'failed') GROUP BY 1"
+                ),
+                {"task": SYNC_TASK},
+            ):
+                queue[str(name)] = int(count)
+    replicas = []
+    for replica in state.cluster.replicas():
+        beat = heartbeats.get(replica.worker_id) if replica.worker_id is not None else None
+        age = (now - beat).total_seconds() if beat is not None else None
+        replicas.append(
+            {
+                "name": replica.name,
+                "listen": replica.listen,
+                "worker_id": replica.worker_id,
+                "started_at": replica.started_at.isoformat(),
+                "heartbeat_at": beat.isoformat() if beat is not None else None,
+                "heartbeat_age": round(age, 1) if age is not None else None,
+                "alive": age is not None and age < config.stalled_after.total_seconds(),
+            }
+        )
+    alive = [r for r in replicas if r["alive"]]
+    since = min((datetime.fromisoformat(str(r["started_at"])) for r in alive), default=now)
+    schedule = state.cluster.schedule()
+    rows = []
+    for account in accounts:
+        row = schedule.get(account.id)
+        last = row.last_sync_at if row is not None else None
+        rows.append(
+            {
+                "id": account.id,
+                "poll_interval": account.poll_interval.total_seconds(),
+                "last_sync": last.isoformat() if last is not None else None,
+                "last_sync_by": row.last_sync_by if row is not None else None,
+                "last_outcome": row.last_outcome if row is not None else None,
+                "next_due": row.due_at.isoformat() if row is not None else None,
+                "overdue": overdue(last, account.poll_interval, now, since),
+            }
+        )
+    return {
+        "now": now.isoformat(),
+        "replicas": replicas,
+        "replicas_alive": len(alive),
+        "queue": queue,
+        "accounts_total": len(rows),
+        "accounts_overdue": sum(1 for r in rows if r["overdue"]),
+        "accounts": rows,
+    }

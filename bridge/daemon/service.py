@@ -7,6 +7,8 @@
 * systemd: READY=1 once the HTTP server listens, WATCHDOG=1 while the loop is alive,
   RELOADING=1 on SIGHUP (the config is re-read; a bad new config keeps the old one),
   STOPPING=1 on SIGTERM;
+* ``[cluster] enabled``: no APScheduler; a job engine in PostgreSQL shares the accounts
+  between the replicas (:mod:`bridge.daemon.cluster`);
 * feeds on ``[http] listen``, /healthz and /metrics on ``[http] admin_listen``; feed secrets
   re-read from the state store every :data:`SECRET_REFRESH` seconds (and on SIGHUP), so
   ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing.
@@ -36,6 +38,7 @@ from bridge.config import (
     state_vault,
     warn_permissions,
 )
+from bridge.daemon.cluster import Cluster
 from bridge.daemon.cycle import CANVAS_POOL, AccountResult, Syncer
 from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
@@ -157,6 +160,8 @@ class Daemon:
         self.admin: WebServer | None = None
         self._secrets_unreadable = False
         self.health: DaemonHealth | None = None
+        self.cluster: Cluster | None = None  # cluster mode: the job engine instead of APScheduler
+        self._due_now: list[str] = []  # cluster mode: accounts whose outputs just changed
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -180,16 +185,18 @@ class Daemon:
             pool=self.canvas,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
-        self.health = health = DaemonHealth(
-            lambda: self.settings, self.state, lambda: self.scheduler.running
-        )
+        self.health = health = DaemonHealth(lambda: self.settings, self.state, self.scheduling)
         self.web, self.admin = self._web_servers(health)
         await self.web.start()
         if self.admin is not None:
             await self.admin.start()
         secrets_task = asyncio.create_task(self._watch_feed_secrets())
-        self._schedule_all()
-        self.scheduler.start()
+        if self.config.cluster.enabled:
+            self.cluster = self._cluster(url)
+            await self.cluster.start(self.web.url)
+        else:
+            self._schedule_all()
+            self.scheduler.start()
         log.info(
             "calbridge listening on %s; %d accounts, %d feeds (%d served from the last run)",
             self.web.url,
@@ -208,7 +215,10 @@ class Daemon:
             self.notifier.stopping()
             watchdog.cancel()
             secrets_task.cancel()
-            self.scheduler.shutdown(wait=False)
+            if self.cluster is not None:
+                await self.cluster.stop()
+            if self.scheduler.running:
+                self.scheduler.shutdown(wait=False)
             await self.web.stop()
             if self.admin is not None:
                 await self.admin.stop()
@@ -218,6 +228,26 @@ class Daemon:
 
     def stop(self) -> None:
         self._stop.set()
+
+    def scheduling(self) -> bool:
+        """Whether accounts are being synced: the scheduler, or the cluster's job worker."""
+        return self.cluster.running if self.cluster is not None else self.scheduler.running
+
+    def _cluster(self, url: str) -> Cluster:
+        assert self.state is not None
+
+        async def run(account: AccountConfig) -> AccountResult:
+            return await self.run_account_once(account)
+
+        return Cluster(
+            self.config.cluster,
+            url,
+            self.state,
+            replica=holder_id(),
+            accounts=lambda: list(self.settings.accounts),
+            run_account=run,
+            refresh=self.refresh_people,
+        )
 
     def _web_servers(self, health: DaemonHealth) -> tuple[WebServer, WebServer | None]:
         """The public feed listener and, unless ``admin_listen = "off"``, the admin listener."""
@@ -299,6 +329,9 @@ class Daemon:
                 log.warning("people: cannot read the state store: %s", exc)
             return
         self._apply(merged.settings)
+        if self.cluster is not None and self._due_now:
+            due, self._due_now = self._due_now, []
+            await self.cluster.due_now(due)
 
     def _apply(self, new: Settings) -> None:
         """Run ``new`` (config + people) from now on: schedule what is new, drop what is gone,
@@ -309,6 +342,15 @@ class Daemon:
             self.syncer.settings = new
         for feed_id in self.feeds.retain({f.id for f in new.feeds}):
             log.info("feed %s is no longer configured or connected; not served", feed_id)
+        if self.cluster is not None:  # new accounts are queued by the next dispatch
+            changed = [
+                a.id
+                for a in new.accounts
+                if a.id in {o.id for o in old.accounts}
+                and _outputs(old, a.id) != _outputs(new, a.id)
+            ]
+            self._due_now = changed
+            return
         if not self.scheduler.running:
             return
         before = {a.id for a in old.accounts}
@@ -360,7 +402,8 @@ class Daemon:
                 self.syncer.settings = new
             for feed_id in self.feeds.retain({f.id for f in new.feeds}):
                 log.info("reload: feed %s is no longer in the configuration; not served", feed_id)
-            self._schedule_all()
+            if self.cluster is None:
+                self._schedule_all()
             log.info("reload: %d accounts, %d feeds", len(new.accounts), len(new.feeds))
         await self.refresh_feed_secrets()
         self.notifier.send("READY=1", "STATUS=configuration reloaded")
@@ -414,25 +457,32 @@ class Daemon:
                 "item_errors": [e.describe() for e in report.item_errors][:20],
             }
 
-    async def _run_account(self, account_id: str) -> None:
+    async def run_account_once(self, account: AccountConfig) -> AccountResult:
+        """One cycle of ``account`` under its lease, recorded in /healthz; never raises."""
         assert self.state is not None and self.syncer is not None
-        account = next((a for a in self.settings.accounts if a.id == account_id), None)
-        if account is None:
-            return
         try:
             result = await run_leased(self.state, self.syncer, account)
         except StateUnavailable as exc:
-            self._state_unavailable(account_id, exc)
-            return
+            self._state_unavailable(account.id, exc)
+            return AccountResult(account.id, AccountState.POLL_FAILED, error=str(exc))
         except Exception:
-            log.exception("account %s: the cycle failed unexpectedly", account_id)
-            result = AccountResult(account_id, AccountState.POLL_FAILED, error="internal error")
+            log.exception("account %s: the cycle failed unexpectedly", account.id)
+            result = AccountResult(account.id, AccountState.POLL_FAILED, error="internal error")
         if result.state is AccountState.BUSY:
-            log.info("account %s: another process is syncing it; skipped this run", account_id)
-            return
+            log.info("account %s: another process is syncing it; skipped this run", account.id)
+            return result
         self._record_targets(result)
         if self.health is not None:
             self.health.state_error = None
+        return result
+
+    async def _run_account(self, account_id: str) -> None:
+        account = next((a for a in self.settings.accounts if a.id == account_id), None)
+        if account is None:
+            return
+        result = await self.run_account_once(account)
+        if result.state is AccountState.BUSY:
+            return
         if result.ok:
             self._failures.pop(account_id, None)
             return

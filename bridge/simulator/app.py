@@ -88,7 +88,8 @@ def endpoint(
     async def run(request: Request) -> Response:
         path = request.url.path
         response = await _gate(request, world, handler, scope)
-        world.stats.record(request.method, path, response.status_code, scope)
+        user_id = getattr(request.state, "user_id", None)
+        world.stats.record(request.method, path, response.status_code, scope, user_id)
         return response
 
     return run
@@ -124,6 +125,7 @@ async def _gate(request: Request, world: World, handler: Handler, scope: str) ->
             }[state]
             return json_response({"errors": [{"message": message}]}, 401, WWW_AUTH)
         allowed, remaining = world.throttle.charge(token, time.monotonic())
+    request.state.user_id = user.id
     if not allowed:
         return throttled(world.throttle.mode)
     try:

@@ -146,6 +146,10 @@ def control_routes(world: World) -> list[Route]:
             world.stats.reset()
         return _json(world.stats.as_dict())
 
+    async def requests(request: Request) -> Response:
+        """The request log (since the last DELETE of /_sim/stats): who asked what, when."""
+        return _json(world.stats.requests())
+
     async def throttle(request: Request) -> Response:
         body = await _body(request)
         with world.lock:
@@ -162,6 +166,7 @@ def control_routes(world: World) -> list[Route]:
         Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
         Route("/_sim/tokens/{token}", tokens, methods=["POST"]),
         Route("/_sim/stats", stats, methods=["GET", "DELETE"]),
+        Route("/_sim/requests", requests, methods=["GET"]),
         Route("/_sim/oauth", oauth, methods=["GET", "POST"]),
         Route("/_sim/oauth/keys/{client_id}/deactivate", key_off, methods=["POST"]),
         Route("/_sim/oauth/users/{user_id}/tokens", user_tokens, methods=["DELETE"]),

@@ -10,7 +10,8 @@ from __future__ import annotations
 import itertools
 import re
 import threading
-from collections import Counter
+import time
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -219,28 +220,46 @@ class Faults:
 
 
 class Stats:
-    """Requests served, by ``METHOD path`` and by status; what benches count."""
+    """Requests served, by ``METHOD path``, by status and by the user whose token was used;
+    and the last :data:`LOG_SIZE` requests in order (when, whose, what): what benches and the
+    cluster test count."""
+
+    LOG_SIZE = 200_000
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.by_route: Counter[str] = Counter()
         self.by_status: Counter[int] = Counter()
         self.by_scope: Counter[str] = Counter()  # Canvas's scope name of each API route served
+        self.by_user: Counter[int] = Counter()
+        self.log: deque[tuple[float, int | None, str, str, int]] = deque(maxlen=self.LOG_SIZE)
         self.total = 0
 
-    def record(self, method: str, path: str, status: int, scope: str | None = None) -> None:
+    def record(
+        self,
+        method: str,
+        path: str,
+        status: int,
+        scope: str | None = None,
+        user_id: int | None = None,
+    ) -> None:
         with self._lock:
             self.total += 1
             self.by_route[f"{method} {_ID.sub('/:id', path)}"] += 1
             self.by_status[status] += 1
             if scope is not None:
                 self.by_scope[scope] += 1
+            if user_id is not None:
+                self.by_user[user_id] += 1
+            self.log.append((time.time(), user_id, method, path, status))
 
     def reset(self) -> None:
         with self._lock:
             self.by_route.clear()
             self.by_status.clear()
             self.by_scope.clear()
+            self.by_user.clear()
+            self.log.clear()
             self.total = 0
 
     def as_dict(self) -> dict[str, object]:
@@ -250,7 +269,16 @@ class Stats:
                 "by_route": dict(self.by_route),
                 "by_status": {str(k): v for k, v in self.by_status.items()},
                 "by_scope": dict(self.by_scope),
+                "by_user": {str(k): v for k, v in self.by_user.items()},
             }
+
+    def requests(self) -> list[dict[str, object]]:
+        """The request log, oldest first: time (Unix seconds), user id, method, path, status."""
+        with self._lock:
+            return [
+                {"at": at, "user": user, "method": method, "path": path, "status": status}
+                for at, user, method, path, status in self.log
+            ]
 
 
 @dataclass

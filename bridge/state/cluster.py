@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
@@ -66,9 +66,7 @@ class ClusterStore:
             known = set(s.scalars(select(ClusterScheduleRow.account_id)))
             gone = known - next_due.keys()
             if gone:
-                s.execute(
-                    delete(ClusterScheduleRow).where(ClusterScheduleRow.account_id.in_(gone))
-                )
+                s.execute(delete(ClusterScheduleRow).where(ClusterScheduleRow.account_id.in_(gone)))
             for account_id in sorted(next_due.keys() - known):
                 s.add(
                     ClusterScheduleRow(
