@@ -2,7 +2,7 @@
 
 ``python bench/canvas_sim.py USERS GROUPS CONFERENCES`` builds :func:`bulk_world`, serves it on
 a free loopback port with the ``/_sim/`` control surface, prints one JSON line (``url``,
-``tokens``, and ``expected``: per user, the conferences and reservations the simulator holds
+``tokens``, ``ids`` (each token's Canvas user id) and ``expected``: per user, the conferences and reservations the simulator holds
 for them) and serves until its stdin closes. A bench that runs the simulator in a thread of
 the measured process has the GIL charge the simulator's work to calbridge; this one does not.
 """
@@ -41,7 +41,13 @@ def main() -> None:
     )
     world.throttle.hwm = 1e9  # measure calbridge, not the simulated throttle
     with serve_in_thread(create_app(world, control=True)) as server:
-        line = {"url": server.url, "tokens": tokens, "expected": expected_events(world, tokens)}
+        ids = {user.token: user.id for user in world.users.values()}
+        line = {
+            "url": server.url,
+            "tokens": tokens,
+            "ids": [ids[token] for token in tokens],
+            "expected": expected_events(world, tokens),
+        }
         print(json.dumps(line), flush=True)
         sys.stdin.read()  # until the bench closes our stdin (or exits)
 
@@ -64,6 +70,7 @@ class SimProcess:
         self.url: str = info["url"]
         self.tokens: list[str] = info["tokens"]
         self.expected: list[int] = info["expected"]
+        self.ids: list[int] = info["ids"]
 
     def __enter__(self) -> SimProcess:
         return self

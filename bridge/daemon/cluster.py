@@ -23,7 +23,7 @@ What each replica runs, in its own event loop beside the feed server:
 from __future__ import annotations
 
 import asyncio
-import hashlib
+import contextlib
 import logging
 import random
 import time
@@ -34,6 +34,7 @@ from typing import Any
 import procrastinate
 import psycopg
 from procrastinate import exceptions as engine_errors
+from procrastinate.jobs import Status
 from procrastinate.schema import SchemaManager
 from procrastinate.worker import Worker
 from psycopg_pool import AsyncConnectionPool
@@ -45,7 +46,7 @@ from bridge.daemon.cycle import AccountResult
 from bridge.errors import BridgeError, SetupError
 from bridge.model.outcomes import AccountState
 from bridge.state import StateStore
-from bridge.state.cluster import Due
+from bridge.state.cluster import Due, account_lock_key
 
 log = logging.getLogger("bridge.daemon.cluster")
 
@@ -69,12 +70,6 @@ def conninfo(url: str) -> str:
     if parsed.get_backend_name() != "postgresql":
         raise SetupError("cluster mode needs [state] url on PostgreSQL", setting="state.url")
     return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
-def account_lock_key(account_id: str) -> int:
-    """The advisory lock number of an account (64-bit signed, stable across replicas)."""
-    digest = hashlib.sha256(f"calbridge:account:{account_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 def jitter_of(interval: timedelta) -> float:
@@ -203,17 +198,37 @@ class Cluster:
         claimed = await asyncio.to_thread(
             self.state.cluster.claim_due, now, {a: advance(acc) for a, acc in accounts.items()}
         )
-        for due in claimed:
-            try:
-                await self._sync_task.configure(
-                    lock=due.account_id, queueing_lock=due.account_id
-                ).defer_async(account_id=due.account_id, due=due.due_at.timestamp())
-            except engine_errors.AlreadyEnqueued:
-                log.info(
-                    "account %s: a sync is still waiting in the queue; none added", due.account_id
-                )
+        await self._defer(claimed)
         await self._depth()
         return claimed
+
+    async def _defer(self, claimed: list[Due]) -> None:
+        """One job per claimed account, in one statement; an account whose job still waits
+        in the queue gets none (its ``queueing_lock``)."""
+        if not claimed:
+            return
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "SELECT queueing_lock FROM procrastinate_jobs "
+                "WHERE status = 'todo' AND queueing_lock = ANY(%s)",
+                ([d.account_id for d in claimed],),
+            )
+            waiting = {row[0] for row in await cur.fetchall()}
+        for account_id in sorted(waiting):
+            log.info("account %s: a sync is still waiting in the queue; none added", account_id)
+        jobs = [
+            self._sync_task.configure(lock=d.account_id, queueing_lock=d.account_id).make_new_job(
+                account_id=d.account_id, due=d.due_at.timestamp()
+            )
+            for d in claimed
+            if d.account_id not in waiting
+        ]
+        try:
+            await self.app.job_manager.batch_defer_jobs_async(jobs)
+        except engine_errors.AlreadyEnqueued:  # one got queued meanwhile: one by one then
+            for job in jobs:
+                with contextlib.suppress(engine_errors.AlreadyEnqueued):
+                    await self.app.job_manager.defer_job_async(job)
 
     async def _depth(self) -> None:
         async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
@@ -237,7 +252,12 @@ class Cluster:
                 job.task_name,
                 job.task_kwargs.get("account_id", ""),
             )
-            await self.app.job_manager.retry_job(job)
+            try:
+                await self.app.job_manager.retry_job(job)
+            except engine_errors.UniqueViolation:
+                # a newer job of the account waits already (queued while this one hung): the
+                # stalled one is closed as failed, the waiting one runs once the lock is free
+                await self.app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
             count += 1
         gone = await asyncio.to_thread(
             self.state.cluster.forget_replicas,
@@ -272,12 +292,17 @@ class Cluster:
             if not (row and row[0]):
                 metrics.JOBS.labels("busy").inc()
                 raise RetryLater(f"account {account_id}: another replica is syncing it")
-            result = await self.run_account(account)
+            result = await self.run_account(account)  # no lease: this lock is the account's
         now = datetime.now(UTC)
-        outcome = "busy" if result.state is AccountState.BUSY else str(result.state)
+        outcome = str(result.state)
+        # next due one interval after this sync began (not after it was queued): a queue that
+        # fell behind never makes two polls of an account closer than its interval
+        interval = account.poll_interval
+        after = timedelta(seconds=random.uniform(0, jitter_of(interval)))
+        next_due = datetime.fromtimestamp(started, UTC) + interval + after
         try:
             await asyncio.to_thread(
-                self.state.cluster.record_sync, account_id, now, self.replica, outcome
+                self.state.cluster.record_sync, account_id, now, self.replica, outcome, next_due
             )
         except BridgeError as exc:
             log.warning("account %s: cannot record the sync: %s", account_id, exc)

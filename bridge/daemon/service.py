@@ -47,6 +47,7 @@ from bridge.daemon.people import People
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
 from bridge.state import StateStore, open_state
+from bridge.state.cluster import account_lock_key
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
@@ -92,7 +93,11 @@ async def run_leased(
     wait: float = 0.0,
 ) -> AccountResult:
     """Run one account's cycle under its lease, renewed while it runs. The result's state is
-    BUSY when another live process holds the lease for longer than ``wait`` seconds."""
+    BUSY when another live process holds the lease for longer than ``wait`` seconds. On
+    PostgreSQL the lease is the account's advisory lock (the one cluster mode's jobs take):
+    released by PostgreSQL at once when its holder dies, on whatever host."""
+    if state.is_postgresql:
+        return await _run_advisory(state, syncer, account, dry_run=dry_run, wait=wait)
     name, holder = f"poll:{account.id}", holder_id()
 
     def take() -> bool:
@@ -117,6 +122,23 @@ async def run_leased(
     finally:
         renewing.cancel()
         await asyncio.to_thread(state.release_lease, name, holder)
+
+
+async def _run_advisory(
+    state: StateStore, syncer: Syncer, account: AccountConfig, *, dry_run: bool, wait: float
+) -> AccountResult:
+    key = account_lock_key(account.id)
+    deadline = asyncio.get_running_loop().time() + wait
+    while (conn := await asyncio.to_thread(state.try_advisory_lock, key)) is None:
+        if asyncio.get_running_loop().time() >= deadline:
+            return AccountResult(
+                account.id, AccountState.BUSY, error="another process is syncing this account"
+            )
+        await asyncio.sleep(0.5)
+    try:
+        return await syncer.sync_account(account, dry_run=dry_run)
+    finally:
+        await asyncio.to_thread(state.release_advisory_lock, conn, key)
 
 
 def _outputs(settings: Settings, account_id: str) -> tuple[object, ...]:
@@ -237,7 +259,7 @@ class Daemon:
         assert self.state is not None
 
         async def run(account: AccountConfig) -> AccountResult:
-            return await self.run_account_once(account)
+            return await self.run_account_once(account, leased=False)
 
         return Cluster(
             self.config.cluster,
@@ -457,11 +479,17 @@ class Daemon:
                 "item_errors": [e.describe() for e in report.item_errors][:20],
             }
 
-    async def run_account_once(self, account: AccountConfig) -> AccountResult:
-        """One cycle of ``account`` under its lease, recorded in /healthz; never raises."""
+    async def run_account_once(
+        self, account: AccountConfig, *, leased: bool = True
+    ) -> AccountResult:
+        """One cycle of ``account`` under its lease (unless the caller holds the account's
+        lock already: cluster mode's jobs), recorded in /healthz; never raises."""
         assert self.state is not None and self.syncer is not None
         try:
-            result = await run_leased(self.state, self.syncer, account)
+            if leased:
+                result = await run_leased(self.state, self.syncer, account)
+            else:
+                result = await self.syncer.sync_account(account)
         except StateUnavailable as exc:
             self._state_unavailable(account.id, exc)
             return AccountResult(account.id, AccountState.POLL_FAILED, error=str(exc))

@@ -8,17 +8,25 @@ sync ended and which replica ran it.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
 from bridge.state.schema import ClusterReplicaRow, ClusterScheduleRow
 
 Sessions = Callable[[], AbstractContextManager[Session]]
+
+
+def account_lock_key(account_id: str) -> int:
+    """The PostgreSQL advisory lock number of an account (64-bit signed, the same in every
+    process): replicas' jobs and one-off ``calbridge sync`` runs exclude each other with it."""
+    digest = hashlib.sha256(f"calbridge:account:{account_id}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 @dataclass(frozen=True)
@@ -114,12 +122,19 @@ class ClusterStore:
             if row is not None and row.due_at < due_at:
                 row.due_at = due_at
 
-    def record_sync(self, account_id: str, at: datetime, replica: str, outcome: str) -> None:
+    def record_sync(
+        self, account_id: str, at: datetime, replica: str, outcome: str, next_due: datetime
+    ) -> None:
+        """How the account's sync ended, on which replica, and when it is next due (one
+        UPDATE; nothing when the account left the schedule while it ran)."""
         with self._sessions() as s:
-            row = s.get(ClusterScheduleRow, account_id, with_for_update=True)
-            if row is None:
-                return  # no longer scheduled (removed while it ran)
-            row.last_sync_at, row.last_sync_by, row.last_outcome = at, replica, outcome
+            s.execute(
+                update(ClusterScheduleRow)
+                .where(ClusterScheduleRow.account_id == account_id)
+                .values(
+                    last_sync_at=at, last_sync_by=replica, last_outcome=outcome, due_at=next_due
+                )
+            )
 
     def schedule(self) -> dict[str, Scheduled]:
         with self._sessions() as s:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Connection, delete, insert, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -73,6 +73,39 @@ class StateStore:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    # --- PostgreSQL advisory locks (one per account: see bridge.state.cluster) ------------------
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    def try_advisory_lock(self, key: int) -> Connection | None:
+        """PostgreSQL: a connection holding the session-level advisory lock ``key`` (give it to
+        :meth:`release_advisory_lock`), or None while another session holds it. A process that
+        dies loses its locks with its connections."""
+        conn = self.engine.connect()
+        try:
+            got = conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar()
+            conn.commit()
+        except BaseException:
+            conn.invalidate()
+            conn.close()
+            raise
+        if got:
+            return conn
+        conn.close()
+        return None
+
+    def release_advisory_lock(self, conn: Connection, key: int) -> None:
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": key})
+            conn.commit()
+        except BaseException:
+            conn.invalidate()  # never back to the pool while it may still hold the lock
+            raise
+        finally:
+            conn.close()
 
     # --- snapshots and account status --------------------------------------------------------
 

@@ -1,0 +1,256 @@
+"""Cluster mode end to end, all real processes: PostgreSQL, the Canvas simulator, Radicale and
+three ``calbridge run`` replicas sharing 300 accounts. One replica is killed with ``kill -9``
+while it syncs; then:
+
+* every account was polled again within its interval (+ jitter + the stated bound for the
+  accounts the dead replica held) and never twice in one interval: per token, the simulator's
+  request log shows one complete poll (the same requests) per interval;
+* no write-back was made twice (the simulator's log of DELETEs, the journal);
+* no event is duplicated in Radicale;
+* every feed is served identically (body and ETag) by each surviving replica;
+* ``calbridge cluster status`` shows the two live replicas and no overdue account.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections import defaultdict
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import icalendar
+import psycopg
+import pytest
+
+from tests.helpers.postgres import Cluster
+from tests.helpers.replicas import REPO, Replica, SimWorld, cluster_config, replicas, sim_world
+from tests.helpers.servers import Server, radicale
+
+USERS = 300
+INTERVAL = 20.0  # seconds (poll_interval); the jitter adds up to 10% of it
+JITTER = INTERVAL * 0.1
+HEARTBEAT, STALLED_AFTER, STALLED_EVERY = 1.0, 3.0, 5.0
+# How late the accounts of a dead replica may be synced again, beyond interval + jitter: its
+# heartbeat must go stale, the stalled-job check run, and the job wait its turn.
+RECOVERY = STALLED_AFTER + STALLED_EVERY + 2 * HEARTBEAT + 6.0
+LAG = 6.0  # beyond interval + jitter, for everyone: dispatch tick, queue, a loaded machine
+CALDAV = {n for n in range(USERS) if n % 20 == 0}  # each course's first student: a reservation
+FEEDS = {n for n in range(USERS) if n % 10 == 0}
+CANCELLED = sorted(CALDAV)[:5]  # these delete their booking in their calendar
+POLL = ("GET", "/api/v1/conferences")
+
+
+def _propfind(url: str) -> list[str]:
+    answer = httpx.request(
+        "PROPFIND",
+        url,
+        headers={"Depth": "1", "Content-Type": "application/xml"},
+        content='<?xml version="1.0"?><d:propfind xmlns:d="DAV:"><d:prop><d:getetag/>'
+        "</d:prop></d:propfind>",
+    )
+    assert answer.status_code == 207, answer.text
+    return [node.text or "" for node in ET.fromstring(answer.content).iter("{DAV:}href")]
+
+
+def calendar_uids(server: Server, user: str) -> dict[str, list[str]]:
+    """uid -> the hrefs holding it, over every calendar of ``user`` in Radicale."""
+    base = httpx.URL(server.url)
+    found: dict[str, list[str]] = defaultdict(list)
+    for collection in _propfind(str(base.join(f"/{user}/"))):
+        if collection.rstrip("/") == f"/{user}":
+            continue
+        for href in _propfind(str(base.join(collection))):
+            if href.endswith(".ics"):
+                ics = httpx.get(base.join(href)).text
+                for event in icalendar.Calendar.from_ical(ics).walk("VEVENT"):
+                    found[str(event["UID"])].append(href)
+    return found
+
+
+def wait_all_synced(dsn: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    done = 0
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM cluster_schedule WHERE last_outcome = 'ok'"
+            ).fetchone()
+        done = row[0] if row else 0
+        if done == USERS:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"only {done} of {USERS} accounts synced within {timeout}s")
+
+
+def kill_one_mid_cycle(dsn: str, running: list[Replica]) -> tuple[Replica, set[str]]:
+    """kill -9 a replica while it runs account jobs; it and the accounts it held."""
+    by_pid = {r.proc.pid: r for r in running}
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        with psycopg.connect(dsn) as conn:
+            rows = conn.execute(
+                "SELECT r.name, j.args->>'account_id' FROM procrastinate_jobs j "
+                "JOIN cluster_replicas r ON r.worker_id = j.worker_id "
+                "WHERE j.status = 'doing' AND j.task_name = 'calbridge.sync_account'"
+            ).fetchall()
+        held: dict[int, set[str]] = defaultdict(set)
+        for name, account in rows:
+            pid = int(str(name).rsplit(":", 1)[1])
+            if pid in by_pid:
+                held[pid].add(str(account))
+        if held:
+            pid = max(held, key=lambda p: len(held[p]))
+            victim = by_pid[pid]
+            victim.kill9()
+            return victim, held[pid]
+        time.sleep(0.05)
+    raise AssertionError("no replica was running a job for 20 s")
+
+
+@pytest.fixture
+def setup(pg_cluster: Cluster, tmp_path: Path) -> Iterator[tuple[SimWorld, Server, str, Path]]:
+    with (
+        pg_cluster.database() as url,
+        sim_world(USERS, 1, 1) as sim,
+        radicale(tmp_path / "dav") as server,
+    ):
+        config = cluster_config(
+            tmp_path,
+            url,
+            sim,
+            interval=f"{INTERVAL:g}s",
+            feeds=FEEDS,
+            caldav={n: (server.url, f"u{n}") for n in CALDAV},
+            cluster=f'dispatch_every = "1s"\nheartbeat = "{HEARTBEAT:g}s"\n'
+            f'stalled_after = "{STALLED_AFTER:g}s"\nconcurrency = 8\n',
+        )
+        yield sim, server, pg_cluster.dsn(url.rsplit("/", 1)[1]), config
+
+
+def test_three_replicas_share_300_accounts_and_survive_kill_9(
+    setup: tuple[SimWorld, Server, str, Path], tmp_path: Path
+) -> None:
+    sim, server, dsn, config = setup
+    ids = {f"a{n}": user for n, user in enumerate(sim.ids)}
+    with replicas(config, tmp_path, 3) as running:
+        wait_all_synced(dsn, timeout=120)
+        t0 = time.time()
+        # Five people delete their booking in their calendar: one cancel each, never two.
+        bookings: dict[int, str] = {}
+        for n in CANCELLED:
+            uids = calendar_uids(server, f"u{n}")
+            (uid,) = [u for u in uids if u.startswith("canvas-reservation-")]
+            (href,) = uids[uid]
+            assert httpx.delete(httpx.URL(server.url).join(href)).status_code == 200
+            bookings[n] = uid
+        time.sleep(INTERVAL * 1.2)
+        victim, held = kill_one_mid_cycle(dsn, running)
+        killed_at = time.time()
+        survivors = [r for r in running if r is not victim]
+        time.sleep(max(0.0, t0 + 3 * INTERVAL + JITTER + LAG - time.time()))
+        t_end = time.time()
+
+        status = subprocess.run(
+            [sys.executable, "-m", "bridge", "cluster", "status", "-c", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        feeds = subprocess.run(
+            [sys.executable, "-m", "bridge", "feeds", "-c", str(config), "--json"],
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+            timeout=60,
+        )
+        served = {}
+        for row in json.loads(feeds.stdout):
+            path = httpx.URL(row["https"]).path
+            answers = [httpx.get(f"{r.url}{path}") for r in survivors]
+            served[row["id"]] = [(a.status_code, a.headers.get("etag"), a.content) for a in answers]
+        log = sim.requests()
+        for replica in survivors:
+            assert replica.proc.poll() is None, replica.log.read_text()[-2000:]
+
+    # --- every account polled once per interval, by one replica, completely ------------------
+    by_user: dict[int, list[dict[str, object]]] = defaultdict(list)
+    for entry in log:
+        if entry["user"] is not None:
+            by_user[int(entry["user"])].append(entry)  # type: ignore[call-overload]
+    problems = []
+    for account, user in ids.items():
+        entries = by_user[user]
+        polls = [float(e["at"]) for e in entries if (e["method"], e["path"]) == POLL]  # type: ignore[arg-type]
+        before = [t for t in polls if t < t0]
+        window = [t for t in polls if t0 <= t < t_end]
+        assert before, f"{account}: never polled before the window"
+        times = [before[-1], *window, t_end]
+        bound = INTERVAL + JITTER + LAG + (RECOVERY if account in held else 0.0)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        if max(gaps) > bound:
+            problems.append(f"{account}: {max(gaps):.1f}s without a poll (bound {bound:.1f}s)")
+        inner = [b - a for a, b in itertools.pairwise(times[:-1])]
+        if account not in held and inner and min(inner) < INTERVAL * 0.5:
+            problems.append(f"{account}: polled twice within {min(inner):.1f}s")
+        # one complete poll per interval: each poll asks the same two lists (plus /users/self
+        # the first time a replica syncs the account); nothing else but the write-backs
+        asked = [
+            e
+            for e in entries
+            if t0 <= float(e["at"]) < t_end  # type: ignore[arg-type]
+            and e["path"] != "/api/v1/users/self"
+            and e["method"] == "GET"
+        ]
+        wrote_back = account in {f"a{n}" for n in CANCELLED}  # a cancel reads its booking
+        if account not in held and not wrote_back and len(asked) != 2 * len(window):
+            problems.append(f"{account}: {len(asked)} GETs for {len(window)} polls")
+        if account not in held and not 2 <= len(window) <= 4:
+            problems.append(f"{account}: {len(window)} polls in {t_end - t0:.0f}s")
+    assert not problems, "\n".join(problems[:30])
+    assert held, "the killed replica held no job"
+
+    # --- write-back: each deleted booking cancelled once, nothing else written ---------------
+    writes = [e for e in log if e["method"] in ("POST", "PUT", "DELETE")]
+    reservation_ids = {int(uid.split("-")[2].split("@")[0]) for uid in bookings.values()}
+    cancels = sorted(int(str(e["path"]).rsplit("/", 1)[1]) for e in writes)
+    assert cancels == sorted(reservation_ids), writes
+    with psycopg.connect(dsn) as conn:
+        journal = conn.execute(
+            "SELECT uid, state, count(*) FROM writeback_journal GROUP BY uid, state"
+        ).fetchall()
+    assert sorted(journal) == sorted((uid, "applied", 1) for uid in bookings.values())
+
+    # --- Radicale: no event twice, the cancelled bookings gone ---------------------------------
+    for n in sorted(CALDAV):
+        uids = calendar_uids(server, f"u{n}")
+        doubled = {u: hrefs for u, hrefs in uids.items() if len(hrefs) > 1}
+        assert not doubled, f"u{n}: {doubled}"
+        if n in bookings:
+            assert bookings[n] not in uids
+        assert len(uids) == sim.expected[n] - (1 if n in bookings else 0), (n, sorted(uids))
+
+    # --- feeds: the same bytes and ETag from each surviving replica ---------------------------
+    assert len(served) == len(FEEDS)
+    for feed_id, answers in served.items():
+        assert {a[0] for a in answers} == {200}, (feed_id, [a[0] for a in answers])
+        assert len({(a[1], a[2]) for a in answers}) == 1, feed_id
+
+    # --- cluster status: two replicas alive, the dead one silent, none overdue ----------------
+    report = json.loads(status.stdout)
+    assert status.returncode == 0, status.stdout[-2000:] + status.stderr
+    alive = {r["name"] for r in report["replicas"] if r["alive"]}
+    assert {int(n.rsplit(":", 1)[1]) for n in alive} == {r.proc.pid for r in survivors}
+    assert report["accounts_total"] == USERS and report["accounts_overdue"] == 0
+    synced_by = {a["last_sync_by"] for a in report["accounts"]}
+    assert synced_by <= {r["name"] for r in report["replicas"]}
+    print(
+        f"killed {victim.name} {killed_at - t0:.1f}s into the window holding {len(held)} "
+        f"accounts; window {t_end - t0:.0f}s"
+    )
