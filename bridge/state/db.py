@@ -32,6 +32,7 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
@@ -253,8 +254,9 @@ def _alembic_step(connection: Connection, revision: str) -> None:
 SCHEMA_STEPS: list[SchemaStep] = [_alembic_step]
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (default: the newest), in one transaction.
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to ``revision`` (default: the newest), in one transaction; the
+    Alembic revisions before and after (before None: the database was empty).
 
     On PostgreSQL a session-level advisory lock (:data:`UPGRADE_LOCK`) is held around it, so
     replicas starting together upgrade one after the other: the first does the work, the next
@@ -271,8 +273,10 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                 connection.commit()
             try:
                 with connection.begin():
+                    before = _revision(connection)
                     for step in SCHEMA_STEPS:
                         step(connection, revision)
+                    after = _revision(connection)
             finally:
                 if postgres:
                     connection.execute(
@@ -282,11 +286,19 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
                     connection.commit()
     except OperationalError as exc:
         raise SetupError(f"cannot open the state database: {exc.orig}", setting=SETTING) from None
+    return before, after
 
 
-def current_revision(engine: Engine) -> str | None:
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """Open ``url`` and bring its schema to the newest revision (under the upgrade lock);
+    the revisions before and after (before None: the database was empty)."""
+    engine = make_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _revision(connection: Connection) -> str | None:
     """The Alembic revision the database is at (None: an empty database)."""
-    from alembic.runtime.migration import MigrationContext
-
-    with engine.connect() as connection:
-        return MigrationContext.configure(connection).get_current_revision()
+    return MigrationContext.configure(connection).get_current_revision()
