@@ -38,6 +38,15 @@ def pg_url(pg_cluster: postgres.Cluster) -> Iterator[str]:
         yield url
 
 
+@pytest.fixture(params=["sqlite", "postgresql"])
+def state_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A new, empty state database on each backend: a SQLite file under ``tmp_path`` (in a
+    subdirectory the store creates), or a fresh database on the test process's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'sub' / 'state.sqlite3'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
 @pytest.fixture
 def sim() -> Iterator[Sim]:
     world = sample_world(SAMPLE_NOW)

@@ -88,6 +88,7 @@ COMMAND_MODULES = (
     "canvas_cmd",
     "oauth_cmd",
     "users_cmd",  # users, keys
+    "db_cmd",
     "cluster_cmd",
     "docs_cmd",  # the hidden `man`
 )

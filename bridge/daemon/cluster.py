@@ -32,10 +32,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
-import psycopg
 from procrastinate import exceptions as engine_errors
 from procrastinate.jobs import Status
-from procrastinate.schema import SchemaManager
 from procrastinate.worker import Worker
 from psycopg_pool import AsyncConnectionPool
 from sqlalchemy.engine import make_url
@@ -56,8 +54,6 @@ DISPATCH_TASK = "calbridge.dispatch"
 STALLED_TASK = "calbridge.retry_stalled"
 STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas
 MAX_BACKOFF = timedelta(hours=1)
-# One number for "the procrastinate schema is being installed", whoever does it.
-SCHEMA_LOCK = 0x63616C6272696467  # "calbridg"
 
 
 class RetryLater(Exception):
@@ -75,37 +71,6 @@ def conninfo(url: str) -> str:
 def jitter_of(interval: timedelta) -> float:
     """Seconds of random delay added to an interval: as in single-process mode."""
     return min(interval.total_seconds() * 0.1, 60.0)
-
-
-async def ensure_engine_schema(info: str) -> bool:
-    """Install procrastinate's tables in the database unless they are there; True if it did.
-    One process at a time (an advisory lock), so replicas starting together are safe."""
-    async with await psycopg.AsyncConnection.connect(info, autocommit=True) as conn:
-        await conn.execute("SELECT pg_advisory_lock(%s)", (SCHEMA_LOCK,))
-        try:
-            cur = await conn.execute("SELECT to_regclass('procrastinate_jobs') IS NOT NULL")
-            row = await cur.fetchone()
-            if row is not None and row[0]:
-                return False
-            schema = SchemaManager.get_schema()
-            await conn.execute(schema.encode())
-            log.info("job engine: procrastinate %s schema installed", procrastinate_version())
-            return True
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock(%s)", (SCHEMA_LOCK,))
-
-
-def upgrade_engine_schema(url: str) -> bool:
-    """``calbridge db upgrade``'s step for the job engine (PostgreSQL only; a no-op on SQLite)."""
-    if make_url(url).get_backend_name() != "postgresql":
-        return False
-    return asyncio.run(ensure_engine_schema(conninfo(url)))
-
-
-def procrastinate_version() -> str:
-    from importlib.metadata import version
-
-    return version("procrastinate")
 
 
 class Cluster:
@@ -326,7 +291,6 @@ class Cluster:
 
     async def start(self, listen: str) -> None:
         self.listen = listen
-        await ensure_engine_schema(self.info)
         await self.app.open_async()
         await self._locks.open(wait=True)
         self.app.perform_import_paths()

@@ -6,6 +6,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bridge.model.status import Collection, ItemStatus
+from bridge.state.db import serialize
 from bridge.state.schema import (
     CalDAVCollectionRow,
     CalDAVItemRow,
@@ -27,6 +28,7 @@ class SqlStatusStore:
 
     def apply(self, target_id: str, upserts: list[ItemStatus], deletes: list[str]) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"caldav:{target_id}")
             for item in upserts:
                 s.merge(
                     CalDAVItemRow(
@@ -52,6 +54,7 @@ class SqlStatusStore:
 
     def set_sync_token(self, target_id: str, token: str | None) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"caldav:{target_id}")
             s.merge(CalDAVTokenRow(target_id=target_id, token=token))
 
     # --- where the calendar is (discovery costs 4-6 requests; a stored URL costs none) ---------
@@ -63,6 +66,7 @@ class SqlStatusStore:
 
     def set_collection(self, target_id: str, found: Collection) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"caldav:{target_id}")
             s.merge(
                 CalDAVCollectionRow(
                     target_id=target_id, url=found.url, found_for=found.found_for, syncs=found.syncs
@@ -73,6 +77,7 @@ class SqlStatusStore:
 
     def hide(self, target_id: str, uid: str, content_hash: str) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"caldav:{target_id}")
             s.merge(HiddenEventRow(target_id=target_id, uid=uid, content_hash=content_hash))
 
     def hidden(self, target_id: str) -> dict[str, str]:

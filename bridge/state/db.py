@@ -1,7 +1,16 @@
 """Opening the state database: SQLite (WAL) by default, PostgreSQL by URL; schema upgrades.
 
 The schema is brought to the newest Alembic revision every time the database is opened, so an
-upgrade of calbridge keeps (and migrates) the data of the previous version.
+upgrade of calbridge keeps (and migrates) the data of the previous version. On PostgreSQL
+several replicas may open the database at once: the upgrade runs under an advisory lock, so one
+upgrades and the others find the schema at head (:func:`upgrade`, ``calbridge db upgrade``).
+
+Concurrency: on SQLite every transaction takes the write lock at BEGIN, so two processes never
+interleave. PostgreSQL runs READ COMMITTED transactions side by side, so a method that reads,
+then writes (get-or-create, a journal entry's state, a lease) first calls :func:`serialize`
+with the names of what it changes: a transaction-scoped advisory lock (a no-op on SQLite), after
+which its reads see what the previous holder committed. Lock waits end after 10 s, like
+SQLite's busy timeout, as :class:`~bridge.errors.StateUnavailable`.
 
 The database holds feed secrets, names, e-mail addresses and comments: a new SQLite file is
 created 0600 (SQLite gives its -wal and -shm files the same mode) and an existing one readable
@@ -13,17 +22,21 @@ are reported as what they are and not as a config error or an internal error.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.orm import Session
 
 from bridge.errors import SetupError, StateUnavailable
 
@@ -44,6 +57,12 @@ _UNAVAILABLE = {
 # PostgreSQL SQLSTATE classes: 53 insufficient resources (disk full, out of memory), 55P03
 # lock not available, 57P03 cannot connect now.
 _PG_UNAVAILABLE = ("53", "55P03", "57P03")
+_PG_LOCKED = "55P03"
+# How long a PostgreSQL transaction waits for a lock (a row, an advisory lock) before giving up:
+# SQLite's busy timeout, so both backends fail alike.
+LOCK_TIMEOUT_MS = 10_000
+# The advisory lock (session scope) held while the schema is upgraded: one replica at a time.
+UPGRADE_LOCK = "calbridge:schema-upgrade"
 
 
 def default_state_url(state_directory: str | None = None) -> str:
@@ -75,6 +94,8 @@ def unavailable_reason(exc: BaseException) -> str | None:
         if needle in message:
             return reason
     sqlstate = str(getattr(exc, "sqlstate", "") or "")
+    if sqlstate == _PG_LOCKED:
+        return _UNAVAILABLE["database is locked"]
     if sqlstate and sqlstate.startswith(_PG_UNAVAILABLE):
         return f"the state database is unavailable: {str(exc).splitlines()[0]}"
     return None
@@ -130,12 +151,22 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _shown(url: str) -> str:
+    """``url`` as an error may show it: a password in it is replaced by ``***``."""
+    scheme, sep, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    if sep and at and ":" in userinfo:
+        return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{host}"
+    return url
+
+
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
     except ArgumentError:
         raise SetupError(
-            f"{url!r} is not a database URL (e.g. sqlite:////var/lib/calbridge/state.sqlite3)",
+            f"{_shown(url)!r} is not a database URL "
+            "(e.g. sqlite:////var/lib/calbridge/state.sqlite3)",
             setting=SETTING,
         ) from None
     if parsed.get_backend_name() == "sqlite":
@@ -163,8 +194,17 @@ def make_engine(url: str) -> Engine:
         event.listen(engine, "begin", _sqlite_begin)
         event.listen(engine, "handle_error", _translate_error)
         return engine
+    connect_args: dict[str, Any] = {}
+    if parsed.get_backend_name() == "postgresql":
+        # The password, when not in the URL, comes from libpq: PGPASSWORD, PGPASSFILE (or
+        # ?passfile=), ~/.pgpass. application_name shows which process holds what in
+        # pg_stat_activity.
+        connect_args = {
+            "application_name": "calbridge",
+            "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}",
+        }
     try:
-        engine = create_engine(url, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
     except Exception as exc:  # e.g. a missing driver for the scheme
         raise SetupError(
             f"cannot use this database: {type(exc).__name__}: {exc}", setting=SETTING
@@ -173,13 +213,98 @@ def make_engine(url: str) -> Engine:
     return engine
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` (default: the newest), in one transaction."""
+def is_postgresql(bind: Session | Connection | Engine) -> bool:
+    dialect = bind.get_bind().dialect if isinstance(bind, Session) else bind.dialect
+    return dialect.name == "postgresql"
+
+
+def lock_key(name: str) -> int:
+    """A stable signed 64-bit advisory-lock key for ``name`` (the same in every process)."""
+    return int.from_bytes(
+        hashlib.blake2b(name.encode(), digest_size=8).digest(), "big", signed=True
+    )
+
+
+def serialize(bind: Session | Connection, *names: str) -> None:
+    """Make the current transaction the only one working on ``names`` until it ends.
+
+    PostgreSQL: transaction-scoped advisory locks, taken in a fixed order (no deadlock between
+    two callers naming the same things); later statements of the transaction then see what the
+    previous holder committed. SQLite: nothing to do, BEGIN IMMEDIATE already serialises every
+    transaction."""
+    if not is_postgresql(bind):
+        return
+    for key in sorted({lock_key(name) for name in names}):
+        bind.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+# Schema upgrades run by `calbridge db upgrade` and on every open, in this order, under the
+# upgrade lock, each with the connection (inside one transaction). calbridge's own Alembic
+# migrations come first; other components (e.g. a job engine's schema) append theirs.
+SchemaStep = Callable[[Connection, str], None]
+
+
+def _alembic_step(connection: Connection, revision: str) -> None:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    command.upgrade(config, revision)
+
+
+def _job_engine_step(connection: Connection, revision: str) -> None:
+    from bridge.state.engine_schema import install_job_engine
+
+    install_job_engine(connection, revision)
+
+
+SCHEMA_STEPS: list[SchemaStep] = [_alembic_step, _job_engine_step]
+
+
+def upgrade(engine: Engine, revision: str = "head") -> tuple[str | None, str | None]:
+    """Bring the schema to ``revision`` (default: the newest), in one transaction; the
+    Alembic revisions before and after (before None: the database was empty).
+
+    On PostgreSQL a session-level advisory lock (:data:`UPGRADE_LOCK`) is held around it, so
+    replicas starting together upgrade one after the other: the first does the work, the next
+    find the schema at head (Alembic then does nothing). Waiting for that lock is not bounded
+    by the 10 s lock timeout: a long migration is worth waiting for."""
     try:
-        with engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, revision)
+        with engine.connect() as connection:
+            postgres = is_postgresql(connection)
+            if postgres:
+                connection.execute(text("SET lock_timeout = 0"))
+                connection.execute(
+                    text("SELECT pg_advisory_lock(:key)"), {"key": lock_key(UPGRADE_LOCK)}
+                )
+                connection.commit()
+            try:
+                with connection.begin():
+                    before = _revision(connection)
+                    for step in SCHEMA_STEPS:
+                        step(connection, revision)
+                    after = _revision(connection)
+            finally:
+                if postgres:
+                    connection.execute(
+                        text("SELECT pg_advisory_unlock(:key)"), {"key": lock_key(UPGRADE_LOCK)}
+                    )
+                    connection.execute(text(f"SET lock_timeout = {LOCK_TIMEOUT_MS}"))
+                    connection.commit()
     except OperationalError as exc:
         raise SetupError(f"cannot open the state database: {exc.orig}", setting=SETTING) from None
+    return before, after
+
+
+def upgrade_database(url: str) -> tuple[str | None, str | None]:
+    """Open ``url`` and bring its schema to the newest revision (under the upgrade lock);
+    the revisions before and after (before None: the database was empty)."""
+    engine = make_engine(url)
+    try:
+        return upgrade(engine)
+    finally:
+        engine.dispose()
+
+
+def _revision(connection: Connection) -> str | None:
+    """The Alembic revision the database is at (None: an empty database)."""
+    return MigrationContext.configure(connection).get_current_revision()

@@ -60,6 +60,17 @@ def _nearest_existing(path: Path) -> Path:
     return path
 
 
+def where(url: str) -> str:
+    """Where ``url`` points, as calbridge shows it: the file, or the URL without its password."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        return "(not a database URL)"
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        return str(Path(parsed.database or "").resolve())
+    return parsed.render_as_string(hide_password=True)
+
+
 def inspect_state(url: str) -> StateInspection:
     """What the daemon would find at ``url``; creates, migrates and writes nothing."""
     scripts = _scripts()

@@ -27,6 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.state.db import serialize
 from bridge.state.schema import JournalRow, ReservationAliasRow
 
 
@@ -113,11 +114,16 @@ class Journal:
         now: datetime | None = None,
     ) -> Begun:
         """Find or create the entry for ``key``; if it may be sent now (new or deferred, and
-        under both caps), mark it ``pending`` and sent — in one transaction."""
+        under both caps), mark it ``pending`` and sent — in one transaction. Several processes
+        sharing the database begin an account's entries one at a time (the per-account lock
+        also keeps the caps exact), so an entry is sent once."""
         now = now or datetime.now(UTC)
         try:
             with self._sessions.begin() as s:
-                row = s.scalars(select(JournalRow).where(JournalRow.idempotency_key == key)).first()
+                serialize(s, f"journal:{account_id}")
+                row = s.scalars(
+                    select(JournalRow).where(JournalRow.idempotency_key == key).with_for_update()
+                ).first()
                 if row is None:
                     row = JournalRow(
                         idempotency_key=key,
@@ -170,7 +176,7 @@ class Journal:
         if not state.final:
             raise ValueError(f"not a final journal state: {state}")
         with self._sessions.begin() as s:
-            row = s.get(JournalRow, entry_id)
+            row = s.get(JournalRow, entry_id, with_for_update=True)
             if row is not None:
                 row.state, row.outcome, row.updated_at = state, outcome[:2000], datetime.now(UTC)
                 if new_reservation_id is not None:
@@ -179,14 +185,14 @@ class Journal:
     def note(self, entry_id: int, outcome: str) -> None:
         """Record what happened to a still-open entry (e.g. the 5xx that left it pending)."""
         with self._sessions.begin() as s:
-            row = s.get(JournalRow, entry_id)
+            row = s.get(JournalRow, entry_id, with_for_update=True)
             if row is not None:
                 row.outcome, row.updated_at = outcome[:2000], datetime.now(UTC)
 
     def reopen(self, entry_id: int, outcome: str) -> None:
         """A pending entry that Canvas says did not happen: send again when the edit is seen."""
         with self._sessions.begin() as s:
-            row = s.get(JournalRow, entry_id)
+            row = s.get(JournalRow, entry_id, with_for_update=True)
             if row is not None and row.state == EntryState.PENDING:
                 row.state, row.outcome, row.updated_at = (
                     EntryState.DEFERRED,
@@ -199,9 +205,9 @@ class Journal:
         it before it was sent) are closed; the ones in ``keep`` stay."""
         with self._sessions.begin() as s:
             rows = s.scalars(
-                select(JournalRow).where(
-                    JournalRow.target_id == target_id, JournalRow.state == EntryState.DEFERRED
-                )
+                select(JournalRow)
+                .where(JournalRow.target_id == target_id, JournalRow.state == EntryState.DEFERRED)
+                .with_for_update()
             )
             count = 0
             for row in rows:
@@ -242,6 +248,7 @@ class Journal:
 
     def set_alias(self, account_id: str, reservation_id: int, uid: str) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"alias:{account_id}:{reservation_id}")
             s.merge(
                 ReservationAliasRow(account_id=account_id, reservation_id=reservation_id, uid=uid)
             )

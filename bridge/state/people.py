@@ -24,6 +24,7 @@ from bridge.model.people import (
     account_key,
 )
 from bridge.model.tokens import TokenSet
+from bridge.state.db import serialize
 from bridge.state.schema import (
     AccountSnapshotRow,
     AccountStatusRow,
@@ -118,8 +119,9 @@ class PeopleStore:
         )
 
     @staticmethod
-    def _row(s: Session, person_id: int) -> PersonRow:
-        row = s.get(PersonRow, person_id)
+    def _row(s: Session, person_id: int, *, lock: bool = False) -> PersonRow:
+        """The person's row; ``lock``: held until the transaction ends (a change to it)."""
+        row = s.get(PersonRow, person_id, with_for_update=lock)
         if row is None:
             raise UnknownPerson(f"no connected person has id {person_id}")
         return row
@@ -236,11 +238,14 @@ class PeopleStore:
         for _attempt in range(2):
             try:
                 with self._sessions.begin() as s:
+                    serialize(s, f"person:{canvas_host}:{tokens.user_id}")
                     row = s.scalars(
-                        select(PersonRow).where(
+                        select(PersonRow)
+                        .where(
                             PersonRow.canvas_host == canvas_host,
                             PersonRow.canvas_user_id == tokens.user_id,
                         )
+                        .with_for_update()
                     ).first()
                     created = row is None
                     if row is None:
@@ -266,7 +271,7 @@ class PeopleStore:
     def store_tokens(self, person_id: int, tokens: TokenSet) -> None:
         """A refreshed token set (RefreshingAuth's ``on_refresh``), encrypted."""
         with self._sessions.begin() as s:
-            row = self._row(s, person_id)
+            row = self._row(s, person_id, lock=True)
             row.access_token = self.vault.encrypt(tokens.access_token)
             if tokens.refresh_token:
                 row.refresh_token = self.vault.encrypt(tokens.refresh_token)
@@ -274,7 +279,7 @@ class PeopleStore:
 
     def set_connection(self, person_id: int, connection: Connection) -> Person:
         with self._sessions.begin() as s:
-            row = self._row(s, person_id)
+            row = self._row(s, person_id, lock=True)
             row.connection = connection
             return self._person(s, row)
 
@@ -282,14 +287,14 @@ class PeopleStore:
         """Canvas refused the refresh token: stop syncing until the person connects again. A
         disabled person stays disabled (the administrator's choice wins)."""
         with self._sessions.begin() as s:
-            row = self._row(s, person_id)
+            row = self._row(s, person_id, lock=True)
             if row.connection == Connection.CONNECTED:
                 row.connection = Connection.RECONNECT_NEEDED
 
     def record_sync(self, person_id: int, at: datetime) -> bool:
         """The person's last successful poll; False (nothing recorded) unless connected."""
         with self._sessions.begin() as s:
-            row = s.get(PersonRow, person_id)
+            row = s.get(PersonRow, person_id, with_for_update=True)
             if row is None or row.connection != Connection.CONNECTED:
                 return False
             row.last_sync_at = at
@@ -299,7 +304,7 @@ class PeopleStore:
         """Delete the person, their tokens, feeds and calendars, and what calbridge kept for
         them (snapshot, rendered feeds, calendar sync status). Returns what was removed."""
         with self._sessions.begin() as s:
-            row = self._row(s, person_id)
+            row = self._row(s, person_id, lock=True)
             person = self._person(s, row)
             self._forget_feeds(s, [f.feed_id for f in person.feeds])
             self._forget_targets(s, [t.target_id for t in person.targets])
@@ -355,8 +360,10 @@ class PeopleStore:
             s.flush()
             return _feed(row)
 
-    def _feed_row(self, s: Session, person_id: int, feed_id: int) -> PersonFeedRow:
-        row = s.get(PersonFeedRow, feed_id)
+    def _feed_row(
+        self, s: Session, person_id: int, feed_id: int, *, lock: bool = False
+    ) -> PersonFeedRow:
+        row = s.get(PersonFeedRow, feed_id, with_for_update=lock)
         if row is None or row.person_id != person_id:  # never another person's feed
             raise UnknownPerson(f"{account_key(person_id)} has no feed with id {feed_id}")
         return row
@@ -372,7 +379,7 @@ class PeopleStore:
     def rotate_feed_secret(self, person_id: int, feed_id: int) -> PersonFeed:
         """A new secret: the old URL answers 404 from the next cycle on."""
         with self._sessions.begin() as s:
-            row = self._feed_row(s, person_id, feed_id)
+            row = self._feed_row(s, person_id, feed_id, lock=True)
             row.secret = secrets.token_urlsafe(24)
             return _feed(row)
 
@@ -418,14 +425,17 @@ class PeopleStore:
         transaction (a secret no key opens fails it all, and nothing changes). The count."""
         count = 0
         with self._sessions.begin() as s:
-            for person in s.scalars(select(PersonRow)):
+            # every row locked: a token refreshed meanwhile is not overwritten by its old value
+            for person in s.scalars(select(PersonRow).order_by(PersonRow.id).with_for_update()):
                 what = f"the Canvas token of person {person.id}"
                 person.access_token = self.vault.rotate(person.access_token, what)
                 count += 1
                 if person.refresh_token:
                     person.refresh_token = self.vault.rotate(person.refresh_token, what)
                     count += 1
-            for target in s.scalars(select(PersonTargetRow)):
+            for target in s.scalars(
+                select(PersonTargetRow).order_by(PersonTargetRow.id).with_for_update()
+            ):
                 what = f"the CalDAV password of {account_key(target.person_id)}.c{target.id}"
                 target.password = self.vault.rotate(target.password, what)
                 count += 1

@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from bridge.state.db import serialize
 from bridge.state.schema import SafetyStopRow
 
 
@@ -59,6 +60,7 @@ class StopStore:
         """Record a stop. A person's earlier answer for a *different* set of changes no longer
         applies; the same stop seen again keeps its first detection time."""
         with self._sessions.begin() as s:
+            serialize(s, f"stop:{target_id}")
             row = s.get(SafetyStopRow, target_id)
             payload = json.dumps(sorted(uids))
             if row is not None and row.state == StopState.HELD and row.uids == payload:
@@ -88,6 +90,7 @@ class StopStore:
     def decide(self, target_id: str, state: StopState) -> StoredStop | None:
         """A person's answer; None when there is no stop for this target."""
         with self._sessions.begin() as s:
+            serialize(s, f"stop:{target_id}")
             row = s.get(SafetyStopRow, target_id)
             if row is None:
                 return None
@@ -96,4 +99,5 @@ class StopStore:
 
     def clear(self, target_id: str) -> None:
         with self._sessions.begin() as s:
+            serialize(s, f"stop:{target_id}")
             s.execute(delete(SafetyStopRow).where(SafetyStopRow.target_id == target_id))

@@ -21,7 +21,7 @@ from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
-from bridge.state.db import make_engine, upgrade
+from bridge.state.db import make_engine, serialize, upgrade
 from bridge.state.journal import Journal
 from bridge.state.people import PeopleStore
 from bridge.state.schema import (
@@ -113,6 +113,7 @@ class StateStore:
         """Keep the last *good* snapshot (callers save only successful polls). True if it changed."""
         digest = hashlib.sha256(snapshot_json.encode()).hexdigest()
         with self.session() as s:
+            serialize(s, f"account:{account_id}")
             row = s.get(AccountSnapshotRow, account_id)
             if row is None:
                 s.add(
@@ -135,6 +136,7 @@ class StateStore:
         when ``content_hash`` (of what Canvas said, not of when) differs from the stored one.
         True if the snapshot was written."""
         with self.session() as s:
+            serialize(s, f"account:{account_id}")
             status = self._status_row(s, account_id)
             status.last_success_at, status.consecutive_failures = at, 0
             row = s.get(AccountSnapshotRow, account_id)
@@ -169,6 +171,7 @@ class StateStore:
         """One UPDATE (an INSERT the first time) without an ORM session: every account runs
         this every cycle, changed or not."""
         with self.engine.begin() as conn:
+            serialize(conn, f"account:{account_id}")
             done = conn.execute(
                 update(AccountStatusRow)
                 .where(AccountStatusRow.account_id == account_id)
@@ -183,6 +186,7 @@ class StateStore:
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:
+            serialize(s, f"account:{account_id}")
             row = self._status_row(s, account_id)
             row.last_error_at, row.last_error = at, error[:2000]
             row.consecutive_failures = (row.consecutive_failures or 0) + 1
@@ -204,8 +208,10 @@ class StateStore:
     # --- feed secrets and rendered feeds -----------------------------------------------------
 
     def feed_secret(self, feed_id: str) -> str:
-        """The feed's secret, created (192 random bits) on first use."""
+        """The feed's secret, created (192 random bits) on first use (once, whichever of
+        several processes asks first)."""
         with self.session() as s:
+            serialize(s, f"feed-secret:{feed_id}")
             row = s.get(FeedSecretRow, feed_id)
             if row is None:
                 row = FeedSecretRow(
@@ -216,6 +222,7 @@ class StateStore:
 
     def rotate_feed_secret(self, feed_id: str) -> str:
         with self.session() as s:
+            serialize(s, f"feed-secret:{feed_id}")
             row = s.get(FeedSecretRow, feed_id)
             secret = secrets.token_urlsafe(24)
             if row is None:
@@ -227,6 +234,7 @@ class StateStore:
     def save_feed(self, feed: PublishedFeed, scope_versions: Mapping[str, EventVersion]) -> None:
         """The rendered feed and its event versions, together: one cannot exist without the other."""
         with self.session() as s:
+            serialize(s, f"feed:{feed.feed_id}", f"versions:feed:{feed.feed_id}")
             s.merge(
                 RenderedFeedRow(
                     feed_id=feed.feed_id,
@@ -270,6 +278,7 @@ class StateStore:
 
     def save_versions(self, scope: str, versions: Mapping[str, EventVersion]) -> None:
         with self.session() as s:
+            serialize(s, f"versions:{scope}")
             self._replace_versions(s, scope, versions)
 
     @staticmethod
@@ -301,6 +310,7 @@ class StateStore:
         now = _now()
         try:
             with self.session() as s:
+                serialize(s, f"lease:{name}")
                 row = s.get(LeaseRow, name, with_for_update=True)
                 if row is None:
                     s.add(LeaseRow(name=name, holder=holder, expires_at=now + ttl))

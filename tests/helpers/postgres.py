@@ -203,3 +203,21 @@ def cluster() -> Iterator[Cluster]:
             _stop(running, bin_ / "pg_ctl")
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+def stored_text(url: str) -> bytes:
+    """Every row of every table of the database at ``url`` (a SQLAlchemy URL), in PostgreSQL's
+    text form: what a dump of the database would hold, to look for secrets in clear."""
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    chunks: list[bytes] = []
+    with psycopg.connect(dsn) as conn:
+        tables = [
+            row[0]
+            for row in conn.execute(
+                "SELECT quote_ident(tablename) FROM pg_tables WHERE schemaname = 'public'"
+            )
+        ]
+        for table in tables:
+            query = f"SELECT t::text FROM {table} t"
+            chunks += [str(row[0]).encode() for row in conn.execute(query)]  # type: ignore[arg-type]
+    return b"\n".join(chunks)

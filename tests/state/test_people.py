@@ -1,14 +1,15 @@
-"""Connected people in the state store: tokens encrypted at rest (the raw SQLite bytes hold no
-token), key rotation, wrong or missing keys, and the records the pages and the CLI will use.
-People are connected by driving the simulator's authorize form over HTTP."""
+"""Connected people in the state store, on SQLite and on PostgreSQL (``state_url``): tokens
+encrypted at rest (the raw SQLite bytes, or every value PostgreSQL stores, hold no token), key
+rotation, wrong or missing keys, and the records the pages and the CLI will use. People are
+connected by driving the simulator's authorize form over HTTP."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, inspect, text
 
 from bridge.canvas.oauth import CanvasOAuth
 from bridge.errors import EncryptionKeyError
@@ -19,6 +20,7 @@ from bridge.state.people import UnknownPerson
 from bridge.state.store import StateStore
 from bridge.state.vault import Vault, generate_key, parse_keys
 from tests.helpers.oauth_flow import options, sign_in
+from tests.helpers.postgres import stored_text
 from tests.helpers.sim import Sim
 
 HOST = "canvas.example.edu"
@@ -26,15 +28,24 @@ SOURCE = "state.encryption_key_file /etc/calbridge/state.key"
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'state.sqlite3'}"
+def raw_bytes(url: str) -> bytes:
+    """Everything SQLite wrote (the database file and its write-ahead log); on PostgreSQL,
+    every value of every table as the server stores it, in its text form."""
+    if url.startswith("sqlite:///"):
+        path = Path(url.removeprefix("sqlite:///"))
+        return b"".join(
+            p.read_bytes() for p in path.parent.iterdir() if p.name.startswith(path.name)
+        )
+    return stored_text(url)
 
 
-def raw_bytes(tmp_path: Path) -> bytes:
-    """Everything SQLite wrote: the database file and its write-ahead log."""
-    return b"".join(
-        p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("state.sqlite3")
-    )
+def count(url: str, table: str) -> int:
+    engine = create_engine(url)
+    try:
+        with engine.connect() as con:
+            return int(con.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
+    finally:
+        engine.dispose()
 
 
 def tokens(user_id: int = 7, name: str = "Alice Liddell", n: int = 1) -> TokenSet:
@@ -47,15 +58,15 @@ def tokens(user_id: int = 7, name: str = "Alice Liddell", n: int = 1) -> TokenSe
     )
 
 
-def store(tmp_path: Path, *keys: str) -> StateStore:
-    return open_state(db_url(tmp_path), Vault(list(keys), source=SOURCE) if keys else None)
+def store(url: str, *keys: str) -> StateStore:
+    return open_state(url, Vault(list(keys), source=SOURCE) if keys else None)
 
 
 async def test_connect_over_http_stores_tokens_encrypted_and_nothing_in_clear(
-    sim: Sim, tmp_path: Path
+    sim: Sim, state_url: str
 ) -> None:
     key = generate_key()
-    state = store(tmp_path, key)
+    state = store(state_url, key)
     oauth = CanvasOAuth(options(sim))
     signed_in = await sign_in(oauth, "Bob Dylan")
     person, created = state.people.connect(HOST, signed_in, default_include=["conferences"])
@@ -78,23 +89,23 @@ async def test_connect_over_http_stores_tokens_encrypted_and_nothing_in_clear(
     assert state.people.target_password(target.id) == "app-password-9f8e7d6c"
     assert signed_in.access_token not in repr(person) and "app-password" not in repr(target)
     state.close()
-    raw = raw_bytes(tmp_path)
+    raw = raw_bytes(state_url)
     assert b"Bob Dylan" in raw  # the bytes are readable: the check below means something
     assert signed_in.refresh_token
     for secret in (signed_in.access_token, signed_in.refresh_token, "app-password-9f8e7d6c"):
         assert secret.encode() not in raw
     # the same person signing in again is found, not duplicated; their feeds stay
-    again, created = store(tmp_path, key).people.connect(
+    again, created = store(state_url, key).people.connect(
         HOST, await sign_in(oauth, "Bob Dylan"), default_include=["conferences"]
     )
     assert not created and again.id == person.id and again.feeds == person.feeds
 
 
-def test_wrong_key_is_a_clear_error_naming_the_source(tmp_path: Path) -> None:
-    state = store(tmp_path, generate_key())
+def test_wrong_key_is_a_clear_error_naming_the_source(state_url: str) -> None:
+    state = store(state_url, generate_key())
     person, _ = state.people.connect(HOST, tokens(), default_include=["conferences"])
     state.close()
-    other = store(tmp_path, generate_key())
+    other = store(state_url, generate_key())
     with pytest.raises(EncryptionKeyError) as caught:
         other.people.tokens(person.id)
     message = str(caught.value)
@@ -102,11 +113,11 @@ def test_wrong_key_is_a_clear_error_naming_the_source(tmp_path: Path) -> None:
     assert SOURCE in message and "wrong key" in message
     assert "access-1" not in message
     # the rest of the database still works without the key
-    assert [p.name for p in open_state(db_url(tmp_path)).people.all()] == ["Alice Liddell"]
+    assert [p.name for p in open_state(state_url).people.all()] == ["Alice Liddell"]
     with pytest.raises(EncryptionKeyError, match="no encryption key is configured"):
-        open_state(db_url(tmp_path)).people.tokens(person.id)
+        open_state(state_url).people.tokens(person.id)
     with pytest.raises(EncryptionKeyError, match="no encryption key is configured"):
-        open_state(db_url(tmp_path)).people.connect(HOST, tokens(8), default_include=[])
+        open_state(state_url).people.connect(HOST, tokens(8), default_include=[])
 
 
 def test_malformed_keys_are_refused_by_number() -> None:
@@ -119,42 +130,42 @@ def test_malformed_keys_are_refused_by_number() -> None:
     assert parse_keys(f"{first},{second}") == [first, second]
 
 
-def test_rotation_re_encrypts_everything_with_the_new_key(tmp_path: Path) -> None:
+def test_rotation_re_encrypts_everything_with_the_new_key(state_url: str) -> None:
     old, new = generate_key(), generate_key()
-    state = store(tmp_path, old)
+    state = store(state_url, old)
     alice, _ = state.people.connect(HOST, tokens(7), default_include=["conferences"])
     bob, _ = state.people.connect(HOST, tokens(8, "Bob", 2), default_include=["conferences"])
     state.people.add_target(
         bob.id, NewTarget("https://dav.example/", "bob", "pw-bob-123", "Canvas", (), None, False)
     )
     state.close()
-    before = raw_bytes(tmp_path)
-    rotated = store(tmp_path, new, old)
+    before = raw_bytes(state_url)
+    rotated = store(state_url, new, old)
     assert rotated.people.rotate_keys() == 5  # 2 access + 2 refresh tokens + 1 password
     rotated.close()
-    only_new = store(tmp_path, new)
+    only_new = store(state_url, new)
     assert only_new.people.tokens(alice.id) == tokens(7)
     assert only_new.people.tokens(bob.id) == tokens(8, "Bob", 2)
     assert only_new.people.target_password(only_new.people.get(bob.id).targets[0].id) == (
         "pw-bob-123"
     )
     with pytest.raises(EncryptionKeyError):
-        store(tmp_path, old).people.tokens(alice.id)
-    assert raw_bytes(tmp_path) != before
+        store(state_url, old).people.tokens(alice.id)
+    assert raw_bytes(state_url) != before
 
 
-def test_rotation_without_the_old_key_changes_nothing(tmp_path: Path) -> None:
+def test_rotation_without_the_old_key_changes_nothing(state_url: str) -> None:
     old = generate_key()
-    state = store(tmp_path, old)
+    state = store(state_url, old)
     alice, _ = state.people.connect(HOST, tokens(7), default_include=[])
     state.close()
     with pytest.raises(EncryptionKeyError, match="keep the old key after the new one"):
-        store(tmp_path, generate_key()).people.rotate_keys()
-    assert store(tmp_path, old).people.tokens(alice.id) == tokens(7)
+        store(state_url, generate_key()).people.rotate_keys()
+    assert store(state_url, old).people.tokens(alice.id) == tokens(7)
 
 
-def test_refresh_reconnect_disable_and_remove(tmp_path: Path) -> None:
-    state = store(tmp_path, generate_key())
+def test_refresh_reconnect_disable_and_remove(state_url: str) -> None:
+    state = store(state_url, generate_key())
     people = state.people
     alice, _ = people.connect(HOST, tokens(7), default_include=["conferences", "reservations"])
     fresh = tokens(7).renewed("1~access-refreshed-Uu7", T + timedelta(hours=2))
@@ -186,8 +197,7 @@ def test_refresh_reconnect_disable_and_remove(tmp_path: Path) -> None:
     assert state.load_snapshot(back.account_id) is None
     with pytest.raises(UnknownPerson, match="no connected person has id 1"):
         people.get(alice.id)
-    with sqlite3.connect(tmp_path / "state.sqlite3") as con:
-        assert con.execute("SELECT count(*) FROM person_feeds").fetchone() == (0,)
+    assert count(state_url, "person_feeds") == 0
     # ids are never given again: a removed person's feed URL never comes to serve someone else
     bob, _ = people.connect(HOST, tokens(8, "Bob"), default_include=["conferences"])
     assert bob.id == alice.id + 1 and bob.feeds[0].id > feed.id
@@ -200,8 +210,8 @@ def test_refresh_reconnect_disable_and_remove(tmp_path: Path) -> None:
     assert people.record_sync(bob.id, T) is False
 
 
-def test_one_person_cannot_reach_another_persons_feed(tmp_path: Path) -> None:
-    people = store(tmp_path, generate_key()).people
+def test_one_person_cannot_reach_another_persons_feed(state_url: str) -> None:
+    people = store(state_url, generate_key()).people
     alice, _ = people.connect(HOST, tokens(7), default_include=["conferences"])
     bob, _ = people.connect(HOST, tokens(8, "Bob"), default_include=["conferences"])
     alices_feed = alice.feeds[0]
@@ -215,12 +225,10 @@ def test_one_person_cannot_reach_another_persons_feed(tmp_path: Path) -> None:
     assert people.feed_by_key(f"u{bob.id}.f{alices_feed.id}") is None
 
 
-def test_revision_0005_upgrades_a_0004_database_and_downgrades(tmp_path: Path) -> None:
-    from sqlalchemy import text
-
+def test_revision_0005_upgrades_a_0004_database_and_downgrades(state_url: str) -> None:
     from bridge.state.db import make_engine, upgrade
 
-    engine = make_engine(db_url(tmp_path))
+    engine = make_engine(state_url)
     upgrade(engine, "0004")
     with engine.begin() as con:
         con.execute(
@@ -230,13 +238,13 @@ def test_revision_0005_upgrades_a_0004_database_and_downgrades(tmp_path: Path) -
             )
         )
     engine.dispose()
-    state = store(tmp_path, generate_key())
+    state = store(state_url, generate_key())
     assert state.feed_secret("alice") == "kept-secret-1234567890ab"
     sharded = tokens(user_id=170000000000042)  # a global id of a sharded Canvas
     person, _ = state.people.connect(HOST, sharded, default_include=["conferences"])
     assert state.people.find(HOST, 170000000000042) == person
     state.close()
-    engine = make_engine(db_url(tmp_path))
+    engine = make_engine(state_url)
     from alembic import command
     from alembic.config import Config
 
@@ -247,7 +255,6 @@ def test_revision_0005_upgrades_a_0004_database_and_downgrades(tmp_path: Path) -
     with engine.begin() as con:
         config.attributes["connection"] = con
         command.downgrade(config, "0004")
-    with sqlite3.connect(tmp_path / "state.sqlite3") as con:
-        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        tables = set(inspect(con).get_table_names())
     assert "people" not in tables and "person_feeds" not in tables and "feed_secrets" in tables
     engine.dispose()

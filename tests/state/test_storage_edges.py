@@ -1,5 +1,6 @@
 """The state database as something that holds secrets and can fail: created 0600, a full disk
-and a lock reported as what they are (their own exit code), and the synchronous option."""
+and a lock (SQLite's, or a PostgreSQL lock held past the 10 s lock timeout) reported as what
+they are (their own exit code), and the synchronous option."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import event, text
 
@@ -62,13 +64,12 @@ def test_disk_full_is_state_unavailable(tmp_path: Path) -> None:
     state.close()
 
 
-def test_locked_database_is_state_unavailable_with_its_own_exit_code(tmp_path: Path) -> None:
-    db = tmp_path / "state.sqlite3"
+def config_with_state(tmp_path: Path, url: str) -> Path:
     config = tmp_path / "config.toml"
     (tmp_path / "token").write_text("x" * 20)
     config.write_text(f"""
 [state]
-url = "sqlite:///{db}"
+url = "{url}"
 [[accounts]]
 id = "alice"
 canvas_url = "https://canvas.example.edu"
@@ -77,16 +78,26 @@ token_file = "{tmp_path / "token"}"
 id = "alice"
 account = "alice"
 """)
-    open_state(f"sqlite:///{db}").close()
-    locker = sqlite3.connect(db, isolation_level=None)
-    locker.execute("BEGIN IMMEDIATE")
-    started = time.monotonic()
-    out = subprocess.run(
+    return config
+
+
+def rotate_secret(config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         [sys.executable, "-m", "bridge", "feeds", "rotate-secret", "alice", "-c", str(config)],
         capture_output=True,
         text=True,
         timeout=60,
     )
+
+
+def test_locked_database_is_state_unavailable_with_its_own_exit_code(tmp_path: Path) -> None:
+    db = tmp_path / "state.sqlite3"
+    config = config_with_state(tmp_path, f"sqlite:///{db}")
+    open_state(f"sqlite:///{db}").close()
+    locker = sqlite3.connect(db, isolation_level=None)
+    locker.execute("BEGIN IMMEDIATE")
+    started = time.monotonic()
+    out = rotate_secret(config)
     locker.execute("ROLLBACK")
     locker.close()
     assert out.returncode == StateUnavailable.exit_code == 9, out.stderr
@@ -94,6 +105,25 @@ account = "alice"
         "calbridge: the state database is locked by another process (waited 10s)"
     )
     assert time.monotonic() - started < 30
+
+
+def test_a_postgresql_lock_held_too_long_is_state_unavailable(tmp_path: Path, pg_url: str) -> None:
+    config = config_with_state(tmp_path, pg_url)
+    state = open_state(pg_url)
+    state.feed_secret("alice")
+    state.close()
+    dsn = pg_url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(dsn) as locker:  # another replica holding the table for a long time
+        locker.execute("LOCK TABLE feed_secrets IN EXCLUSIVE MODE")
+        started = time.monotonic()
+        out = rotate_secret(config)
+        waited = time.monotonic() - started
+        locker.rollback()
+    assert out.returncode == StateUnavailable.exit_code, out.stderr
+    assert out.stderr.strip() == (
+        "calbridge: the state database is locked by another process (waited 10s)"
+    )
+    assert 10 <= waited < 30
 
 
 @pytest.mark.parametrize(("option", "pragma"), [("normal", 1), ("full", 2)])

@@ -1,5 +1,6 @@
-"""The state store on SQLite: round trips, migrations that keep data, leases across processes,
-journal idempotency, and consistency after kill -9."""
+"""The state store on SQLite and on PostgreSQL (``state_url`` runs each test on both): round
+trips, migrations that keep data, leases across processes, journal idempotency, and consistency
+after kill -9."""
 
 from __future__ import annotations
 
@@ -26,12 +27,8 @@ from bridge.state.journal import Begun, EntryState, Limits
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
 
 
-def url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'sub' / 'state.sqlite3'}"
-
-
-def test_round_trips(tmp_path: Path) -> None:
-    state = open_state(url(tmp_path))
+def test_round_trips(state_url: str) -> None:
+    state = open_state(state_url)
     assert state.save_snapshot("alice", '{"a": 1}', T) is True
     assert state.save_snapshot("alice", '{"a": 1}', T) is False
     assert state.load_snapshot("alice") == '{"a": 1}'
@@ -69,8 +66,8 @@ def test_round_trips(tmp_path: Path) -> None:
     assert state.journal.aliases("alice") == {1050: "canvas-reservation-1013@x"}
 
 
-def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) -> None:
-    state = open_state(url(tmp_path))
+def test_journal_is_idempotent_and_counts_the_shared_rate_limit(state_url: str) -> None:
+    state = open_state(state_url)
     limits = Limits(per_minute=2, per_day=3)
 
     def begin(key: str, params: dict[str, int] | None = None, now: datetime | None = None) -> Begun:
@@ -111,8 +108,8 @@ def test_journal_is_idempotent_and_counts_the_shared_rate_limit(tmp_path: Path) 
     assert all(e.state == EntryState.PENDING for e in state.journal.open_entries())
 
 
-def test_upgrade_keeps_data(tmp_path: Path) -> None:
-    engine = make_engine(url(tmp_path))
+def test_upgrade_keeps_data(state_url: str) -> None:
+    engine = make_engine(state_url)
     upgrade(engine, "0001")
     with engine.begin() as con:
         con.execute(
@@ -121,7 +118,7 @@ def test_upgrade_keeps_data(tmp_path: Path) -> None:
             )
         )
     engine.dispose()
-    state = open_state(url(tmp_path))
+    state = open_state(state_url)
     assert state.feed_secret("alice") == "kept-secret-value-123456"
     with state.engine.connect() as con:
         assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
@@ -149,8 +146,8 @@ time.sleep(float(sys.argv[3]))
 """
 
 
-def test_lease_across_processes(tmp_path: Path) -> None:
-    db = url(tmp_path)
+def test_lease_across_processes(state_url: str) -> None:
+    db = state_url
     open_state(db).close()
     first = subprocess.Popen(
         [sys.executable, "-c", LEASE_WORKER, db, "p1", "3"], stdout=subprocess.PIPE, text=True
@@ -190,17 +187,17 @@ for i in range(100000):
 """
 
 
-def test_kill_9_while_writing_leaves_old_or_new_state(tmp_path: Path) -> None:
-    db = url(tmp_path)
+def test_kill_9_while_writing_leaves_old_or_new_state(state_url: str) -> None:
+    db = state_url
     open_state(db).close()
     writer = subprocess.Popen([sys.executable, "-c", WRITER, db], stdout=subprocess.PIPE, text=True)
     assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
     time.sleep(1.0)
     writer.send_signal(signal.SIGKILL)
     writer.wait()
-    path = db.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as con:
-        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    if db.startswith("sqlite:///"):
+        with sqlite3.connect(db.removeprefix("sqlite:///")) as con:
+            assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     state = open_state(db)
     feed = state.load_feeds()[0]
     iteration = int(feed.body.split(b".", 1)[0].removeprefix(b"body "))
