@@ -54,6 +54,9 @@ DISPATCH_TASK = "calbridge.dispatch"
 STALLED_TASK = "calbridge.retry_stalled"
 STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas
 MAX_BACKOFF = timedelta(hours=1)
+# A claimed account whose job never finished is claimed again after this many of the longest
+# poll interval (a job can only get lost if its replica died between claiming and queueing it).
+LOST_AFTER, MIN_LOST_AFTER = 3, timedelta(minutes=2)
 
 
 class RetryLater(Exception):
@@ -160,8 +163,12 @@ class Cluster:
             )
 
         now = datetime.now(UTC)
+        longest = max((a.poll_interval for a in accounts.values()), default=timedelta(0))
         claimed = await asyncio.to_thread(
-            self.state.cluster.claim_due, now, {a: advance(acc) for a, acc in accounts.items()}
+            self.state.cluster.claim_due,
+            now,
+            {a: advance(acc) for a, acc in accounts.items()},
+            max(longest * LOST_AFTER, MIN_LOST_AFTER),
         )
         await self._defer(claimed)
         await self._depth()

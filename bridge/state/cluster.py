@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -64,11 +64,14 @@ class ClusterStore:
         self,
         now: datetime,
         next_due: Mapping[str, Callable[[datetime], datetime]],
+        lost_after: timedelta,
     ) -> list[Due]:
         """The accounts of ``next_due`` that are due at ``now`` (or have no row yet), each
         moved on to ``next_due[id](now)`` in the same transaction (rows locked while it runs:
-        two dispatchers never claim one account twice). Rows of accounts no longer listed are
-        deleted."""
+        two dispatchers never claim one account twice). An account whose last claim has not
+        finished yet (its job waits in the queue or runs) is not claimed again — unless that
+        claim is older than ``lost_after`` (its job was lost). Rows of accounts no longer
+        listed are deleted."""
         claimed: list[Due] = []
         with self._sessions() as s:
             known = set(s.scalars(select(ClusterScheduleRow.account_id)))
@@ -94,6 +97,12 @@ class ClusterStore:
                 advance = next_due.get(row.account_id)
                 if advance is None:
                     continue
+                claimed_at = row.dispatched_at
+                finished = row.last_sync_at is not None and (
+                    claimed_at is None or row.last_sync_at >= claimed_at
+                )
+                if claimed_at is not None and not finished and now - claimed_at < lost_after:
+                    continue  # its job is queued or running: one at a time
                 claimed.append(Due(row.account_id, row.due_at))
                 row.due_at, row.dispatched_at = advance(now), now
         return claimed

@@ -184,16 +184,13 @@ def start_replica(config: Path, tmp: Path, name: str) -> Replica:
 
 @contextlib.contextmanager
 def replicas(config: Path, tmp: Path, count: int) -> Iterator[list[Replica]]:
-    """``count`` replicas of ``config``; the first starts alone (it creates the schema), the
-    others after it is ready. All stopped by PID at the end, however the block ends."""
+    """``count`` replicas of ``config``, started together (they take turns creating the
+    schema); all stopped by PID at the end, however the block ends."""
     started: list[Replica] = []
     try:
-        first = start_replica(config, tmp, "r1")
-        started.append(first)
-        first.wait_ready()
-        for n in range(2, count + 1):
+        for n in range(1, count + 1):
             started.append(start_replica(config, tmp, f"r{n}"))
-        for replica in started[1:]:
+        for replica in started:
             replica.wait_ready()
         yield started
     finally:
