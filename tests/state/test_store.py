@@ -121,7 +121,7 @@ def test_upgrade_keeps_data(state_url: str) -> None:
     state = open_state(state_url)
     assert state.feed_secret("alice") == "kept-secret-value-123456"
     with state.engine.connect() as con:
-        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_bad_urls_are_setup_errors_naming_state_url(tmp_path: Path) -> None:
