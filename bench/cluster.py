@@ -1,0 +1,178 @@
+"""Cluster mode's throughput: accounts synced per second with 1, 2 and 3 replicas, and what one
+account's sync costs the database.
+
+``python bench/cluster.py [ACCOUNTS] [REPLICAS ...]`` (default 300 accounts; 1 2 3 replicas).
+Per replica count: a fresh database on a private PostgreSQL (tests/helpers/postgres.py), the
+simulator in its own process (bench/canvas_sim.py: one conference and one appointment group
+per user, a feed per account), the replicas started together. A warm-up pass syncs every
+account once (first cycles, not timed); then every account is made due at once, twice, and
+each pass is timed from the moment they are due to the moment the last one is recorded, with
+the replicas running flat out (the queue is never empty until the end).
+
+Printed per run and pass: wall seconds, accounts per second and its ratio to one replica, CPU
+milliseconds per account of the replicas together, and the database's cost per account:
+transactions committed and rows written (pg_stat_database). Before dividing it checks that
+each pass did the same work: every account synced once (``cluster_schedule``), with exactly
+two list requests per account at the simulator (``/users/self`` is counted apart: a replica
+asks it once per account it has not synced before). It exits 1 if a check fails.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.helpers import postgres  # noqa: E402
+from tests.helpers.replicas import Replica, SimWorld, cluster_config, replicas, sim_world  # noqa: E402
+
+PASSES = 2
+
+
+class CheckFailed(Exception):
+    pass
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def db_counters(dsn: str) -> dict[str, int]:
+    with psycopg.connect(dsn) as conn:
+        conn.execute("SELECT pg_stat_force_next_flush()")
+        row = conn.execute(
+            "SELECT xact_commit, tup_inserted + tup_updated + tup_deleted "
+            "FROM pg_stat_database WHERE datname = current_database()"
+        ).fetchone()
+    assert row is not None
+    return {"xacts": int(row[0]), "rows": int(row[1])}
+
+
+def synced(dsn: str, since: float) -> int:
+    with psycopg.connect(dsn) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM cluster_schedule WHERE last_outcome = 'ok' "
+            "AND last_sync_at > to_timestamp(%s) AT TIME ZONE 'UTC'",
+            (since,),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def wait_synced(dsn: str, since: float, count: int, timeout: float) -> float:
+    """Until ``count`` accounts synced after ``since``; when the last one was recorded."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if synced(dsn, since) >= count:
+            with psycopg.connect(dsn) as conn:
+                row = conn.execute(
+                    "SELECT extract(epoch FROM max(last_sync_at) AT TIME ZONE 'UTC') "
+                    "FROM cluster_schedule"
+                ).fetchone()
+            assert row is not None
+            return float(row[0])
+        time.sleep(0.2)
+    raise CheckFailed(f"only {synced(dsn, since)} of {count} accounts synced in {timeout}s")
+
+
+def sim_counts(sim: SimWorld, reset: bool) -> Counter[str]:
+    stats = httpx.get(f"{sim.url}/_sim/stats", timeout=60).json()
+    if reset:
+        httpx.delete(f"{sim.url}/_sim/stats", timeout=60)
+    if set(stats["by_status"]) - {"200"}:
+        raise CheckFailed(f"the simulator answered {stats['by_status']}")
+    return Counter(stats["by_route"])
+
+
+def one_pass(dsn: str, sim: SimWorld, running: list[Replica], accounts: int) -> dict[str, Any]:
+    sim_counts(sim, reset=True)
+    cpu = sum(cpu_seconds(r.proc.pid) for r in running)
+    db = db_counters(dsn)
+    start = time.time()
+    with psycopg.connect(dsn) as conn:
+        conn.execute("UPDATE cluster_schedule SET due_at = now() AT TIME ZONE 'UTC'")
+    last = wait_synced(dsn, start, accounts, timeout=600)
+    time.sleep(0.5)
+    routes = sim_counts(sim, reset=False)
+    used = sum(cpu_seconds(r.proc.pid) for r in running) - cpu
+    after = db_counters(dsn)
+    lists = routes["GET /api/v1/conferences"] + routes["GET /api/v1/appointment_groups"]
+    if lists != 2 * accounts or routes["GET /api/v1/conferences"] != accounts:
+        raise CheckFailed(f"{lists} list requests for {accounts} accounts: {dict(routes)}")
+    if sum(routes.values()) - lists - routes["GET /api/v1/users/self"]:
+        raise CheckFailed(f"unexpected requests: {dict(routes)}")
+    wall = last - start
+    return {
+        "wall": wall,
+        "rate": accounts / wall,
+        "cpu_ms": used * 1000 / accounts,
+        "xacts": (after["xacts"] - db["xacts"]) / accounts,
+        "rows": (after["rows"] - db["rows"]) / accounts,
+        "users_self": routes["GET /api/v1/users/self"],
+    }
+
+
+def run(count: int, accounts: int, sim: SimWorld, pg: postgres.Cluster) -> list[dict[str, Any]]:
+    with pg.database() as url, tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        dsn = pg.dsn(url.rsplit("/", 1)[1])
+        config = cluster_config(
+            tmp,
+            url,
+            sim,
+            interval="1h",
+            feeds=set(range(accounts)),
+            caldav={},
+            cluster='dispatch_every = "1s"\nconcurrency = 8\n',
+        )
+        with replicas(config, tmp, count) as running:
+            wait_synced(dsn, 0.0, accounts, timeout=600)  # warm-up: every first cycle
+            results = [one_pass(dsn, sim, running, accounts) for _ in range(PASSES)]
+            for replica in running:
+                if replica.proc.poll() is not None:
+                    raise CheckFailed(
+                        f"replica {replica.name} died: {replica.log.read_text()[-2000:]}"
+                    )
+    return results
+
+
+def main() -> int:
+    args = [int(a) for a in sys.argv[1:]]
+    accounts = args[0] if args else 300
+    counts = args[1:] or [1, 2, 3]
+    print(f"{accounts} accounts, {os.cpu_count()} cores; passes of every account at once")
+    base: float | None = None
+    try:
+        with sim_world(accounts, 1, 1) as sim, postgres.cluster() as pg:
+            for count in counts:
+                results = run(count, accounts, sim, pg)
+                best = max(results, key=lambda r: r["rate"])
+                if base is None and count == 1:
+                    base = best["rate"]
+                ratio = f"{best['rate'] / base:.2f}x one replica" if base else "-"
+                for n, r in enumerate(results, 1):
+                    print(
+                        f"{count} replica(s) pass {n}: {r['wall']:.1f}s, {r['rate']:.1f} accounts/s, "
+                        f"{r['cpu_ms']:.1f} ms CPU/account (replicas), {r['xacts']:.1f} "
+                        f"transactions and {r['rows']:.1f} rows written per account; "
+                        f"/users/self asked {r['users_self']} times"
+                    )
+                print(f"{count} replica(s): best {best['rate']:.1f} accounts/s = {ratio}")
+    except CheckFailed as exc:
+        print(f"CHECK FAILED: {exc}")
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
