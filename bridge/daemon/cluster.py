@@ -32,10 +32,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import procrastinate
+import psycopg
 from procrastinate import exceptions as engine_errors
 from procrastinate.jobs import Status
 from procrastinate.worker import Worker
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from sqlalchemy.engine import make_url
 
 from bridge import metrics
@@ -256,15 +257,19 @@ class Cluster:
         if account is None:
             log.info("account %s: no longer configured or connected; job dropped", account_id)
             return
-        async with self._locks.connection() as conn, conn.transaction():
-            cur = await conn.execute(
-                "SELECT pg_try_advisory_xact_lock(%s)", (account_lock_key(account_id),)
-            )
-            row = await cur.fetchone()
-            if not (row and row[0]):
-                metrics.JOBS.labels("busy").inc()
-                raise RetryLater(f"account {account_id}: another replica is syncing it")
-            result = await self.run_account(account)  # no lease: this lock is the account's
+        try:
+            async with self._locks.connection() as conn, conn.transaction():
+                cur = await conn.execute(
+                    "SELECT pg_try_advisory_xact_lock(%s)", (account_lock_key(account_id),)
+                )
+                row = await cur.fetchone()
+                if not (row and row[0]):
+                    metrics.JOBS.labels("busy").inc()
+                    raise RetryLater(f"account {account_id}: another process is syncing it")
+                result = await self.run_account(account)  # no lease: this lock is the account's
+        except (psycopg.Error, PoolTimeout) as exc:  # the database went away: try again later
+            metrics.JOBS.labels("failed").inc()
+            raise RetryLater(f"account {account_id}: the database failed: {exc}") from None
         now = datetime.now(UTC)
         outcome = str(result.state)
         # next due one interval after this sync began (not after it was queued): a queue that

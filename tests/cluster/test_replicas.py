@@ -174,13 +174,15 @@ def test_three_replicas_share_300_accounts_and_survive_kill_9(
             served[feed_id] = [(a.status_code, a.headers.get("etag"), a.content) for a in answers]
         log = sim.requests()
         status_out, status_err = status.communicate(timeout=120)
+        gathered = time.time()
         for replica in survivors:
             assert replica.proc.poll() is None, replica.log.read_text()[-2000:]
 
     print(
         f"replicas up in {started - began:.1f}s, first sync of all in {t0 - started:.1f}s; "
         f"killed {victim.name} {killed_at - t0:.1f}s into the window holding {len(held)} "
-        f"accounts; window {t_end - t0:.0f}s, checks gathered in {time.time() - t_end:.1f}s"
+        f"accounts; window {t_end - t0:.0f}s, checks gathered in {gathered - t_end:.1f}s, "
+        f"replicas stopped in {time.time() - gathered:.1f}s"
     )
 
     # --- every account polled once per interval, by one replica, completely ------------------
