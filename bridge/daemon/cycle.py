@@ -153,6 +153,35 @@ class Syncer:
             count += 1
         return count
 
+    def adopt_stored(self, feed_ids: set[str] | None) -> list[str]:
+        """Serve what another process saved for ``feed_ids`` (None: every feed) — a replica
+        or a one-off ``calbridge sync`` on the same PostgreSQL — under the secret the store
+        holds now. A feed whose stored body differs from the one served replaces it, and the
+        event versions this process kept for it are forgotten (the next render reads the
+        stored ones). The ids whose body was replaced or whose secret changed."""
+        wanted = {f.id for f in self.settings.feeds}
+        ids = wanted if feed_ids is None else wanted & feed_ids
+        if not ids:
+            return []
+        stored = {feed.feed_id: feed for feed in self.state.load_feeds(ids)}
+        changed = []
+        for feed_id in sorted(ids):
+            served, saved = self.feeds.get(feed_id), stored.get(feed_id)
+            if saved is not None and (
+                served is None
+                or (served.etag, served.name, served.includes)
+                != (saved.etag, saved.name, saved.includes)
+            ):
+                self.feeds.publish(saved, self.secret(feed_id))
+                self._feed_versions.pop(feed_id, None)
+                changed.append(feed_id)
+            elif served is not None:
+                secret = self.secret(feed_id)
+                if self.feeds.secret_of(feed_id) != secret:
+                    self.feeds.set_secret(feed_id, secret)
+                    changed.append(feed_id)
+        return changed
+
     def secret(self, feed_id: str) -> str:
         personal = self.people.feed_secret(feed_id) if self.people is not None else None
         if personal is not None:

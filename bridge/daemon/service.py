@@ -9,7 +9,10 @@
   STOPPING=1 on SIGTERM;
 * feeds on ``[http] listen``, /healthz and /metrics on ``[http] admin_listen``; feed secrets
   re-read from the state store every :data:`SECRET_REFRESH` seconds (and on SIGHUP), so
-  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing.
+  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing;
+* on PostgreSQL, feeds saved and secrets rotated by another process (a replica, a one-off
+  command) are announced (LISTEN/NOTIFY) and served here within about a second, with the same
+  body and ETag (:mod:`bridge.state.listen`).
 """
 
 from __future__ import annotations
@@ -43,7 +46,10 @@ from bridge.daemon.notify import Notifier
 from bridge.daemon.people import People
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
+from bridge.model.people import is_person_key
 from bridge.state import StateStore, open_state
+from bridge.state.db import is_postgresql
+from bridge.state.listen import FeedChanges
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
@@ -157,6 +163,7 @@ class Daemon:
         self.admin: WebServer | None = None
         self._secrets_unreadable = False
         self.health: DaemonHealth | None = None
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -180,6 +187,7 @@ class Daemon:
             pool=self.canvas,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
+        changes = self._listen_for_feed_changes(url)
         self.health = health = DaemonHealth(
             lambda: self.settings, self.state, lambda: self.scheduler.running
         )
@@ -208,6 +216,8 @@ class Daemon:
             self.notifier.stopping()
             watchdog.cancel()
             secrets_task.cancel()
+            if changes is not None:
+                await asyncio.to_thread(changes.stop)
             self.scheduler.shutdown(wait=False)
             await self.web.stop()
             if self.admin is not None:
@@ -248,6 +258,41 @@ class Daemon:
             keepalive_timeout=http.keepalive_timeout.total_seconds(),
         )
         return feeds, admin
+
+    def _listen_for_feed_changes(self, url: str) -> FeedChanges | None:
+        """On PostgreSQL, take in at once the feeds and secrets other processes change
+        (replicas, one-off commands): see :mod:`bridge.state.listen`. None on SQLite."""
+        assert self.state is not None
+        if not is_postgresql(self.state.engine):
+            return None
+        loop = asyncio.get_running_loop()
+
+        def announced(feed_ids: set[str] | None) -> None:  # in the listener's thread
+            loop.call_soon_threadsafe(self._feeds_changed, feed_ids)
+
+        changes = FeedChanges(url, announced)
+        changes.start()
+        return changes
+
+    def _feeds_changed(self, feed_ids: set[str] | None) -> None:
+        task = asyncio.ensure_future(self.adopt_feeds(feed_ids))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def adopt_feeds(self, feed_ids: set[str] | None) -> None:
+        """Serve the feeds another process saved, under their secrets as stored now (a
+        rotation is announced too); ``None``: check them all."""
+        if self.syncer is None:
+            return
+        if feed_ids is None or any(is_person_key(f) for f in feed_ids):
+            await self.refresh_people()  # a person's feed keeps its secret with the person
+        try:
+            changed = await asyncio.to_thread(self.syncer.adopt_stored, feed_ids)
+        except BridgeError as exc:
+            log.warning("feeds changed elsewhere: cannot read the state store: %s", exc)
+            return
+        for feed_id in changed:
+            log.info("feed %s: now serving what another process saved", feed_id)
 
     async def _watch_feed_secrets(self) -> None:
         """Serve each feed under the secret the state store holds, checked every few seconds:
