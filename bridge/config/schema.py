@@ -174,8 +174,10 @@ class StateConfig(Section):
     url: str | None = Field(
         None,
         description="Where the state lives (an SQLAlchemy URL). SQLite by default; PostgreSQL "
-        'works too, e.g. "postgresql+psycopg://calbridge@localhost/calbridge". Default: '
-        "$STATE_DIRECTORY/state.sqlite3 under systemd, else ./calbridge-state.sqlite3.",
+        'for several replicas, e.g. "postgresql+psycopg://calbridge@db.example.edu/calbridge", '
+        "its password from libpq (PGPASSFILE, e.g. a systemd credential; PGPASSWORD; "
+        "~/.pgpass), not from this file. Default: $STATE_DIRECTORY/state.sqlite3 under "
+        "systemd, else ./calbridge-state.sqlite3.",
         examples=["sqlite:////var/lib/calbridge/state.sqlite3"],
     )
     synchronous: Literal["normal", "full"] = Field(
