@@ -202,7 +202,34 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
                 return False
 
         eventually(arrived, what="events in Radicale")
+
+        # Alice deletes a booking in her calendar: the next cycle cancels it in Canvas, and
+        # her page lists the write-back
+        settings = load_config(config)
+        state = open_state(settings.state.database_url(), state_vault(settings.state))
+        try:
+            items = state.caldav.load("u1.c1")
+        finally:
+            state.close()
+        booking = next(i for i in items.values() if i.uid.startswith("canvas-reservation-"))
+        gone = httpx.delete(httpx.URL(collection).join(booking.href), auth=auth(server))
+        assert gone.status_code in (200, 204), gone.text
+        r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences", "reservations"]})
+        assert r.status_code == 303  # an edit runs the account's cycle at once
+
+        def written_back() -> bool:
+            rows = alice.page().one("section", id="writebacks").find_all("tr")
+            return any("cancel reservation" in row.all_text for row in rows)
+
+        eventually(written_back, what="the write-back on the page")
+        [row] = [
+            row
+            for row in alice.page().one("section", id="writebacks").find_all("tr")
+            if "cancel reservation" in row.all_text
+        ]
+        assert "applied" in row.all_text, row.all_text
         ours = set(server_uids(server, collection))
+        assert booking.uid not in ours
         put = httpx.put(
             collection + "dentist.ics",
             content=FOREIGN_EVENT,
@@ -311,6 +338,19 @@ def test_a_sign_in_that_cannot_be_finished_stores_nothing(
     assert other.get(answer).status_code == 400
     assert other.get("/me").status_code == 303  # the other browser is not signed in
     assert [name for _, name, _ in people_in(config)] == ["Alice Liddell"]
+
+    # Canvas refused the refresh token (what the cycle records): the page says so, and offers
+    # to reconnect
+    settings = load_config(config)
+    state = open_state(settings.state.database_url(), state_vault(settings.state))
+    try:
+        [(person_id, _, _)] = people_in(config)
+        state.people.mark_reconnect_needed(person_id)
+    finally:
+        state.close()
+    status = browser.page().one("p", id="status")
+    assert "Reconnect needed" in status.all_text
+    assert status.one("a", id="reconnect").attrs["href"] == "/connect"
 
     # the session cookie: signed, HttpOnly, SameSite=Lax, not Secure over http, bounded
     cookie = other.get("/connect").headers["set-cookie"].lower()
