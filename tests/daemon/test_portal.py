@@ -291,8 +291,9 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
 
     text = log.read_text()
     assert "secret rotated by its owner" in text and "added by its owner" in text
-    for secret in stored:
+    for secret in [*stored, "wrong-password-123"]:
         assert secret not in text
+    assert "?code=" not in text and "state=" not in text  # sign-in answers are not logged
     alice.close()
 
 
