@@ -293,6 +293,8 @@ class Daemon:
         except BridgeError as exc:
             log.warning("feeds changed elsewhere: cannot read the state store: %s", exc)
             return
+        if feed_ids is None:
+            await self.refresh_feed_secrets()
         for feed_id in changed:
             log.info("feed %s: now serving what another process saved", feed_id)
 
