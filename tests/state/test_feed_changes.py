@@ -12,10 +12,19 @@ import psycopg
 import pytest
 
 from bridge.model.feed import PublishedFeed
+from bridge.model.tokens import TokenSet
 from bridge.state import open_state
 from bridge.state.listen import FeedChanges, notify_feed
+from bridge.state.vault import Vault, generate_key
 
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
+TOKENS = TokenSet(
+    access_token="1~access-Zq8xYtW4pLmN3vB6",
+    refresh_token=None,
+    expires_at=None,
+    user_id=7,
+    user_name="Alice Liddell",
+)
 
 
 def feed(body: bytes) -> PublishedFeed:
@@ -54,6 +63,11 @@ def test_saved_feeds_and_rotated_secrets_are_announced(
         assert "feed changes: lost the state database" in caplog.text
         state.save_feed(feed(b"BEGIN:VCALENDAR three"), {})
         assert heard.get(timeout=5) == {"alice"}
+        # a connected person's feed: its secret rotated on their page or by the CLI
+        people = open_state(pg_url, Vault([generate_key()], source="test")).people
+        person, _ = people.connect("canvas.example.edu", TOKENS, default_include=["conferences"])
+        rotated = people.rotate_feed_secret(person.id, person.feeds[0].id)
+        assert heard.get(timeout=5) == {rotated.feed_id}
         assert heard.empty()
     finally:
         started = time.monotonic()
