@@ -29,6 +29,8 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bridge.canvas.pool import CanvasPool
 from bridge.config import (
@@ -175,6 +177,12 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         url = self.settings.state.database_url()
+        try:
+            password = make_url(url).password  # discouraged, but never logged if given
+        except ArgumentError:
+            password = None  # open_state says what is wrong with the URL
+        if password:
+            register_secret(str(password))
         warn_permissions(self.settings, self.config_path)
         vault = state_vault(self.config.state)
         self.state = await asyncio.to_thread(open_state, url, vault)

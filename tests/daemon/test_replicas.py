@@ -15,6 +15,7 @@ from tests.helpers.daemon import Running, cli, feed_urls, wait_feed, write_confi
 from tests.helpers.servers import free_port
 from tests.helpers.sim import Sim
 
+PASSWORD = "Zx9-replica-pw-4471"
 PROPAGATION = 5.0  # seconds: LISTEN/NOTIFY delivers in well under one; slack for a busy machine
 
 
@@ -48,7 +49,9 @@ def test_replicas_serve_feeds_rendered_elsewhere_and_rotated_secrets(
     port_a, port_b = free_port(), free_port()
     config = write_config(tmp_path, sim, port_a)
     text = config.read_text().replace(f'url = "sqlite:///{tmp_path / "state.sqlite3"}"', "")
-    config.write_text(text.replace("[state]", f'[state]\nurl = "{pg_url}"', 1))
+    # a password in the URL (trust authentication ignores it) must never reach a log
+    url = pg_url.replace("calbridge@", f"calbridge:{PASSWORD}@")
+    config.write_text(text.replace("[state]", f'[state]\nurl = "{url}"', 1))
     a = start_daemon(config, port_a)
     b = start_daemon(
         config,
@@ -92,3 +95,6 @@ def test_replicas_serve_feeds_rendered_elsewhere_and_rotated_secrets(
         assert httpx.get(on(replica, new)).headers["etag"] == first.headers["etag"]
     print(f"propagation (s): {', '.join(f'{w:.2f}' for w in waited)}")
     assert a.stop() == 0 and b.stop() == 0
+    for replica in (a, b):
+        _, stderr = replica.proc.communicate()
+        assert "listening on" in stderr and PASSWORD not in stderr
