@@ -77,16 +77,25 @@ def start_daemon(tmp_path: Path) -> Iterator[object]:
     started: list[Running] = []
 
     def start(
-        config: Path, port: int, max_fds: int | None = None, log: Path | None = None
+        config: Path,
+        port: int,
+        max_fds: int | None = None,
+        log: Path | None = None,
+        env: dict[str, str] | None = None,
     ) -> Running:
         sock_path = tmp_path / f"notify-{len(started)}.sock"
         notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         notify.bind(str(sock_path))
-        env = {**os.environ, "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"}
+        environ = {
+            **os.environ,
+            **(env or {}),
+            "NOTIFY_SOCKET": str(sock_path),
+            "WATCHDOG_USEC": "2000000",
+        }
         limit = (max_fds, max_fds) if max_fds else None
         proc = subprocess.Popen(
             [sys.executable, "-m", "bridge", "run", "-c", str(config)],
-            env=env,
+            env=environ,
             preexec_fn=(lambda: resource.setrlimit(resource.RLIMIT_NOFILE, limit))
             if limit
             else None,

@@ -153,6 +153,39 @@ class Syncer:
             count += 1
         return count
 
+    def adopt_stored(self, feed_ids: set[str] | None) -> list[str]:
+        """Serve what another process saved for ``feed_ids`` — a replica or a one-off
+        ``calbridge sync`` on the same PostgreSQL — under the secret the store holds now. A
+        feed whose stored body differs from the one served replaces it, and the event versions
+        this process kept for it are forgotten (the next render reads the stored ones).
+        ``None``: every feed's body, each under the secret it is served with (the caller
+        refreshes all secrets at once; one query, not one per feed). The ids changed."""
+        wanted = {f.id for f in self.settings.feeds}
+        ids = wanted if feed_ids is None else wanted & feed_ids
+        if not ids:
+            return []
+        stored = {feed.feed_id: feed for feed in self.state.load_feeds(ids)}
+        changed = []
+        for feed_id in sorted(ids):
+            served, saved = self.feeds.get(feed_id), stored.get(feed_id)
+            fresh = feed_ids is not None  # announced: its secret may have been rotated
+            if saved is not None and (
+                served is None
+                or (served.etag, served.name, served.includes)
+                != (saved.etag, saved.name, saved.includes)
+            ):
+                known = None if fresh else self.feeds.secret_of(feed_id)
+                secret = known or self.secret(feed_id)
+                self.feeds.publish(saved, secret)
+                self._feed_versions.pop(feed_id, None)
+                changed.append(feed_id)
+            elif served is not None and fresh:
+                secret = self.secret(feed_id)
+                if self.feeds.secret_of(feed_id) != secret:
+                    self.feeds.set_secret(feed_id, secret)
+                    changed.append(feed_id)
+        return changed
+
     def secret(self, feed_id: str) -> str:
         personal = self.people.feed_secret(feed_id) if self.people is not None else None
         if personal is not None:

@@ -11,7 +11,10 @@
   between the replicas (:mod:`bridge.daemon.cluster`);
 * feeds on ``[http] listen``, /healthz and /metrics on ``[http] admin_listen``; feed secrets
   re-read from the state store every :data:`SECRET_REFRESH` seconds (and on SIGHUP), so
-  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing.
+  ``calbridge feeds rotate-secret`` takes effect at once whatever Canvas is doing;
+* on PostgreSQL, feeds saved and secrets rotated by another process (a replica, a one-off
+  command) are announced (LISTEN/NOTIFY) and served here within about a second, with the same
+  body and ETag (:mod:`bridge.state.listen`).
 """
 
 from __future__ import annotations
@@ -28,6 +31,8 @@ from pathlib import Path
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from bridge.canvas.pool import CanvasPool
 from bridge.config import (
@@ -44,13 +49,18 @@ from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
 from bridge.daemon.people import People
+from bridge.daemon.portal import DaemonPortal
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
+from bridge.model.people import is_person_key
 from bridge.state import StateStore, open_state
 from bridge.state.cluster import account_lock_key
+from bridge.state.db import is_postgresql
+from bridge.state.listen import FeedChanges
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
+from bridge.web.portal import PortalOptions
 from bridge.web.served import ServedFeeds
 from bridge.web.server import WebServer, connection_cap
 
@@ -184,6 +194,7 @@ class Daemon:
         self.health: DaemonHealth | None = None
         self.cluster: Cluster | None = None  # cluster mode: the job engine instead of APScheduler
         self._due_now: list[str] = []  # cluster mode: accounts whose outputs just changed
+        self._background: set[asyncio.Future[None]] = set()
 
     # --- lifecycle --------------------------------------------------------------------------
 
@@ -193,6 +204,12 @@ class Daemon:
             loop.add_signal_handler(sig, self._stop.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: asyncio.ensure_future(self.reload()))
         url = self.settings.state.database_url()
+        try:
+            password = make_url(url).password  # discouraged, but never logged if given
+        except ArgumentError:
+            password = None  # open_state says what is wrong with the URL
+        if password:
+            register_secret(str(password))
         warn_permissions(self.settings, self.config_path)
         vault = state_vault(self.config.state)
         self.state = await asyncio.to_thread(open_state, url, vault)
@@ -207,6 +224,7 @@ class Daemon:
             pool=self.canvas,
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
+        changes = self._listen_for_feed_changes(url)
         self.health = health = DaemonHealth(lambda: self.settings, self.state, self.scheduling)
         self.web, self.admin = self._web_servers(health)
         await self.web.start()
@@ -237,6 +255,8 @@ class Daemon:
             self.notifier.stopping()
             watchdog.cancel()
             secrets_task.cancel()
+            if changes is not None:
+                await asyncio.to_thread(changes.stop)
             if self.cluster is not None:
                 await self.cluster.stop()
             if self.scheduler.running:
@@ -275,7 +295,7 @@ class Daemon:
         """The public feed listener and, unless ``admin_listen = "off"``, the admin listener."""
         http = self.settings.http
         feeds = WebServer(
-            create_app(self.feeds, public_url=http.base_url),
+            create_app(self.feeds, public_url=http.base_url, portal=self._portal()),
             http.listen,
             max_connections=connection_cap(http.max_connections, share=0.9),
             header_timeout=http.header_timeout.total_seconds(),
@@ -300,6 +320,76 @@ class Daemon:
             keepalive_timeout=http.keepalive_timeout.total_seconds(),
         )
         return feeds, admin
+
+    def _listen_for_feed_changes(self, url: str) -> FeedChanges | None:
+        """On PostgreSQL, take in at once the feeds and secrets other processes change
+        (replicas, one-off commands): see :mod:`bridge.state.listen`. None on SQLite."""
+        assert self.state is not None
+        if not is_postgresql(self.state.engine):
+            return None
+        loop = asyncio.get_running_loop()
+
+        def announced(feed_ids: set[str] | None) -> None:  # in the listener's thread
+            loop.call_soon_threadsafe(self._feeds_changed, feed_ids)
+
+        changes = FeedChanges(url, announced)
+        changes.start()
+        return changes
+
+    def _feeds_changed(self, feed_ids: set[str] | None) -> None:
+        task = asyncio.ensure_future(self.adopt_feeds(feed_ids))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def adopt_feeds(self, feed_ids: set[str] | None) -> None:
+        """Serve the feeds another process saved, under their secrets as stored now (a
+        rotation is announced too); ``None``: check them all."""
+        if self.syncer is None:
+            return
+        if feed_ids is None or any(is_person_key(f) for f in feed_ids):
+            await self.refresh_people()  # a person's feed keeps its secret with the person
+        try:
+            changed = await asyncio.to_thread(self.syncer.adopt_stored, feed_ids)
+        except BridgeError as exc:
+            log.warning("feeds changed elsewhere: cannot read the state store: %s", exc)
+            return
+        if feed_ids is None:
+            await self.refresh_feed_secrets()
+        for feed_id in changed:
+            log.info("feed %s: now serving what another process saved", feed_id)
+
+    def _portal(self) -> tuple[DaemonPortal, PortalOptions] | None:
+        """Institution mode's personal pages, when the config has an ``[oauth]`` section. The
+        session cookies are signed with a key derived from the ``[state]`` encryption key:
+        every replica given the same keys accepts them, and nothing new to configure."""
+        oauth = self.config.oauth
+        if oauth is None or self.people is None or self.state is None:
+            return None
+        vault = state_vault(self.config.state)
+        assert vault is not None  # the schema requires a key source with [oauth]
+        options = PortalOptions(
+            public_url=self.config.http.base_url,
+            session_key=vault.derive_key("calbridge session cookies v1"),
+            session_lifetime=oauth.session_lifetime.total_seconds(),
+            sign_in_burst=oauth.sign_in_per_minute,
+            sign_in_per_minute=float(oauth.sign_in_per_minute),
+        )
+
+        async def refresh() -> None:
+            await self.refresh_people()
+            await self.refresh_feed_secrets()
+
+        def target_health(target_id: str) -> dict[str, object] | None:
+            return self.health.targets.get(target_id) if self.health is not None else None
+
+        service = DaemonPortal(
+            self.people,
+            self.state,
+            refresh=refresh,
+            target_health=target_health,
+            local_calendars=oauth.local_calendars_allowed(self.config.http.base_url),
+        )
+        return service, options
 
     async def _watch_feed_secrets(self) -> None:
         """Serve each feed under the secret the state store holds, checked every few seconds:

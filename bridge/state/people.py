@@ -25,6 +25,7 @@ from bridge.model.people import (
 )
 from bridge.model.tokens import TokenSet
 from bridge.state.db import serialize
+from bridge.state.listen import notify_feed
 from bridge.state.schema import (
     AccountSnapshotRow,
     AccountStatusRow,
@@ -381,7 +382,9 @@ class PeopleStore:
         with self._sessions.begin() as s:
             row = self._feed_row(s, person_id, feed_id, lock=True)
             row.secret = secrets.token_urlsafe(24)
-            return _feed(row)
+            feed = _feed(row)
+            notify_feed(s, feed.feed_id)
+            return feed
 
     def remove_feed(self, person_id: int, feed_id: int) -> None:
         with self._sessions.begin() as s:

@@ -132,7 +132,7 @@ class ReservationAliasRow(Base):
 
     __tablename__ = "reservation_aliases"
     account_id: Mapped[str] = mapped_column(String(64), primary_key=True)
-    reservation_id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    reservation_id: Mapped[int] = mapped_column(BigInteger, primary_key=True)  # Canvas id
     uid: Mapped[str] = mapped_column(String(255))
 
 
@@ -151,7 +151,7 @@ class JournalRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    new_reservation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    new_reservation_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class SafetyStopRow(Base):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -23,6 +23,7 @@ from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
 from bridge.state.db import make_engine, serialize, upgrade
 from bridge.state.journal import Journal
+from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
 from bridge.state.schema import (
     AccountSnapshotRow,
@@ -229,6 +230,7 @@ class StateStore:
                 s.add(FeedSecretRow(feed_id=feed_id, secret=secret, created_at=_now()))
             else:
                 row.secret, row.created_at = secret, _now()
+            notify_feed(s, feed_id)
             return secret
 
     def save_feed(self, feed: PublishedFeed, scope_versions: Mapping[str, EventVersion]) -> None:
@@ -248,11 +250,16 @@ class StateStore:
                 )
             )
             self._replace_versions(s, f"feed:{feed.feed_id}", scope_versions)
+            notify_feed(s, feed.feed_id)  # other replicas serve it too (bridge.state.listen)
 
-    def load_feeds(self) -> list[PublishedFeed]:
-        """The feeds saved by :meth:`save_feed`, ready to serve again."""
+    def load_feeds(self, feed_ids: Collection[str] | None = None) -> list[PublishedFeed]:
+        """The feeds saved by :meth:`save_feed` (all, or those of ``feed_ids``), ready to serve
+        again."""
         with self.session() as s:
-            rows = list(s.scalars(select(RenderedFeedRow)))
+            query = select(RenderedFeedRow)
+            if feed_ids is not None:
+                query = query.where(RenderedFeedRow.feed_id.in_(sorted(feed_ids)))
+            rows = list(s.scalars(query))
         return [
             PublishedFeed.build(
                 r.feed_id,

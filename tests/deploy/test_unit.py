@@ -1,17 +1,23 @@
 """The systemd unit as installed by the README: the service user can read what it needs, serves
-feeds, logs with journald priorities, and a bad config stops it for good instead of looping."""
+feeds, logs with journald priorities, and a bad config stops it for good instead of looping.
+The replica template calbridge@.service: hardened like the single unit, and two instances run
+with the environment it gives them share one PostgreSQL, each on its own addresses."""
 
 from __future__ import annotations
 
 import os
+import random
 import re
+import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
 
+from tests.helpers.daemon import Running, feed_urls, wait_feed, write_config
 from tests.helpers.servers import free_port, radicale
 from tests.helpers.service import (
     PRIORITY_LINE,
@@ -132,3 +138,97 @@ def test_unit_verifies_and_bounds_its_resources(tmp_path: Path) -> None:
     unit = unit_directives()
     assert int(unit["LimitNOFILE"][0]) >= 1024
     assert unit["MemoryMax"][0].endswith(("M", "G")) and int(unit["TasksMax"][0]) >= 16
+
+
+TEMPLATE = REPO / "systemd" / "calbridge@.service"
+# What the template sets differently from the single unit, on purpose (see its header).
+REPLICA_ONLY = {
+    "Description",
+    "After",
+    "User",
+    "Environment",
+    "EnvironmentFile",
+    "LoadCredential",
+    "StateDirectory",
+    "StateDirectoryMode",
+}
+
+
+def _instance(tmp_path: Path, port: int) -> Path:
+    """The template as systemd loads instance ``port`` (ExecStart pointing at this venv)."""
+    local = tmp_path / f"calbridge@{port}.service"
+    local.write_text(TEMPLATE.read_text().replace("/opt/calbridge/.venv", str(REPO / ".venv")))
+    return local
+
+
+def test_replica_template_is_hardened_like_the_single_unit(tmp_path: Path) -> None:
+    local = _instance(tmp_path, 8765)
+    verify = subprocess.run(
+        ["systemd-analyze", "verify", str(local)], capture_output=True, text=True, timeout=60
+    )
+    assert verify.returncode == 0 and verify.stderr == "", verify.stderr
+    security = subprocess.run(
+        ["systemd-analyze", "security", "--offline=yes", "--threshold=15", str(local)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert security.returncode == 0, security.stdout[-2000:]
+    score = float(security.stdout.rsplit("Overall exposure level for", 1)[1].split()[1])
+    assert score <= 1.5
+    single, replica = unit_directives(UNIT), unit_directives(TEMPLATE)
+    for key in (single.keys() | replica.keys()) - REPLICA_ONLY:
+        assert single.get(key) == replica.get(key), key
+    # no private state: a replica left on the default SQLite file must fail, not split off
+    assert "StateDirectory" not in replica
+    assert replica["User"] == ["calbridge"] and replica["DynamicUser"] == ["yes"]
+
+
+def _unit_environment(port: int, credentials: Path) -> dict[str, str]:
+    """The template's Environment= for instance ``port`` (%i, and %d the credentials)."""
+    env: dict[str, str] = {}
+    for value in unit_directives(TEMPLATE)["Environment"]:
+        key, _, val = value.partition("=")
+        env[key] = val.replace("%i", str(port)).replace("%d", str(credentials))
+    return env
+
+
+def _replica_port() -> int:
+    """A free port of four digits whose admin port ("1%i") is free too."""
+    for _ in range(200):
+        port = random.randint(2000, 9999)
+        try:
+            for candidate in (port, 10000 + port):
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", candidate))
+        except OSError:
+            continue
+        return port
+    raise RuntimeError("no free replica port")
+
+
+def test_two_template_instances_share_postgresql_on_their_own_addresses(
+    live_sim: Sim, tmp_path: Path, pg_url: str, start_daemon: Callable[..., Running]
+) -> None:
+    """The replica's config is the same file for both; only the unit's environment differs."""
+    config = write_config(tmp_path, live_sim, free_port())
+    text = config.read_text().replace(f'url = "sqlite:///{tmp_path / "state.sqlite3"}"', "")
+    config.write_text(text.replace("[state]", f'[state]\nurl = "{pg_url}"', 1))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "pgpass").write_text("*:*:*:calbridge:unused-with-trust-auth\n")
+    (credentials / "pgpass").chmod(0o600)  # libpq ignores a pgpass file others can read
+    replicas = []
+    for _ in range(2):
+        port = _replica_port()
+        env = _unit_environment(port, credentials)
+        assert env["CALBRIDGE_HTTP__LISTEN"] == f"127.0.0.1:{port}"
+        replicas.append(start_daemon(config, port, env=env))
+    path = "/feeds/" + feed_urls(config)["alice"].split("/feeds/", 1)[1]
+    bodies = [wait_feed(replica.url + path) for replica in replicas]
+    assert bodies[0].headers["etag"] == bodies[1].headers["etag"]
+    for replica in replicas:
+        port = int(replica.url.rsplit(":", 1)[1])
+        health = httpx.get(f"http://127.0.0.1:{10000 + port}/healthz", timeout=30)
+        assert health.status_code == 200, health.text
+        assert replica.stop() == 0

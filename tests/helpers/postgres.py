@@ -221,3 +221,15 @@ def stored_text(url: str) -> bytes:
             query = f"SELECT t::text FROM {table} t"
             chunks += [str(row[0]).encode() for row in conn.execute(query)]  # type: ignore[arg-type]
     return b"\n".join(chunks)
+
+
+def password_role(cluster: Cluster, database: str, role: str, password: str) -> None:
+    """Make ``role`` (owner of ``database``) log in over TCP only with ``password`` (SCRAM):
+    the rest of the cluster keeps trust authentication."""
+    hba = cluster.data / "pg_hba.conf"
+    line = f"host all {role} 127.0.0.1/32 scram-sha-256\n"
+    if line not in hba.read_text():
+        hba.write_text(line + hba.read_text())  # first match wins: before the trust lines
+    cluster.execute(f"CREATE ROLE \"{role}\" LOGIN PASSWORD '{password}'")
+    cluster.execute(f'ALTER DATABASE "{database}" OWNER TO "{role}"')
+    cluster.execute("SELECT pg_reload_conf()")

@@ -5,6 +5,7 @@ created once."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +14,7 @@ from sqlalchemy import create_engine, text
 
 from bridge.state.inspect import inspect_state
 from tests.helpers.cli import calbridge, clean_env
+from tests.helpers.postgres import Cluster, password_role
 
 HEAD = inspect_state("sqlite://").expected
 
@@ -92,3 +94,30 @@ def test_a_password_in_the_url_is_never_shown(tmp_path: Path, pg_url: str) -> No
     out = calbridge("db", "upgrade", "-c", str(broken))
     assert out.returncode == 3 and "state.url: cannot open the state database" in out.stderr
     assert secret not in out.stdout + out.stderr
+
+
+def test_the_password_comes_from_pgpassfile_and_never_shows(
+    tmp_path: Path, pg_cluster: Cluster
+) -> None:
+    secret = f"pw-{os.getpid()}-Qm3v8Lr2"
+    role = f"pw_{os.getpid()}"
+    with pg_cluster.database() as url:
+        database = url.rsplit("/", 1)[1]
+        password_role(pg_cluster, database, role, secret)
+        cfg = config(tmp_path, url.replace("calbridge@", f"{role}@"))
+        refused = calbridge("db", "upgrade", "-c", str(cfg))
+        assert refused.returncode == 3, refused.stderr
+        assert "state.url: cannot open the state database" in refused.stderr
+        assert "password" in refused.stderr  # libpq: no password supplied / auth failed
+        passfile = tmp_path / "pgpass"
+        passfile.write_text(f"127.0.0.1:{pg_cluster.port}:{database}:{role}:{secret}\n")
+        passfile.chmod(0o600)
+        upgraded = calbridge(
+            "db", "upgrade", "-c", str(cfg), env=clean_env(PGPASSFILE=str(passfile))
+        )
+        assert upgraded.returncode == 0, upgraded.stderr
+        for out in (refused, upgraded):
+            assert secret not in out.stdout + out.stderr
+        pg_cluster.execute(
+            f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = '{role}'"
+        )

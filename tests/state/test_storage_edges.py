@@ -86,7 +86,7 @@ def rotate_secret(config: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-m", "bridge", "feeds", "rotate-secret", "alice", "-c", str(config)],
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=120,
     )
 
 
@@ -123,7 +123,7 @@ def test_a_postgresql_lock_held_too_long_is_state_unavailable(tmp_path: Path, pg
     assert out.stderr.strip() == (
         "calbridge: the state database is locked by another process (waited 10s)"
     )
-    assert 10 <= waited < 30
+    assert 10 <= waited < 60  # the lock timeout, plus starting the CLI on a busy machine
 
 
 @pytest.mark.parametrize(("option", "pragma"), [("normal", 1), ("full", 2)])

@@ -22,9 +22,12 @@ from bridge.model.feed import PublishedFeed
 from bridge.model.status import ItemStatus
 from bridge.state import open_state
 from bridge.state.db import make_engine, upgrade
+from bridge.state.inspect import inspect_state
 from bridge.state.journal import Begun, EntryState, Limits
 
 T = datetime(2026, 3, 2, 12, tzinfo=UTC)
+HEAD = inspect_state("sqlite://").expected  # the newest revision
+SHARDED = 170000000000042  # a global id of a sharded Canvas: past 2**31
 
 
 def test_round_trips(state_url: str) -> None:
@@ -64,6 +67,20 @@ def test_round_trips(state_url: str) -> None:
     assert state.caldav.hidden("phone") == {"conf": "h1"}
     state.journal.set_alias("alice", 1050, "canvas-reservation-1013@x")
     assert state.journal.aliases("alice") == {1050: "canvas-reservation-1013@x"}
+    # Canvas ids of a sharded Canvas (PostgreSQL's integer stopped at 2**31 before 0008)
+    state.journal.set_alias("alice", SHARDED, "canvas-reservation-1014@x")
+    assert state.journal.aliases("alice")[SHARDED] == "canvas-reservation-1014@x"
+    begun = state.journal.begin(
+        key="rebook",
+        account_id="alice",
+        target_id="phone",
+        uid="u",
+        action="rebook",
+        params={"slot": SHARDED},
+        limits=Limits(per_minute=5, per_day=50),
+    )
+    state.journal.finish(begun.entry.id, EntryState.APPLIED, "re-booked", SHARDED + 1)
+    assert state.journal.recent(1)[0].new_reservation_id == SHARDED + 1
 
 
 def test_journal_is_idempotent_and_counts_the_shared_rate_limit(state_url: str) -> None:
@@ -121,7 +138,7 @@ def test_upgrade_keeps_data(state_url: str) -> None:
     state = open_state(state_url)
     assert state.feed_secret("alice") == "kept-secret-value-123456"
     with state.engine.connect() as con:
-        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == HEAD
 
 
 def test_bad_urls_are_setup_errors_naming_state_url(tmp_path: Path) -> None:

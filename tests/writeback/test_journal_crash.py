@@ -1,9 +1,7 @@
 """A crash between the journal entry and Canvas's answer: the next run asks Canvas and does not
-repeat the write-back (counted at the simulator)."""
+repeat the write-back (counted at the simulator); on SQLite and on PostgreSQL (``state_url``)."""
 
 from __future__ import annotations
-
-from pathlib import Path
 
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.writes import ClientWrites
@@ -17,7 +15,7 @@ from tests.helpers.sim import Sim
 
 
 async def test_pending_cancel_that_canvas_already_did_is_not_repeated(
-    live_sim: Sim, tmp_path: Path
+    live_sim: Sim, state_url: str
 ) -> None:
     world = live_sim.world
     alice = world.user_by_token(live_sim.tokens["alice"])
@@ -27,7 +25,7 @@ async def test_pending_cancel_that_canvas_already_did_is_not_repeated(
         for r in world.reservations.values()
         if r.participant_id == alice.id and r.comments == "Question about recursion depth"
     )
-    state = open_state(f"sqlite:///{tmp_path / 's.sqlite3'}")
+    state = open_state(state_url)
 
     def client() -> CanvasClient:
         return canvas_client(live_sim.url, live_sim.tokens["alice"], backoff_base=0.01)
