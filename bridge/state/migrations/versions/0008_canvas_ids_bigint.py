@@ -3,7 +3,7 @@
 (``integer out of range`` when a sharded reservation was aliased or re-booked).
 
 Revision ID: 0008
-Revises: 0005
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008"
-# 0006 and 0007 are being written on other branches: when they are merged, this revises the
-# newest of them (one head).
-down_revision = "0005"
+# 0007 is being written on another branch: when it is merged, this revises it (one head).
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
