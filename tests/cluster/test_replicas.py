@@ -21,6 +21,7 @@ import time
 import xml.etree.ElementTree as ET
 from collections import defaultdict
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
@@ -40,7 +41,7 @@ HEARTBEAT, STALLED_AFTER, STALLED_EVERY = 1.0, 3.0, 5.0
 # How late the accounts of a dead replica may be synced again, beyond interval + jitter: its
 # heartbeat must go stale, the stalled-job check run, and the job wait its turn.
 RECOVERY = STALLED_AFTER + STALLED_EVERY + 2 * HEARTBEAT + 6.0
-LAG = 8.0  # beyond interval + jitter, for everyone: dispatch tick, queue, a busy 2-core machine
+LAG = 10.0  # beyond interval + jitter, for everyone: dispatch tick, queue, a busy 2-core machine
 CALDAV = {n for n in range(USERS) if n % 20 == 0}  # each course's first student: a reservation
 FEEDS = {n for n in range(USERS) if n % 10 == 0}
 CANCELLED = sorted(CALDAV)[:5]  # these delete their booking in their calendar
@@ -168,11 +169,16 @@ def test_three_replicas_share_300_accounts_and_survive_kill_9(
         )
         with psycopg.connect(dsn) as conn:
             secrets = conn.execute("SELECT feed_id, secret FROM feed_secrets").fetchall()
-        served = {}
-        for feed_id, secret in secrets:
-            answers = [httpx.get(f"{r.url}/feeds/{feed_id}/{secret}.ics") for r in survivors]
-            served[feed_id] = [(a.status_code, a.headers.get("etag"), a.content) for a in answers]
+
+        def fetch(feed: tuple[str, str]) -> list[tuple[int, str | None, bytes]]:
+            answers = [httpx.get(f"{r.url}/feeds/{feed[0]}/{feed[1]}.ics") for r in survivors]
+            return [(a.status_code, a.headers.get("etag"), a.content) for a in answers]
+
+        with ThreadPoolExecutor(8) as pool:
+            served = dict(zip([f for f, _ in secrets], pool.map(fetch, secrets), strict=True))
+        fed = time.time()
         log = sim.requests()
+        logged = time.time()
         status_out, status_err = status.communicate(timeout=120)
         gathered = time.time()
         for replica in survivors:
@@ -181,7 +187,8 @@ def test_three_replicas_share_300_accounts_and_survive_kill_9(
     print(
         f"replicas up in {started - began:.1f}s, first sync of all in {t0 - started:.1f}s; "
         f"killed {victim.name} {killed_at - t0:.1f}s into the window holding {len(held)} "
-        f"accounts; window {t_end - t0:.0f}s, checks gathered in {gathered - t_end:.1f}s, "
+        f"accounts; window {t_end - t0:.0f}s, feeds read in {fed - t_end:.1f}s, request log in "
+        f"{logged - fed:.1f}s, status in {gathered - t_end:.1f}s, "
         f"replicas stopped in {time.time() - gathered:.1f}s"
     )
 
@@ -258,7 +265,9 @@ def test_three_replicas_share_300_accounts_and_survive_kill_9(
 
     # --- cluster status: two replicas alive, the dead one silent, none overdue ----------------
     report = json.loads(status_out)
-    assert status.returncode == 0, status_out[-2000:] + status_err
+    summary = {k: v for k, v in report.items() if k != "accounts"}
+    late = [a for a in report["accounts"] if a["overdue"]]
+    assert status.returncode == 0, f"{summary} {late[:5]} {status_err}"
     alive = {r["name"] for r in report["replicas"] if r["alive"]}
     assert {int(n.rsplit(":", 1)[1]) for n in alive} == {r.proc.pid for r in survivors}
     assert report["accounts_total"] == USERS and report["accounts_overdue"] == 0
