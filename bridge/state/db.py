@@ -238,6 +238,22 @@ def serialize(bind: Session | Connection, *names: str) -> None:
         bind.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
+def upsert(bind: Connection, table: type[Any], keys: list[str], **values: Any) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting the other ``values``, in the dialect
+    of ``bind`` (SQLite and PostgreSQL both have it): insert-or-update in one atomic statement,
+    with no lock to take first."""
+    if is_postgresql(bind):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table).values(**values)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
 # Schema upgrades run by `calbridge db upgrade` and on every open, in this order, under the
 # upgrade lock, each with the connection (inside one transaction). calbridge's own Alembic
 # migrations come first; other components (e.g. a job engine's schema) append theirs.
