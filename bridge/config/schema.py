@@ -714,6 +714,12 @@ class OAuthConfig(SecretSource):
         description="An access token is refreshed this long before it expires (Canvas's "
         "last one hour).",
     )
+    session_lifetime: Duration = Field(
+        timedelta(days=7),
+        description="How long a sign-in on the personal pages lasts (from signing in with "
+        "Canvas); then the person signs in again. The session cookie is signed with a key "
+        "derived from the [state] encryption key, so every replica accepts it.",
+    )
 
     @field_validator("canvas_url")
     @classmethod
