@@ -69,7 +69,8 @@ def demo(
         "30s", "--poll-interval", metavar="DURATION", help="How often the demo polls the simulator."
     ),
 ) -> None:
-    """Run the simulator and the daemon together and print the feeds' subscribe pages."""
+    """Run the simulator and the daemon together; print the feeds' subscribe pages and the
+    home page, where Connect with Canvas signs a sample user in (institution mode)."""
     from bridge.daemon.service import Daemon
     from bridge.simulator.app import create_app
     from bridge.simulator.sample import SAMPLE_CLIENT_SECRET, SAMPLE_TOKENS, sample_world
