@@ -40,6 +40,7 @@ class Browser:
     driver: webdriver.Chrome
     prefix: str
     shots: list[Path] = field(default_factory=list)
+    pages: list[str] = field(default_factory=list)  # the HTML of every page shot
 
     def open(self, url: str) -> None:
         self.driver.get(url)
@@ -108,6 +109,7 @@ class Browser:
         path.write_bytes(base64.b64decode(picture["data"]))
         assert path.stat().st_size > MIN_SHOT_BYTES, f"{path.name} looks blank"
         self.shots.append(path)
+        self.pages.append(str(self.driver.page_source))
         return path
 
     @contextmanager
