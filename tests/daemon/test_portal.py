@@ -1,0 +1,262 @@
+"""Institution mode's personal pages (PAGES.md) on a running daemon (`calbridge run`, a
+subprocess), with httpx as the browser going through Canvas's sign-in on the simulator over
+HTTP, and Radicale as a person's CalDAV calendar."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
+
+import httpx
+import pytest
+
+from bridge.config import load_config, state_vault
+from bridge.state import open_state
+from bridge.state.vault import generate_key
+from tests.helpers.daemon import Running, wait_feed
+from tests.helpers.dav import auth, server_uids
+from tests.helpers.portal import Browser, feed_db_id, feed_url, parse, write_config
+from tests.helpers.servers import free_port, radicale
+from tests.helpers.sim import Sim
+from tests.helpers.validators import assert_valid
+
+FOREIGN_EVENT = (
+    "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//someone else//EN\r\nBEGIN:VEVENT\r\n"
+    "UID:dentist@example.org\r\nDTSTAMP:20260301T080000Z\r\nDTSTART:20260310T090000Z\r\n"
+    "DTEND:20260310T100000Z\r\nSUMMARY:Dentist\r\nEND:VEVENT\r\nEND:VCALENDAR\r\n"
+)
+
+
+def eventually(check: Callable[[], bool], timeout: float = 30, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"not within {timeout}s: {what}")
+
+
+def people_in(config: Path) -> list[tuple[int, str, int]]:
+    settings = load_config(config)
+    state = open_state(settings.state.database_url(), state_vault(settings.state))
+    try:
+        return [(p.id, p.name, p.canvas_user_id) for p in state.people.all()]
+    finally:
+        state.close()
+
+
+def secrets_of(config: Path) -> list[str]:
+    """Every token and password the state store keeps for people, decrypted."""
+    settings = load_config(config)
+    state = open_state(settings.state.database_url(), state_vault(settings.state))
+    try:
+        found = []
+        for person in state.people.all():
+            tokens = state.people.tokens(person.id)
+            found += [tokens.access_token, tokens.refresh_token or ""]
+            found += [state.people.target_password(t.id) for t in person.targets]
+        return [s for s in found if s]
+    finally:
+        state.close()
+
+
+def raw_state(tmp: Path) -> bytes:
+    return b"".join(p.read_bytes() for p in tmp.iterdir() if p.name.startswith("state.sqlite3"))
+
+
+@pytest.fixture
+def daemon(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> tuple[Running, Path, Path]:
+    port = free_port()
+    config = write_config(tmp_path, live_sim, port, generate_key())
+    log = tmp_path / "daemon.log"
+    return start_daemon(config, port, log=log), config, log
+
+
+def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
+    live_sim: Sim, tmp_path: Path, daemon: tuple[Running, Path, Path]
+) -> None:
+    running, config, log = daemon
+    alice = Browser(running.url)
+    pages: list[str] = []
+    home = alice.page("/")
+    assert home.one("a", id="connect").attrs["href"] == "/connect"
+    assert not home.find_all("a", id="my-page")
+    me = alice.sign_in("Alice Liddell")
+    assert alice.page("/").one("a", id="my-page").attrs["href"] == "/me"
+    assert me.one("h1").all_text == "Alice Liddell"
+    assert "Connected" in me.one("p", id="status").all_text
+    url = feed_url(me)
+    assert url.startswith(f"{running.url}/feeds/u1.f1/") and url.endswith(".ics")
+    feed = wait_feed(url)
+    assert assert_valid(feed.text) > 0
+    section = me.one("section", id=f"feed-{feed_db_id(me)}")
+    assert {a.attrs.get("href", "")[:26] for a in section.find_all("a", class_="btn")} >= {
+        "https://calendar.google.co",
+        "https://outlook.live.com/c",
+    }
+    assert any(a.attrs["href"].startswith("webcal://") for a in section.find_all("a"))
+    settings = section.one("form", class_="feed-settings")
+    checked = {
+        i.attrs["value"] for i in settings.find_all("input", name="include") if "checked" in i.attrs
+    }
+    assert checked == {"conferences", "reservations"}
+    assert settings.find_all("select", name="timezone")
+    pages.append(alice.get("/me").text)
+
+    # the include/timezone edit changes the feed's body
+    feed_id = feed_db_id(me)
+    before = httpx.get(url).text
+    r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences"], "timezone": "Europe/Berlin"})
+    assert r.status_code == 303, r.text
+    eventually(lambda: httpx.get(url).text != before, what="the feed follows the edit")
+    edited = httpx.get(url).text
+    assert "Europe/Berlin" in edited and assert_valid(edited) >= 0
+    page = alice.page()
+    zone = page.one("select", name="timezone").one("option", value="Europe/Berlin")
+    assert "selected" in zone.attrs
+
+    # CSRF: missing or wrong → 403, nothing changed
+    for csrf in (None, "forged"):
+        r = alice.post(f"/me/feeds/{feed_id}", {"include": ["reservations"]}, csrf=csrf)
+        assert r.status_code == 403 and "nothing was changed" in r.text
+        r = alice.post(f"/me/feeds/{feed_id}/rotate", {}, csrf=csrf)
+        assert r.status_code == 403
+        r = alice.post("/me/disconnect", {}, csrf=csrf)
+        assert r.status_code == 403
+    assert feed_url(alice.page()) == url
+    assert httpx.get(url).status_code == 200
+
+    # rotate: the old URL is 404 as soon as the page answers
+    r = alice.post(f"/me/feeds/{feed_id}/rotate", {})
+    assert r.status_code == 303
+    assert httpx.get(url).status_code == 404
+    new_url = feed_url(alice.page())
+    assert new_url != url
+    wait_feed(new_url)
+    url = new_url
+
+    # a bad time zone or no include: a clear error, nothing saved
+    r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences"], "timezone": "Mars/Olympus"})
+    assert r.status_code == 400 and "unknown time zone" in parse(r.text).one("p", class_="error").all_text
+    r = alice.post(f"/me/feeds/{feed_id}", {"timezone": ""})
+    assert r.status_code == 400 and "at least one" in r.text
+
+    with radicale(tmp_path / "radicale", check_password=True) as server:
+        # a wrong password: the live check says why, nothing is saved, fields kept but the password
+        r = alice.post(
+            "/me/calendars",
+            {
+                "url": server.url,
+                "username": server.username,
+                "password": "wrong-password-123",
+                "calendar": "Canvas",
+                "include": ["conferences", "reservations"],
+                "writeback": "on",
+            },
+        )
+        assert r.status_code == 400, r.text
+        shown = parse(r.text)
+        error = shown.one("form", id="add-calendar").one("p", class_="error").all_text
+        assert "Calendar not added" in error and ("401" in error or "refused" in error.lower()), error
+        form = shown.one("form", id="add-calendar")
+        assert form.one("input", name="url").attrs["value"] == server.url
+        assert form.one("input", name="username").attrs["value"] == server.username
+        assert "value" not in form.one("input", name="password").attrs
+        assert "wrong-password-123" not in r.text
+        assert not alice.page().find_all("section", class_="calendar")
+
+        # the right one: saved, and events arrive after a cycle
+        r = alice.post(
+            "/me/calendars",
+            {
+                "url": server.url,
+                "username": server.username,
+                "password": server.password,
+                "calendar": "Canvas",
+                "include": ["conferences", "reservations"],
+                "writeback": "on",
+            },
+        )
+        assert r.status_code == 303, r.text
+        page = alice.page()
+        [calendar] = page.find_all("section", class_="calendar")
+        assert calendar.attrs["id"] == "calendar-1"
+        assert server.url in calendar.all_text and server.password not in alice.get("/me").text
+        collection = server.home + "canvas/"
+
+        def arrived() -> bool:
+            try:
+                return len(server_uids(server, collection)) > 0
+            except Exception:
+                return False
+
+        eventually(arrived, what="events in Radicale")
+        ours = set(server_uids(server, collection))
+        put = httpx.put(
+            collection + "dentist.ics",
+            content=FOREIGN_EVENT,
+            auth=auth(server),
+            headers={"content-type": "text/calendar"},
+        )
+        assert put.status_code in (201, 204), put.text
+        pages.append(alice.get("/me").text)
+
+        # a second person sees none of Alice's and can change none of it
+        bob = Browser(running.url)
+        bob_page = bob.sign_in("Bob Dylan")
+        assert bob_page.one("h1").all_text == "Bob Dylan"
+        assert url not in bob.get("/me").text and "calendar-1" not in bob.get("/me").text
+        assert not bob_page.find_all("section", class_="calendar")
+        bob_feed = feed_db_id(bob_page)
+        assert bob_feed != feed_id
+        for path, data in (
+            (f"/me/feeds/{feed_id}", {"include": ["reservations"]}),
+            (f"/me/feeds/{feed_id}/rotate", {}),
+            ("/me/calendars/1/remove", {}),
+        ):
+            r = bob.post(path, data)
+            assert r.status_code == 404, (path, r.status_code)
+        assert feed_url(alice.page()) == url
+        assert alice.page().find_all("section", class_="calendar")
+        pages.append(bob.get("/me").text)
+        bob.close()
+
+        # every page so far: no token or password in clear
+        stored = secrets_of(config)
+        assert len(stored) >= 5  # two people's tokens, Alice's CalDAV password
+        for html in pages:
+            for secret in stored:
+                assert secret not in html
+        raw = raw_state(tmp_path)
+        for secret in stored:
+            assert secret.encode() not in raw
+
+        # disconnect, removing calbridge's events: revoked at Canvas, feeds 404, the foreign
+        # event stays
+        [alice_user] = [user for _, name, user in people_in(config) if name == "Alice Liddell"]
+
+        def alice_grants() -> list[object]:
+            grants = httpx.get(f"{live_sim.url}/_sim/oauth").json()["grants"]
+            return [g for g in grants if g["user_id"] == alice_user]
+
+        assert alice_grants()
+        r = alice.post("/me/disconnect", {"remove_events": "on"})
+        assert r.status_code == 200, r.text
+        done = parse(r.text)
+        assert done.one("h1").all_text == "Disconnected"
+        assert f"{len(ours)} events removed" in r.text
+        assert alice_grants() == []
+        assert httpx.get(url).status_code == 404
+        assert server_uids(server, collection) == ["dentist@example.org"]
+        assert alice.get("/me").status_code == 303
+        assert [name for _, name, _ in people_in(config)] == ["Bob Dylan"]
+
+    text = log.read_text()
+    assert "secret rotated by its owner" in text and "added by its owner" in text
+    for secret in stored:
+        assert secret not in text
+    alice.close()
