@@ -20,8 +20,9 @@ from bridge.cli.demo_cmd import DEMO_UID_HOST
 from bridge.web.page import _loopback_note
 from tests.helpers.browser import chromium
 from tests.helpers.cli import ENTRY_POINTS, clean_env
+from tests.helpers.portal import Browser, feed_url, parse
 from tests.helpers.validators import assert_valid
-from tests.helpers.walkthrough import connect, one, served_feed
+from tests.helpers.walkthrough import served_feed
 
 
 @pytest.fixture
@@ -116,12 +117,15 @@ def test_demo_serves_institution_mode_against_its_simulator(
         assert (workdir / "state.keys").stat().st_mode & 0o077 == 0
         page = httpx.get(home)
         assert page.status_code == 200
-        assert one(page.text, "a", id="connect")["href"] == "/connect"
+        assert parse(page.text).one("a", id="connect").attrs["href"] == "/connect"
 
-        with httpx.Client() as client:
-            me = connect(client, home, "Alice Liddell")
-        assert "Alice Liddell" in me.text
-        ics_url = one(me.text, "a", class_="ics-url")["href"]
+        person = Browser(home)
+        try:
+            me = person.sign_in("Alice Liddell")
+        finally:
+            person.close()
+        assert me.one("h1").all_text == "Alice Liddell"
+        ics_url = feed_url(me)
         assert ics_url.startswith(home) and ics_url.endswith(".ics")
         assert assert_valid(served_feed(ics_url)) > 0
 
