@@ -129,8 +129,11 @@ def test_demo_serves_institution_mode_against_its_simulator(
         assert ics_url.startswith(home) and ics_url.endswith(".ics")
         assert assert_valid(served_feed(ics_url)) > 0
 
-        # Chromium's profile goes beside the demo's TMPDIR, which must end empty.
-        with chromium(tmp.parent / "browser", "demo") as browser:
+        # Chromium's profile goes beside the demo's TMPDIR, which must end empty. The pages
+        # must work without JavaScript: it is off.
+        with chromium(tmp.parent / "browser", "demo", javascript=False) as browser:
+            browser.open("data:text/html,<title>off</title><script>document.title='on'</script>")
+            assert browser.title == "off"
             browser.open(home)
             browser.one("a#connect").click()
             browser.wait_url(r"/login/oauth2/auth\?")
@@ -139,6 +142,12 @@ def test_demo_serves_institution_mode_against_its_simulator(
             browser.wait_url(r"/me$")
             assert "Carol Danvers" in browser.one("h1").text
             browser.shot("me")
+            browser.open(home)  # signed in: the home page links to the person's page
+            browser.one("a#my-page").click()
+            browser.wait_url(r"/me$")
+            browser.one("form#sign-out button").click()  # a plain form post
+            browser.wait_url(r"/$")
+            assert browser.all("a#connect") and not browser.all("a#my-page")
     finally:
         code = stop(proc)
     assert code == 0

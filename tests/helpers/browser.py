@@ -139,9 +139,12 @@ def _ours(profile: Path) -> list[int]:
 
 
 @contextmanager
-def chromium(tmp: Path, prefix: str, size: tuple[int, int] = DESKTOP) -> Iterator[Browser]:
+def chromium(
+    tmp: Path, prefix: str, size: tuple[int, int] = DESKTOP, *, javascript: bool = True
+) -> Iterator[Browser]:
     """Headless Chromium through Selenium, quit on the way out; fails if a Chromium process
-    started with this profile is still running afterwards."""
+    started with this profile is still running afterwards. ``javascript=False``: pages' scripts
+    do not run (Selenium's own ``execute_script`` still does)."""
     profile = tmp / "chromium-profile"
     profile.mkdir(parents=True)
     options = webdriver.ChromeOptions()
@@ -161,6 +164,10 @@ def chromium(tmp: Path, prefix: str, size: tuple[int, int] = DESKTOP) -> Iterato
         f"--window-size={size[0]},{size[1]}",
     ):
         options.add_argument(arg)
+    if not javascript:
+        options.add_experimental_option(
+            "prefs", {"profile.managed_default_content_settings.javascript": 2}
+        )
     service = Service(executable_path=str(CHROMEDRIVER), log_output=str(tmp / "chromedriver.log"))
     driver = webdriver.Chrome(options=options, service=service)
     try:
