@@ -720,6 +720,13 @@ class OAuthConfig(SecretSource):
         "Canvas); then the person signs in again. The session cookie is signed with a key "
         "derived from the [state] encryption key, so every replica accepts it.",
     )
+    sign_in_per_minute: int = Field(
+        30,
+        ge=1,
+        description="Sign-ins (Connect with Canvas, and Canvas's answer) one client address may "
+        "start per minute, in a burst or spread out; more get a 429 page. Raise it when many "
+        "people share one address (a campus NAT).",
+    )
 
     @field_validator("canvas_url")
     @classmethod

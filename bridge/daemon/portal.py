@@ -39,8 +39,6 @@ from bridge.web.portal import (
 log = logging.getLogger("bridge.daemon.portal")
 
 RECENT_WRITEBACKS = 20
-SIGN_IN_BURST = 10  # sign-ins (connect + callback) an address may start at once …
-SIGN_IN_PER_MINUTE = 10.0  # … and then per minute
 
 
 def _invalid(exc: ValidationError) -> str:

@@ -41,7 +41,7 @@ from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
 from bridge.daemon.people import People
-from bridge.daemon.portal import SIGN_IN_BURST, SIGN_IN_PER_MINUTE, DaemonPortal
+from bridge.daemon.portal import DaemonPortal
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
 from bridge.state import StateStore, open_state
@@ -264,8 +264,8 @@ class Daemon:
             public_url=self.config.http.base_url,
             session_key=vault.derive_key("calbridge session cookies v1"),
             session_lifetime=oauth.session_lifetime.total_seconds(),
-            sign_in_burst=SIGN_IN_BURST,
-            sign_in_per_minute=SIGN_IN_PER_MINUTE,
+            sign_in_burst=oauth.sign_in_per_minute,
+            sign_in_per_minute=float(oauth.sign_in_per_minute),
         )
 
         async def refresh() -> None:

@@ -110,7 +110,9 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
     # the include/timezone edit changes the feed's body
     feed_id = feed_db_id(me)
     before = httpx.get(url).text
-    r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences"], "timezone": "Europe/Berlin"})
+    r = alice.post(
+        f"/me/feeds/{feed_id}", {"include": ["conferences"], "timezone": "Europe/Berlin"}
+    )
     assert r.status_code == 303, r.text
     eventually(lambda: httpx.get(url).text != before, what="the feed follows the edit")
     edited = httpx.get(url).text
@@ -141,7 +143,10 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
 
     # a bad time zone or no include: a clear error, nothing saved
     r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences"], "timezone": "Mars/Olympus"})
-    assert r.status_code == 400 and "unknown time zone" in parse(r.text).one("p", class_="error").all_text
+    assert (
+        r.status_code == 400
+        and "unknown time zone" in parse(r.text).one("p", class_="error").all_text
+    )
     r = alice.post(f"/me/feeds/{feed_id}", {"timezone": ""})
     assert r.status_code == 400 and "at least one" in r.text
 
@@ -161,7 +166,9 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
         assert r.status_code == 400, r.text
         shown = parse(r.text)
         error = shown.one("form", id="add-calendar").one("p", class_="error").all_text
-        assert "Calendar not added" in error and ("401" in error or "refused" in error.lower()), error
+        assert "Calendar not added" in error and ("401" in error or "refused" in error.lower()), (
+            error
+        )
         form = shown.one("form", id="add-calendar")
         assert form.one("input", name="url").attrs["value"] == server.url
         assert form.one("input", name="username").attrs["value"] == server.username
@@ -195,7 +202,34 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
                 return False
 
         eventually(arrived, what="events in Radicale")
+
+        # Alice deletes a booking in her calendar: the next cycle cancels it in Canvas, and
+        # her page lists the write-back
+        settings = load_config(config)
+        state = open_state(settings.state.database_url(), state_vault(settings.state))
+        try:
+            items = state.caldav.load("u1.c1")
+        finally:
+            state.close()
+        booking = next(i for i in items.values() if i.uid.startswith("canvas-reservation-"))
+        gone = httpx.delete(httpx.URL(collection).join(booking.href), auth=auth(server))
+        assert gone.status_code in (200, 204), gone.text
+        r = alice.post(f"/me/feeds/{feed_id}", {"include": ["conferences", "reservations"]})
+        assert r.status_code == 303  # an edit runs the account's cycle at once
+
+        def written_back() -> bool:
+            rows = alice.page().one("section", id="writebacks").find_all("tr")
+            return any("cancel reservation" in row.all_text for row in rows)
+
+        eventually(written_back, what="the write-back on the page")
+        [row] = [
+            row
+            for row in alice.page().one("section", id="writebacks").find_all("tr")
+            if "cancel reservation" in row.all_text
+        ]
+        assert "applied" in row.all_text, row.all_text
         ours = set(server_uids(server, collection))
+        assert booking.uid not in ours
         put = httpx.put(
             collection + "dentist.ics",
             content=FOREIGN_EVENT,
@@ -260,3 +294,162 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
     for secret in stored:
         assert secret not in text
     alice.close()
+
+
+def _with_query(url: str, **changes: str) -> str:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    query.update(changes)
+    return parts._replace(query="&".join(f"{k}={v}" for k, v in query.items())).geturl()
+
+
+def test_a_sign_in_that_cannot_be_finished_stores_nothing(
+    daemon: tuple[Running, Path, Path],
+) -> None:
+    running, config, _ = daemon
+    browser, other = Browser(running.url), Browser(running.url)
+    # a state that is not this browser's: 400, and it is used up (the real answer is refused
+    # afterwards too)
+    answer = browser.authorize("Alice Liddell")
+    r = browser.get(_with_query(answer, state="forged-state"))
+    assert r.status_code == 400 and "does not belong" in r.text
+    assert parse(r.text).one("a", id="connect").attrs["href"] == "/connect"
+    assert browser.get(answer).status_code == 400
+    # an answer meant for another browser
+    theirs = other.authorize("Alice Liddell")
+    browser.authorize("Alice Liddell")
+    assert browser.get(theirs).status_code == 400
+    # the person cancels at Canvas
+    refused = browser.authorize("Alice Liddell", decision="cancel")
+    assert "error=access_denied" in refused
+    r = browser.get(refused)
+    assert r.status_code == 403 and "You cancelled" in r.text
+    assert parse(r.text).one("a", id="connect")
+    # Canvas refuses the exchange (a code it never issued)
+    r = browser.get(_with_query(browser.authorize("Alice Liddell"), code="not-a-code"))
+    assert r.status_code == 502 and "nothing was stored" in r.text
+    assert people_in(config) == []
+    assert browser.get("/me").status_code == 303
+
+    # a finished sign-in cannot be replayed, not even by the same browser
+    answer = browser.authorize("Alice Liddell")
+    assert browser.get(answer).status_code == 303
+    assert browser.get(answer).status_code == 400
+    assert other.get(answer).status_code == 400
+    assert other.get("/me").status_code == 303  # the other browser is not signed in
+    assert [name for _, name, _ in people_in(config)] == ["Alice Liddell"]
+
+    # Canvas refused the refresh token (what the cycle records): the page says so, and offers
+    # to reconnect
+    settings = load_config(config)
+    state = open_state(settings.state.database_url(), state_vault(settings.state))
+    try:
+        [(person_id, _, _)] = people_in(config)
+        state.people.mark_reconnect_needed(person_id)
+    finally:
+        state.close()
+    status = browser.page().one("p", id="status")
+    assert "Reconnect needed" in status.all_text
+    assert status.one("a", id="reconnect").attrs["href"] == "/connect"
+
+    # the session cookie: signed, HttpOnly, SameSite=Lax, not Secure over http, bounded
+    cookie = other.get("/connect").headers["set-cookie"].lower()
+    assert cookie.startswith("calbridge_session=")
+    assert "httponly" in cookie and "samesite=lax" in cookie and "secure" not in cookie
+    assert "max-age=604800" in cookie
+    # signing out clears it (the form needs the CSRF token too)
+    assert browser.post("/signout", {}, csrf=None).status_code == 403
+    assert browser.get("/me").status_code == 200
+    r = browser.post("/signout", {})
+    assert r.status_code == 303 and r.headers["location"] == "/"
+    assert browser.get("/me").status_code == 303
+    browser.close()
+    other.close()
+
+
+def test_sessions_expire_and_sign_in_is_rate_limited(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        live_sim,
+        port,
+        generate_key(),
+        oauth='session_lifetime = "3s"\nsign_in_per_minute = 6',
+    )
+    running = start_daemon(config, port)
+    browser = Browser(running.url)
+    browser.sign_in("Bob Dylan")
+    assert "max-age=3" in browser.get("/connect").headers["set-cookie"].lower()
+    time.sleep(3.5)
+    r = browser.get("/me")
+    assert r.status_code == 303 and r.headers["location"] == "/"
+
+    # 6 a minute: the sign-in and the look at the cookie took 3, 3.5 s gave back 0.35
+    answers = [browser.get("/connect").status_code for _ in range(6)]
+    assert answers[:3] == [302] * 3 and answers[4:] == [429] * 2, answers
+    r = browser.get("/connect")
+    assert r.status_code == 429 and r.headers["retry-after"] == "60"
+    assert "Too many sign-in attempts" in r.text
+    assert browser.get("/").status_code == 200  # only signing in is limited
+    browser.close()
+
+
+def test_the_session_cookie_is_secure_with_an_https_public_url(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    port = free_port()
+    config = write_config(
+        tmp_path,
+        live_sim,
+        port,
+        generate_key(),
+        http='public_url = "https://calendar.example.edu"',
+    )
+    running = start_daemon(config, port)
+    r = httpx.get(f"{running.url}/connect")
+    assert r.status_code == 302
+    location = r.headers["location"]
+    assert location.startswith(f"{live_sim.url}/login/oauth2/auth?")
+    assert "redirect_uri=https%3A%2F%2Fcalendar.example.edu%2Foauth%2Fcallback" in location
+    cookie = r.headers["set-cookie"].lower()
+    assert "; secure" in cookie and "httponly" in cookie and "samesite=lax" in cookie
+    for header, value in (
+        ("x-frame-options", "DENY"),
+        ("x-content-type-options", "nosniff"),
+        ("referrer-policy", "no-referrer"),
+    ):
+        assert r.headers[header] == value
+    home = httpx.get(f"{running.url}/")
+    csp = home.headers["content-security-policy"]
+    assert "default-src 'none'" in csp and "script-src" not in csp and "'unsafe-inline'" not in csp
+    assert "form-action 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert '<meta name="viewport"' in home.text and "<script" not in home.text
+
+
+def test_disconnect_deletes_nothing_while_canvas_is_unreachable(
+    tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    from bridge.simulator.app import create_app
+    from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
+    from bridge.simulator.server import serve_in_thread
+
+    port = free_port()
+    world = sample_world()
+    with serve_in_thread(create_app(world, control=True)) as server:
+        sim = Sim(world, server, dict(SAMPLE_TOKENS))
+        config = write_config(tmp_path, sim, port, generate_key())
+        running = start_daemon(config, port)
+        browser = Browser(running.url)
+        me = browser.sign_in("Alice Liddell")
+        url = feed_url(me)
+        wait_feed(url)
+        csrf = browser.csrf()
+    # Canvas is gone: the token cannot be revoked, so nothing is deleted
+    r = browser.post("/me/disconnect", {"remove_events": "on"}, csrf=csrf)
+    assert r.status_code == 502 and "nothing was deleted" in r.text
+    assert [name for _, name, _ in people_in(config)] == ["Alice Liddell"]
+    assert browser.get("/me").status_code == 200
+    assert httpx.get(url).status_code == 200
+    browser.close()

@@ -15,7 +15,9 @@ from tests.helpers.oauth_flow import browser_answer
 from tests.helpers.sim import Sim
 
 
-def write_config(tmp: Path, sim: Sim, port: int, key: str, *, oauth: str = "", http: str = "") -> Path:
+def write_config(
+    tmp: Path, sim: Sim, port: int, key: str, *, oauth: str = "", http: str = ""
+) -> Path:
     """A daemon with institution mode on and no config-file account."""
     (tmp / "state.keys").write_text(key + "\n")
     (tmp / "client.secret").write_text(SAMPLE_CLIENT_SECRET)
@@ -71,8 +73,7 @@ class Element:
     def form_fields(self) -> dict[str, str]:
         """The hidden inputs of a form (its CSRF token)."""
         return {
-            i.attrs["name"]: i.attrs.get("value", "")
-            for i in self.find_all("input", type="hidden")
+            i.attrs["name"]: i.attrs.get("value", "") for i in self.find_all("input", type="hidden")
         }
 
 
