@@ -727,6 +727,16 @@ class OAuthConfig(SecretSource):
         "start per minute, in a burst or spread out; more get a 429 page. Raise it when many "
         "people share one address (a campus NAT).",
     )
+    local_calendars: bool | None = Field(
+        None,
+        description="Whether people may add CalDAV calendars at loopback, private or link-local "
+        "addresses (this server's own network: its admin listener, internal services). Default: "
+        "only when [http] public_url is itself on loopback (a demo or a test).",
+        json_schema_extra=COMMENTED,
+    )
+
+    def local_calendars_allowed(self, public_url: str) -> bool:
+        return self.local_calendars if self.local_calendars is not None else is_loopback(public_url)
 
     @field_validator("canvas_url")
     @classmethod

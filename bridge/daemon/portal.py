@@ -9,9 +9,11 @@ answers 404 at once and a new calendar or an edited feed is synced within second
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -62,6 +64,24 @@ def _writeback(entry: JournalEntry) -> WritebackView:
     return WritebackView(entry.updated_at, what, outcome)
 
 
+async def _local_address(url: str) -> str | None:
+    """A loopback, private, link-local or otherwise non-public address ``url``'s host resolves
+    to (people must not make the daemon probe its own network); None when all are public or
+    the name does not resolve (the live check then says so)."""
+    host = urlsplit(url).hostname or ""
+    try:
+        found = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError:
+        return None
+    for *_, sockaddr in found:
+        address = ipaddress.ip_address(str(sockaddr[0]).split("%")[0])
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped
+        if not address.is_global or address.is_multicast:
+            return str(address)
+    return None
+
+
 class DaemonPortal:
     """:class:`~bridge.web.portal.PortalService` for one daemon."""
 
@@ -72,8 +92,10 @@ class DaemonPortal:
         *,
         refresh: Callable[[], Awaitable[None]],
         target_health: Callable[[str], Mapping[str, Any] | None],
+        local_calendars: bool,
     ) -> None:
         self.people = people
+        self.local_calendars = local_calendars
         self.state = state
         self._refresh = refresh
         self._target_health = target_health
@@ -168,6 +190,13 @@ class DaemonPortal:
             )
         except ValidationError as exc:
             raise Refused(_invalid(exc)) from None
+        if not self.local_calendars:
+            local = await _local_address(target.url)
+            if local is not None:
+                raise Refused(
+                    f"{urlsplit(target.url).hostname} is on this server's own network ({local}); "
+                    "calendars there cannot be added here"
+                )
         try:  # what `calbridge check` does: reachable, credentials accepted, calendar there
             await check_target(config.target_settings(target.password))
         except errors.BridgeError as exc:

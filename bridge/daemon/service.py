@@ -276,7 +276,11 @@ class Daemon:
             return self.health.targets.get(target_id) if self.health is not None else None
 
         service = DaemonPortal(
-            self.people, self.state, refresh=refresh, target_health=target_health
+            self.people,
+            self.state,
+            refresh=refresh,
+            target_health=target_health,
+            local_calendars=oauth.local_calendars_allowed(self.config.http.base_url),
         )
         return service, options
 

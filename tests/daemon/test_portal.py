@@ -291,8 +291,9 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
 
     text = log.read_text()
     assert "secret rotated by its owner" in text and "added by its owner" in text
-    for secret in stored:
+    for secret in [*stored, "wrong-password-123"]:
         assert secret not in text
+    assert "?code=" not in text and "state=" not in text  # sign-in answers are not logged
     alice.close()
 
 
@@ -453,3 +454,46 @@ def test_disconnect_deletes_nothing_while_canvas_is_unreachable(
     assert browser.get("/me").status_code == 200
     assert httpx.get(url).status_code == 200
     browser.close()
+
+
+def test_a_replica_with_the_same_keys_accepts_the_session(
+    live_sim: Sim, tmp_path: Path, start_daemon: Callable[..., Running]
+) -> None:
+    """Two daemons on one state store and one key file (as replicas behind a balancer): a
+    sign-in at one is a sign-in at the other, with no session key to configure."""
+    key = generate_key()
+    port_a, port_b = free_port(), free_port()
+    config_a = write_config(tmp_path, live_sim, port_a, key)
+    replica = tmp_path / "replica"
+    replica.mkdir()
+    text = config_a.read_text()
+    config_b = replica / "config.toml"
+    config_b.write_text(
+        text.replace(f"127.0.0.1:{port_a}", f"127.0.0.1:{port_b}").replace(
+            f"127.0.0.1:{port_a + 1}", f"127.0.0.1:{port_b + 1}"
+        )
+    )
+    a, b = start_daemon(config_a, port_a), start_daemon(config_b, port_b)
+    browser = Browser(a.url)
+    browser.sign_in("Alice Liddell")
+    other = Browser(b.url)
+    other.http.cookies = browser.http.cookies
+    page = other.page("/me")
+    assert page.one("h1").all_text == "Alice Liddell"
+    # a daemon with another key (on the same store, where Alice exists): the cookie is
+    # worthless there
+    (replica / "other.keys").write_text(generate_key() + "\n")
+    config_c = replica / "config-c.toml"
+    port_c = free_port()
+    config_c.write_text(
+        config_b.read_text()
+        .replace(str(tmp_path / "state.keys"), str(replica / "other.keys"))
+        .replace(f"127.0.0.1:{port_b}", f"127.0.0.1:{port_c}")
+        .replace(f"127.0.0.1:{port_b + 1}", f"127.0.0.1:{port_c + 1}")
+    )
+    c = start_daemon(config_c, port_c)
+    stranger = Browser(c.url)
+    stranger.http.cookies = browser.http.cookies
+    assert stranger.get("/me").status_code == 303
+    for each in (browser, other, stranger):
+        each.close()

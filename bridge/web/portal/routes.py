@@ -19,6 +19,7 @@ from typing import Any
 from zoneinfo import available_timezones
 
 from jinja2 import Environment, PackageLoader
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
@@ -73,6 +74,21 @@ _env = Environment(
 @cache
 def _zones() -> tuple[str, ...]:
     return tuple(sorted(z for z in available_timezones() if "/" in z and not z.startswith("Etc/")))
+
+
+@cache
+def _zone_options() -> str:
+    """The ``<option>`` of every zone, built once (500-odd of them: rendering them through the
+    template for every feed took most of a page's time)."""
+    return "".join(f'<option value="{escape(z)}">{escape(z)}</option>' for z in _zones())
+
+
+def _zone_select(selected: str | None) -> Markup:
+    options = _zone_options()
+    if selected:
+        mark = f'<option value="{escape(selected)}">'
+        options = options.replace(mark, mark[:-1] + " selected>", 1)
+    return Markup(options)
 
 
 def _when(at: datetime) -> str:
@@ -214,7 +230,7 @@ def portal_routes(service: PortalService, options: PortalOptions) -> list[Route]
             person=page.person,
             feeds=feeds,
             csrf=csrf_token(request.session),
-            zones=_zones(),
+            zone_select=_zone_select,
             includes=INCLUDES,
             when=_when,
             describe=_describe,
