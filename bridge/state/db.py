@@ -151,7 +151,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` as an error may show it: a password in it is replaced by ``***``."""
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
@@ -163,9 +163,9 @@ def _shown(url: str) -> str:
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise SetupError(
-            f"{_shown(url)!r} is not a database URL "
+            f"{shown_url(url)!r} is not a database URL "
             "(e.g. sqlite:////var/lib/calbridge/state.sqlite3)",
             setting=SETTING,
         ) from None
