@@ -206,7 +206,7 @@ class Daemon:
         url = self.settings.state.database_url()
         try:
             password = make_url(url).password  # discouraged, but never logged if given
-        except ArgumentError:
+        except (ArgumentError, ValueError):
             password = None  # open_state says what is wrong with the URL
         if password:
             register_secret(str(password))

@@ -151,7 +151,7 @@ def _sqlite_begin(connection: Any) -> None:
     connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def _shown(url: str) -> str:
+def shown_url(url: str) -> str:
     """``url`` as an error may show it: a password in it is replaced by ``***``."""
     scheme, sep, rest = url.partition("://")
     userinfo, at, host = rest.rpartition("@")
@@ -163,9 +163,9 @@ def _shown(url: str) -> str:
 def make_engine(url: str) -> Engine:
     try:
         parsed = make_url(url)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
         raise SetupError(
-            f"{_shown(url)!r} is not a database URL "
+            f"{shown_url(url)!r} is not a database URL "
             "(e.g. sqlite:////var/lib/calbridge/state.sqlite3)",
             setting=SETTING,
         ) from None
@@ -236,6 +236,22 @@ def serialize(bind: Session | Connection, *names: str) -> None:
         return
     for key in sorted({lock_key(name) for name in names}):
         bind.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+
+
+def upsert(bind: Connection, table: type[Any], keys: list[str], **values: Any) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting the other ``values``, in the dialect
+    of ``bind`` (SQLite and PostgreSQL both have it): insert-or-update in one atomic statement,
+    with no lock to take first."""
+    if is_postgresql(bind):
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        statement: Any = pg_insert(table).values(**values)
+    else:
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        statement = sqlite_insert(table).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
 # Schema upgrades run by `calbridge db upgrade` and on every open, in this order, under the

@@ -23,7 +23,7 @@ from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from bridge.state.db import MIGRATIONS
+from bridge.state.db import MIGRATIONS, shown_url
 
 
 class SchemaStatus(StrEnum):
@@ -64,8 +64,8 @@ def where(url: str) -> str:
     """Where ``url`` points, as calbridge shows it: the file, or the URL without its password."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        return "(not a database URL)"
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        return shown_url(url)
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         return str(Path(parsed.database or "").resolve())
     return parsed.render_as_string(hide_password=True)
@@ -77,8 +77,10 @@ def inspect_state(url: str) -> StateInspection:
     head = scripts.get_current_head() or ""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        return StateInspection(SchemaStatus.UNREADABLE, url, None, head, "not a database URL")
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        return StateInspection(
+            SchemaStatus.UNREADABLE, shown_url(url), None, head, "not a database URL"
+        )
     engine: Engine
     if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
         path = Path(parsed.database or "").resolve()

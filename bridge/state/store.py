@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select, text, update
+from sqlalchemy import Connection, delete, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +21,7 @@ from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
-from bridge.state.db import make_engine, serialize, upgrade
+from bridge.state.db import make_engine, serialize, upgrade, upsert
 from bridge.state.journal import Journal
 from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
@@ -169,21 +169,19 @@ class StateStore:
         return row
 
     def record_poll_success(self, account_id: str, at: datetime) -> None:
-        """One UPDATE (an INSERT the first time) without an ORM session: every account runs
-        this every cycle, changed or not."""
+        """One statement without an ORM session (every account runs this every cycle, changed
+        or not): an INSERT that updates the row if there is one, atomic on both backends."""
         with self.engine.begin() as conn:
-            serialize(conn, f"account:{account_id}")
-            done = conn.execute(
-                update(AccountStatusRow)
-                .where(AccountStatusRow.account_id == account_id)
-                .values(last_success_at=at, consecutive_failures=0)
-            )
-            if not done.rowcount:
-                conn.execute(
-                    insert(AccountStatusRow).values(
-                        account_id=account_id, last_success_at=at, consecutive_failures=0
-                    )
+            conn.execute(
+                upsert(
+                    conn,
+                    AccountStatusRow,
+                    ["account_id"],
+                    account_id=account_id,
+                    last_success_at=at,
+                    consecutive_failures=0,
                 )
+            )
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:
@@ -212,8 +210,11 @@ class StateStore:
         """The feed's secret, created (192 random bits) on first use (once, whichever of
         several processes asks first)."""
         with self.session() as s:
-            serialize(s, f"feed-secret:{feed_id}")
             row = s.get(FeedSecretRow, feed_id)
+            if row is not None:
+                return row.secret  # the usual case: no lock needed to read it
+            serialize(s, f"feed-secret:{feed_id}")
+            row = s.get(FeedSecretRow, feed_id)  # another process may have created it meanwhile
             if row is None:
                 row = FeedSecretRow(
                     feed_id=feed_id, secret=secrets.token_urlsafe(24), created_at=_now()

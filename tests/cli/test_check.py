@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 
 from bridge.state import open_state
 from bridge.state.db import MIGRATIONS, make_engine, upgrade
@@ -84,6 +85,25 @@ def test_outdated_schema_is_reported_not_migrated(sim: Sim, tmp_path: Path) -> N
     assert {k: after[k] for k in before} == before  # the database file did not change
     assert set(after) - set(before) == {"config.toml", "alice.token"}  # no -wal, no -shm
     assert revision_of(db) == "0001"
+
+
+def test_outdated_postgresql_schema_is_reported_not_migrated(
+    sim: Sim, tmp_path: Path, pg_url: str
+) -> None:
+    engine = make_engine(pg_url)
+    upgrade(engine, "0001")
+    config = write_config(tmp_path, sim, tmp_path / "unused.sqlite3")
+    config.write_text(
+        config.read_text().replace(f"sqlite:///{tmp_path / 'unused.sqlite3'}", pg_url)
+    )
+    out = calbridge("check", "-c", str(config), "--json")
+    report = json.loads(out.stdout)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert (report["state"]["status"], report["state"]["revision"]) == ("outdated", "0001")
+    assert report["state"]["where"] == pg_url
+    with engine.connect() as con:  # read inside a transaction rolled back: still 0001
+        assert con.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+    engine.dispose()
 
 
 def test_current_and_newer_schemas(sim: Sim, tmp_path: Path) -> None:

@@ -92,6 +92,8 @@ def test_status_and_snapshot_of_a_new_account_written_at_once(state_url: str) ->
     assert all(written)  # each poll saw another's snapshot (or none): each wrote its own
     failures = at_once(state_url, lambda s, _i: s.record_poll_failure("bob", t, "503"))
     assert sorted(failures) == list(range(1, N + 1))  # no failure lost
+    at_once(state_url, lambda s, _i: s.record_poll_success("carol", t))  # one atomic upsert
     state = open_state(state_url)
     assert state.account_statuses()["bob"].consecutive_failures == N
+    assert state.account_statuses()["carol"].last_success_at == t
     assert state.load_snapshot("alice") is not None

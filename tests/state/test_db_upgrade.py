@@ -94,6 +94,12 @@ def test_a_password_in_the_url_is_never_shown(tmp_path: Path, pg_url: str) -> No
     out = calbridge("db", "upgrade", "-c", str(broken))
     assert out.returncode == 3 and "state.url: cannot open the state database" in out.stderr
     assert secret not in out.stdout + out.stderr
+    malformed = config(tmp_path, f"postgresql+psycopg://calbridge:{secret}@127.0.0.1:port/x")
+    for args in (["db", "upgrade"], ["db", "current"]):
+        out = calbridge(*args, "-c", str(malformed))
+        assert out.returncode == 3, out.stdout + out.stderr
+        assert "not a database URL" in out.stdout + out.stderr
+        assert secret not in out.stdout + out.stderr
 
 
 def test_the_password_comes_from_pgpassfile_and_never_shows(

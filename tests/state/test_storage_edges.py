@@ -104,7 +104,8 @@ def test_locked_database_is_state_unavailable_with_its_own_exit_code(tmp_path: P
     assert out.stderr.strip() == (
         "calbridge: the state database is locked by another process (waited 10s)"
     )
-    assert time.monotonic() - started < 30
+    # one 10 s wait, plus the CLI's start: ~8 s on this machine at load 8, over 20 s at 12
+    assert time.monotonic() - started < 60
 
 
 def test_a_postgresql_lock_held_too_long_is_state_unavailable(tmp_path: Path, pg_url: str) -> None:
