@@ -35,7 +35,7 @@ from tests.helpers.replicas import REPO, Replica, SimWorld, cluster_config, repl
 from tests.helpers.servers import Server, radicale
 
 USERS = 300
-INTERVAL = 20.0  # seconds (poll_interval); the jitter adds up to 10% of it
+INTERVAL = 30.0  # seconds (poll_interval); the jitter adds up to 10% of it
 WINDOW = 2  # intervals watched after the first sync of every account (the first interval)
 JITTER = INTERVAL * 0.1
 HEARTBEAT, STALLED_AFTER, STALLED_EVERY = 1.0, 3.0, 5.0
