@@ -116,18 +116,19 @@ async def run_leased(
         await asyncio.to_thread(state.release_lease, name, holder)
 
 
-def _outputs(settings: Settings, account_id: str) -> tuple[object, ...]:
-    """What an account's cycle writes: its feeds and calendars, as they are configured."""
-    return (
-        sorted(
-            (f.id, tuple(f.include), f.timezone) for f in settings.feeds if f.account == account_id
-        ),
-        sorted(
-            (t.id, tuple(t.include), t.timezone, t.writeback)
-            for t in settings.caldav
-            if t.account == account_id
-        ),
-    )
+def _outputs(settings: Settings) -> dict[str, tuple[object, ...]]:
+    """What each account's cycle writes: its feeds and calendars, as they are configured (one
+    walk of the config for all accounts, not one per account)."""
+    feeds: dict[str, list[tuple[object, ...]]] = {}
+    caldav: dict[str, list[tuple[object, ...]]] = {}
+    for f in settings.feeds:
+        feeds.setdefault(f.account, []).append((f.id, tuple(f.include), f.timezone))
+    for t in settings.caldav:
+        caldav.setdefault(t.account, []).append((t.id, tuple(t.include), t.timezone, t.writeback))
+    return {
+        account: (sorted(feeds.get(account, [])), sorted(caldav.get(account, [])))
+        for account in feeds.keys() | caldav.keys()
+    }
 
 
 class Daemon:
@@ -142,6 +143,7 @@ class Daemon:
         self.config = settings  # the config file's
         self.settings = settings  # …with the connected people added (People.merge)
         self.people: People | None = None
+        self._accounts: tuple[Settings | None, dict[str, AccountConfig]] = (None, {})
         self.config_path = config_path
         self.on_ready = on_ready
         self.client_options = client_options or {}
@@ -320,8 +322,9 @@ class Daemon:
             self._failures.pop(account_id, None)
         for index, account_id in enumerate(sorted(after.keys() - before)):
             self._schedule(after[account_id], index, now)
+        outputs_before, outputs_after = _outputs(old), _outputs(new)
         for account_id in sorted(before & after.keys()):
-            if _outputs(old, account_id) != _outputs(new, account_id):
+            if outputs_before.get(account_id) != outputs_after.get(account_id):
                 job = self.scheduler.get_job(f"poll:{account_id}")
                 if job is not None:
                     job.modify(next_run_time=now)
@@ -414,9 +417,20 @@ class Daemon:
                 "item_errors": [e.describe() for e in report.item_errors][:20],
             }
 
+    def _account(self, account_id: str) -> AccountConfig | None:
+        """The configured account of that id, looked up in an index of the current settings
+        (rebuilt when they are replaced) rather than by walking every account each run."""
+        settings, by_id = self._accounts
+        if settings is not self.settings:
+            by_id = {}
+            for account in self.settings.accounts:
+                by_id.setdefault(account.id, account)
+            self._accounts = (self.settings, by_id)
+        return by_id.get(account_id)
+
     async def _run_account(self, account_id: str) -> None:
         assert self.state is not None and self.syncer is not None
-        account = next((a for a in self.settings.accounts if a.id == account_id), None)
+        account = self._account(account_id)
         if account is None:
             return
         try:
