@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
-from bridge.state.db import make_engine, upgrade
+from bridge.state.db import READ_ONLY, make_engine, upgrade
 from bridge.state.journal import Journal
 from bridge.state.people import PeopleStore
 from bridge.state.schema import (
@@ -67,6 +67,13 @@ class StateStore:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: it takes no write lock (see ``db.READ_ONLY``)."""
+        with self._sessions.begin() as session:
+            session.connection(execution_options={READ_ONLY: True})
             yield session
 
     def close(self) -> None:
@@ -119,7 +126,7 @@ class StateStore:
             return True
 
     def load_snapshot(self, account_id: str) -> str | None:
-        with self.session() as s:
+        with self.reading() as s:
             row = s.get(AccountSnapshotRow, account_id)
             return row.snapshot_json if row else None
 
@@ -154,7 +161,7 @@ class StateStore:
             return row.consecutive_failures
 
     def account_statuses(self) -> dict[str, AccountStatus]:
-        with self.session() as s:
+        with self.reading() as s:
             return {
                 r.account_id: AccountStatus(
                     r.account_id,
@@ -208,7 +215,7 @@ class StateStore:
 
     def load_feeds(self) -> list[PublishedFeed]:
         """The feeds saved by :meth:`save_feed`, ready to serve again."""
-        with self.session() as s:
+        with self.reading() as s:
             rows = list(s.scalars(select(RenderedFeedRow)))
         return [
             PublishedFeed.build(
@@ -226,7 +233,7 @@ class StateStore:
     # --- event versions ----------------------------------------------------------------------
 
     def load_versions(self, scope: str) -> dict[str, EventVersion]:
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(select(EventVersionRow).where(EventVersionRow.scope == scope))
             return {
                 r.uid: EventVersion(r.uid, r.content_hash, r.sequence, r.dtstamp, r.last_modified)
