@@ -714,6 +714,29 @@ class OAuthConfig(SecretSource):
         description="An access token is refreshed this long before it expires (Canvas's "
         "last one hour).",
     )
+    session_lifetime: Duration = Field(
+        timedelta(days=7),
+        description="How long a sign-in on the personal pages lasts (from signing in with "
+        "Canvas); then the person signs in again. The session cookie is signed with a key "
+        "derived from the [state] encryption key, so every replica accepts it.",
+    )
+    sign_in_per_minute: int = Field(
+        30,
+        ge=1,
+        description="Sign-ins (Connect with Canvas, and Canvas's answer) one client address may "
+        "start per minute, in a burst or spread out; more get a 429 page. Raise it when many "
+        "people share one address (a campus NAT).",
+    )
+    local_calendars: bool | None = Field(
+        None,
+        description="Whether people may add CalDAV calendars at loopback, private or link-local "
+        "addresses (this server's own network: its admin listener, internal services). Default: "
+        "only when [http] public_url is itself on loopback (a demo or a test).",
+        json_schema_extra=COMMENTED,
+    )
+
+    def local_calendars_allowed(self, public_url: str) -> bool:
+        return self.local_calendars if self.local_calendars is not None else is_loopback(public_url)
 
     @field_validator("canvas_url")
     @classmethod

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -250,13 +250,21 @@ class People:
         self.count()
         return person
 
-    async def remove(self, person_id: int) -> Person:
+    async def remove(
+        self,
+        person_id: int,
+        *,
+        before_delete: Callable[[Person], Awaitable[None]] | None = None,
+    ) -> Person:
         """Disconnect: the token revoked at Canvas, then the person, their tokens, feeds and
         calendars deleted (feed URLs answer 404). Canvas unreachable: nothing is deleted (run
-        it again). A token Canvas no longer knows counts as revoked."""
+        it again). A token Canvas no longer knows counts as revoked. ``before_delete`` runs
+        between the two (the pages remove the person's events from their calendars there)."""
         person = await asyncio.to_thread(self.state.people.get, person_id)
         tokens = await asyncio.to_thread(self.state.people.tokens, person_id)
         await self.oauth().revoke(tokens)
+        if before_delete is not None:
+            await before_delete(person)
         removed = await asyncio.to_thread(self.state.people.remove, person_id)
         self._auths.pop(person_id, None)
         log.info("person %s (Canvas user %s) removed", person.account_id, person.canvas_user_id)

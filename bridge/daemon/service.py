@@ -41,12 +41,14 @@ from bridge.daemon.health import DaemonHealth
 from bridge.daemon.logs import register_secret
 from bridge.daemon.notify import Notifier
 from bridge.daemon.people import People
+from bridge.daemon.portal import DaemonPortal
 from bridge.errors import BridgeError, StateUnavailable
 from bridge.model.outcomes import AccountState, TargetState
 from bridge.state import StateStore, open_state
 from bridge.state.schema import FeedSecretRow
 from bridge.web.admin import create_admin_app
 from bridge.web.app import create_app
+from bridge.web.portal import PortalOptions
 from bridge.web.served import ServedFeeds
 from bridge.web.server import WebServer, connection_cap
 
@@ -225,7 +227,7 @@ class Daemon:
         """The public feed listener and, unless ``admin_listen = "off"``, the admin listener."""
         http = self.settings.http
         feeds = WebServer(
-            create_app(self.feeds, public_url=http.base_url),
+            create_app(self.feeds, public_url=http.base_url, portal=self._portal()),
             http.listen,
             max_connections=connection_cap(http.max_connections, share=0.9),
             header_timeout=http.header_timeout.total_seconds(),
@@ -250,6 +252,39 @@ class Daemon:
             keepalive_timeout=http.keepalive_timeout.total_seconds(),
         )
         return feeds, admin
+
+    def _portal(self) -> tuple[DaemonPortal, PortalOptions] | None:
+        """Institution mode's personal pages, when the config has an ``[oauth]`` section. The
+        session cookies are signed with a key derived from the ``[state]`` encryption key:
+        every replica given the same keys accepts them, and nothing new to configure."""
+        oauth = self.config.oauth
+        if oauth is None or self.people is None or self.state is None:
+            return None
+        vault = state_vault(self.config.state)
+        assert vault is not None  # the schema requires a key source with [oauth]
+        options = PortalOptions(
+            public_url=self.config.http.base_url,
+            session_key=vault.derive_key("calbridge session cookies v1"),
+            session_lifetime=oauth.session_lifetime.total_seconds(),
+            sign_in_burst=oauth.sign_in_per_minute,
+            sign_in_per_minute=float(oauth.sign_in_per_minute),
+        )
+
+        async def refresh() -> None:
+            await self.refresh_people()
+            await self.refresh_feed_secrets()
+
+        def target_health(target_id: str) -> dict[str, object] | None:
+            return self.health.targets.get(target_id) if self.health is not None else None
+
+        service = DaemonPortal(
+            self.people,
+            self.state,
+            refresh=refresh,
+            target_health=target_health,
+            local_calendars=oauth.local_calendars_allowed(self.config.http.base_url),
+        )
+        return service, options
 
     async def _watch_feed_secrets(self) -> None:
         """Serve each feed under the secret the state store holds, checked every few seconds:

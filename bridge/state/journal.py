@@ -232,11 +232,15 @@ class Journal:
         """Entries sent with an unknown outcome: Canvas must be asked before anything else."""
         return [e for e in self.open_entries(account_id) if e.state == EntryState.PENDING]
 
-    def recent(self, limit: int = 50, target_id: str | None = None) -> list[JournalEntry]:
+    def recent(
+        self, limit: int = 50, target_id: str | None = None, account_id: str | None = None
+    ) -> list[JournalEntry]:
         with self._sessions.begin() as s:
             query = select(JournalRow).order_by(JournalRow.id.desc()).limit(limit)
             if target_id is not None:
                 query = query.where(JournalRow.target_id == target_id)
+            if account_id is not None:
+                query = query.where(JournalRow.account_id == account_id)
             return [_entry(r) for r in s.scalars(query)]
 
     # --- reservation UID aliases ------------------------------------------------------------

@@ -13,9 +13,12 @@ where the keys came from — never garbage, never a key.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from bridge.errors import EncryptionKeyError
 
@@ -54,10 +57,19 @@ class Vault:
                     source=source,
                 ) from None
         self._fernet = MultiFernet(fernets)
+        self._first = base64.urlsafe_b64decode(keys[0].strip().encode("ascii"))
         self.key_count = len(fernets)
 
     def __repr__(self) -> str:
         return f"Vault({self.key_count} keys from {self.source})"
+
+    def derive_key(self, purpose: str) -> bytes:
+        """32 bytes for ``purpose`` (e.g. signing session cookies), derived with HKDF-SHA256
+        from the first key: every process given the same keys derives the same bytes, and
+        nothing derived reveals the key itself. Rotating the first key changes it."""
+        return HKDF(
+            algorithm=hashes.SHA256(), length=32, salt=None, info=purpose.encode("utf-8")
+        ).derive(self._first)
 
     def encrypt(self, plain: str) -> str:
         return self._fernet.encrypt(plain.encode("utf-8")).decode("ascii")
@@ -100,6 +112,9 @@ class NoVault:
             "encryption_key_credential or encryption_key_env",
             source=self.source,
         )
+
+    def derive_key(self, purpose: str) -> bytes:
+        raise self._refuse(f"cannot derive the key for {purpose}")
 
     def encrypt(self, plain: str) -> str:
         raise self._refuse("cannot store a token or password")

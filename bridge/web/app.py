@@ -29,6 +29,7 @@ from bridge.web.middleware import (
     redact,
 )
 from bridge.web.page import PAGE_CSP, index_page, subscribe_page
+from bridge.web.portal import PortalOptions, PortalService, portal_routes
 from bridge.web.served import ServedFeeds
 
 __all__ = ["NOT_FOUND", "accepts_gzip", "create_app", "redact"]
@@ -175,7 +176,17 @@ class FeedRoute:
         log_request(scope, status, started)
 
 
-def create_app(store: ServedFeeds, *, public_url: str, max_age: int = 300) -> ASGIApp:
+def create_app(
+    store: ServedFeeds,
+    *,
+    public_url: str,
+    max_age: int = 300,
+    portal: tuple[PortalService, PortalOptions] | None = None,
+) -> ASGIApp:
+    """The feed listener's app. ``portal``: institution mode's personal pages (``/``,
+    ``/connect``, ``/oauth/callback``, ``/me``…); without it ``/`` is the plain index and
+    the pages' routes answer 404."""
+
     def not_found() -> Response:
         metrics.FEED_REQUESTS.labels("404").inc()
         return PlainTextResponse(NOT_FOUND, 404, headers={"cache-control": "no-store"})
@@ -202,9 +213,10 @@ def create_app(store: ServedFeeds, *, public_url: str, max_age: int = 300) -> AS
     async def missing(request: Request, exc: Exception) -> Response:
         return PlainTextResponse(NOT_FOUND, 404)
 
+    pages = portal_routes(*portal) if portal is not None else [Route("/", index)]
     app = Starlette(
         routes=[
-            Route("/", index),
+            *pages,
             Route("/feeds/{feed_id}/{secret}", page, methods=["GET"]),
         ],
         exception_handlers={404: missing, 405: missing},

@@ -76,12 +76,18 @@ def _process(cmd: list[str], port: int, workdir: Path) -> Iterator[None]:
 
 
 @contextmanager
-def radicale(tmp: Path) -> Iterator[Server]:
+def radicale(tmp: Path, *, check_password: bool = False) -> Iterator[Server]:
+    """Radicale; ``check_password``: it refuses any password but the Server's (htpasswd),
+    instead of accepting every login."""
     port = free_port()
     tmp.mkdir(parents=True, exist_ok=True)
     conf = tmp / "radicale.conf"
+    auth = "type = none"
+    if check_password:
+        (tmp / "users").write_text("user:secret-radicale-pw\n")
+        auth = f"type = htpasswd\nhtpasswd_filename = {tmp / 'users'}\nhtpasswd_encryption = plain"
     conf.write_text(
-        f"[server]\nhosts = 127.0.0.1:{port}\n[auth]\ntype = none\n"
+        f"[server]\nhosts = 127.0.0.1:{port}\n[auth]\n{auth}\n"
         f"[storage]\nfilesystem_folder = {tmp / 'collections'}\n[logging]\nlevel = warning\n"
     )
     with _process([sys.executable, "-m", "radicale", "--config", str(conf)], port, tmp):

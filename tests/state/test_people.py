@@ -251,3 +251,18 @@ def test_revision_0005_upgrades_a_0004_database_and_downgrades(tmp_path: Path) -
         tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "people" not in tables and "person_feeds" not in tables and "feed_secrets" in tables
     engine.dispose()
+
+
+def test_the_session_key_is_derived_from_the_first_key_alike_in_every_process() -> None:
+    first, second = generate_key(), generate_key()
+    here = Vault([first, second], source="test")
+    replica = Vault(parse_keys(f"{first}\n{second}\n"), source="another process")
+    key = here.derive_key("calbridge session cookies v1")
+    assert len(key) == 32 and key == replica.derive_key("calbridge session cookies v1")
+    assert key != here.derive_key("something else")
+    assert key != Vault([second, first], source="test").derive_key("calbridge session cookies v1")
+    assert first.encode() not in key and key not in first.encode()
+    from bridge.state.vault import NoVault
+
+    with pytest.raises(EncryptionKeyError, match="no encryption key is configured"):
+        NoVault("state.encryption_key_file").derive_key("calbridge session cookies v1")

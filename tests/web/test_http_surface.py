@@ -215,3 +215,14 @@ def test_the_feed_listener_parses_http_with_httptools() -> None:
         assert server.protocol.max_connections == 100
     finally:
         server._sock.close()
+
+
+def test_without_oauth_the_personal_pages_do_not_exist(served: Served) -> None:
+    home = httpx.get(served.server.url + "/")
+    assert home.status_code == 200 and "Connect with Canvas" not in home.text
+    assert "set-cookie" not in home.headers
+    for path in ("/connect", "/oauth/callback?code=x&state=y", "/me"):
+        r = httpx.get(served.server.url + path, follow_redirects=False)
+        assert r.status_code == 404, path
+    for path in ("/me/disconnect", "/me/feeds/1", "/me/calendars", "/signout"):
+        assert httpx.post(served.server.url + path, data={"csrf": "x"}).status_code == 404, path
