@@ -335,7 +335,8 @@ class Daemon:
             if not self._secrets_unreadable:
                 log.warning("people: cannot read the state store: %s", exc)
             return
-        self._apply(merged.settings)
+        if merged.settings is not self.settings:  # the same object: nobody changed
+            self._apply(merged.settings)
 
     def _apply(self, new: Settings) -> None:
         """Run ``new`` (config + people) from now on: schedule what is new, drop what is gone,
