@@ -5,12 +5,13 @@
 set -euo pipefail
 
 # SabreDAV (third CalDAV server), libical (ICS validation via PyGObject),
-# Chromium (subscribe page screenshot), nginx + wrk (feed-serving benchmark),
+# Chromium (subscribe page screenshot) and chromium-driver (Selenium drives it through the
+# institution-mode pages: tests/web/test_browser_walkthrough.py), nginx + wrk (feed-serving benchmark),
 # deploy/ checks: nginx and caddy (the reverse-proxy examples, with an openssl
 # certificate), prometheus (promtool for the alert rules), sqlite3 (backup/restore),
 # util-linux (setpriv: the unit's ExecStart as an unprivileged user).
 packages=(php-cli php-sqlite3 php-sabre-dav gir1.2-ical-3.0 python3-gi
-          chromium nginx-light wrk bc curl systemd
+          chromium chromium-driver nginx-light wrk bc curl systemd
           caddy prometheus openssl sqlite3 util-linux)
 
 missing=()

@@ -3,7 +3,13 @@ the daemon on it with temporary SQLite state, feeds on localhost. Ctrl-C stops i
 removes the temporary state.
 
 The simulator listens on a random free port; the accounts set ``uid_host`` so that the events'
-UIDs do not carry that port and stay the same from one run to the next."""
+UIDs do not carry that port and stay the same from one run to the next.
+
+It also serves institution mode against the simulator: an ``[oauth]`` section with the
+simulator's sample developer key (whose redirect URIs allow any port on 127.0.0.1) and an
+encryption key generated into the demo's directory, so "Connect with Canvas" on the home page
+goes through the simulator's authorize page. The feed listener gets a definite port before the
+daemon starts: the developer key's redirect URI is ``http://127.0.0.1:PORT/oauth/callback``."""
 
 from __future__ import annotations
 
@@ -39,13 +45,19 @@ LOOPBACK_NOTE = (
 )
 
 
-def _free(port: int) -> int:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return 0
-    return port
+DEMO_SECRET_ENV = "CALBRIDGE_DEMO_CLIENT_SECRET"
+
+
+def _port(wanted: int) -> int:
+    """``wanted`` if it is free on 127.0.0.1, else (or for 0) a free one the kernel picks."""
+    for port in (wanted, 0) if wanted else (0,):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise OSError("no free port on 127.0.0.1")
 
 
 @app.command("demo")
@@ -57,16 +69,18 @@ def demo(
         "30s", "--poll-interval", metavar="DURATION", help="How often the demo polls the simulator."
     ),
 ) -> None:
-    """Run the simulator and the daemon together and print the feeds' subscribe pages."""
+    """Run the simulator and the daemon together; print the feeds' subscribe pages and the
+    home page, where Connect with Canvas signs a sample user in (institution mode)."""
     from bridge.daemon.service import Daemon
     from bridge.simulator.app import create_app
-    from bridge.simulator.sample import SAMPLE_TOKENS, sample_world
+    from bridge.simulator.sample import SAMPLE_CLIENT_SECRET, SAMPLE_TOKENS, sample_world
     from bridge.simulator.server import serve_in_thread
 
     setup_logging("info")
     os.environ["CALBRIDGE_DEMO_ALICE"] = SAMPLE_TOKENS["alice"]
     os.environ["CALBRIDGE_DEMO_TEACHER"] = SAMPLE_TOKENS["teacher"]
-    listen = f"127.0.0.1:{_free(port)}"
+    os.environ[DEMO_SECRET_ENV] = SAMPLE_CLIENT_SECRET
+    listen = f"127.0.0.1:{_port(port)}"
     # Ctrl-C waits until the cleanup below is armed: a SIGINT that lands just after mkdtemp
     # would otherwise leave the directory behind.
     signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
@@ -88,11 +102,25 @@ def demo(
 
 def _demo_settings(workdir: Path, listen: str, canvas_url: str, poll_interval: str) -> Settings:
     from bridge.config import settings_from
+    from bridge.simulator.sample import SAMPLE_CLIENT_ID
+    from bridge.state.vault import generate_key
 
+    keys = workdir / "state.keys"
+    keys.touch(mode=0o600)
+    keys.write_text(generate_key() + "\n")
     return settings_from(
         {
-            "state": {"url": f"sqlite:///{workdir / 'state.sqlite3'}"},
+            "state": {
+                "url": f"sqlite:///{workdir / 'state.sqlite3'}",
+                "encryption_key_file": str(keys),
+            },
             "http": {"listen": listen, "admin_listen": "127.0.0.1:0"},
+            "oauth": {
+                "canvas_url": canvas_url,
+                "client_id": SAMPLE_CLIENT_ID,
+                "client_secret_env": DEMO_SECRET_ENV,
+                "purpose": "calbridge demo",
+            },
             "accounts": [
                 {
                     "id": "alice",
@@ -146,5 +174,9 @@ def _ready(settings: Settings, canvas_url: str, workdir: Path, daemon: Daemon) -
     if daemon.admin is not None:
         typer.echo(f"  health: {daemon.admin.url}/healthz   metrics: {daemon.admin.url}/metrics")
     typer.echo(LOOPBACK_NOTE.format(host=urlsplit(base).hostname))
+    typer.echo(
+        f"Institution mode: open {base}/ and press Connect with Canvas (the simulator's "
+        "authorize page lets you pick a sample user)."
+    )
     typer.echo("Open a subscribe page in a browser. Ctrl-C stops the demo.")
     sys.stdout.flush()  # people pipe the demo into tee or a log

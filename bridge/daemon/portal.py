@@ -12,6 +12,7 @@ import asyncio
 import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -82,6 +83,26 @@ async def _local_address(url: str) -> str | None:
     return None
 
 
+def _for_person(failure: str | None, target_id: str) -> str | None:
+    """A push failure as the person reads it: without the internal calendar id that starts
+    the daemon's log line (``caldav u1.c0: cannot reach …``)."""
+    if failure is None:
+        return None
+    for prefix in (f"caldav {target_id}: ", f"{target_id}: ", "caldav: "):
+        failure = failure.removeprefix(prefix)
+    return failure
+
+
+def _parsed(when: str | None) -> datetime | None:
+    """/healthz's ISO 8601 time of the last good push, as a time the page formats."""
+    if not when:
+        return None
+    try:
+        return datetime.fromisoformat(when)
+    except ValueError:
+        return None
+
+
 class DaemonPortal:
     """:class:`~bridge.web.portal.PortalService` for one daemon."""
 
@@ -140,7 +161,11 @@ class DaemonPortal:
         for target in person.targets:
             health = self._target_health(target.target_id) or {}
             calendars.append(
-                CalendarView(target, health.get("last_error"), health.get("last_success"))
+                CalendarView(
+                    target,
+                    _for_person(health.get("last_error"), target.target_id),
+                    _parsed(health.get("last_success")),
+                )
             )
         entries = self.state.journal.recent(RECENT_WRITEBACKS, account_id=person.account_id)
         return PersonPage(
@@ -200,7 +225,7 @@ class DaemonPortal:
         try:  # what `calbridge check` does: reachable, credentials accepted, calendar there
             await check_target(config.target_settings(target.password))
         except errors.BridgeError as exc:
-            raise Refused(str(exc)) from None
+            raise Refused(_for_person(str(exc), config.id) or "the calendar check failed") from None
         try:
             added = await asyncio.to_thread(self.state.people.add_target, person_id, target)
         except UnknownPerson as exc:

@@ -1,4 +1,7 @@
-"""``calbridge demo`` as a person runs it (``make demo``): a subprocess stopped with Ctrl-C."""
+"""``calbridge demo`` as a person runs it (``make demo``): a subprocess stopped with Ctrl-C.
+Besides the sample feeds it serves institution mode against its simulator: the printed home
+page's "Connect with Canvas" goes through the simulator's authorize page to the person's page,
+whose feed works — over httpx and in Chromium."""
 
 from __future__ import annotations
 
@@ -15,7 +18,11 @@ from icalendar import Calendar
 
 from bridge.cli.demo_cmd import DEMO_UID_HOST
 from bridge.web.page import _loopback_note
+from tests.helpers.browser import chromium
 from tests.helpers.cli import ENTRY_POINTS, clean_env
+from tests.helpers.portal import Browser, feed_url, parse
+from tests.helpers.validators import assert_valid
+from tests.helpers.walkthrough import served_feed
 
 
 @pytest.fixture
@@ -93,6 +100,57 @@ def test_demo_uids_are_stable_notes_loopback_and_ctrl_c_leaves_nothing(
     assert all(uid.endswith(f"@{DEMO_UID_HOST}") for uid in uids), uids
     assert not any(sim_port in uid for uid in uids)
     assert 'id="loopback-note"' in html and "cannot reach it" in html
+    assert not workdir.exists()
+    assert list(tmp.iterdir()) == []
+
+
+def test_demo_serves_institution_mode_against_its_simulator(
+    tmpdir_env: tuple[Path, dict[str, str]],
+) -> None:
+    tmp, env = tmpdir_env
+    proc = start_demo(env)
+    try:
+        out = read_until_ready(proc)
+        home = re.search(r"open (\S+/) and press Connect with Canvas", out).group(1)  # type: ignore[union-attr]
+        workdir = Path(re.search(r"state in (\S+)", out).group(1))  # type: ignore[union-attr]
+        # The generated encryption key sits in the demo's own directory, readable by us only.
+        assert (workdir / "state.keys").stat().st_mode & 0o077 == 0
+        page = httpx.get(home)
+        assert page.status_code == 200
+        assert parse(page.text).one("a", id="connect").attrs["href"] == "/connect"
+
+        person = Browser(home)
+        try:
+            me = person.sign_in("Alice Liddell")
+        finally:
+            person.close()
+        assert me.one("h1").all_text == "Alice Liddell"
+        ics_url = feed_url(me)
+        assert ics_url.startswith(home) and ics_url.endswith(".ics")
+        assert assert_valid(served_feed(ics_url)) > 0
+
+        # Chromium's profile goes beside the demo's TMPDIR, which must end empty. The pages
+        # must work without JavaScript: it is off.
+        with chromium(tmp.parent / "browser", "demo", javascript=False) as browser:
+            browser.open("data:text/html,<title>off</title><script>document.title='on'</script>")
+            assert browser.title == "off"
+            browser.open(home)
+            browser.one("a#connect").click()
+            browser.wait_url(r"/login/oauth2/auth\?")
+            browser.label("Carol Danvers").click()
+            browser.one("button[value=authorize]").click()
+            browser.wait_url(r"/me$")
+            assert "Carol Danvers" in browser.one("h1").text
+            browser.shot("me")
+            browser.open(home)  # signed in: the home page links to the person's page
+            browser.one("a#my-page").click()
+            browser.wait_url(r"/me$")
+            browser.one("form#sign-out button").click()  # a plain form post
+            browser.wait_url(r"/$")
+            assert browser.all("a#connect") and not browser.all("a#my-page")
+    finally:
+        code = stop(proc)
+    assert code == 0
     assert not workdir.exists()
     assert list(tmp.iterdir()) == []
 

@@ -4,6 +4,7 @@ HTTP, and Radicale as a person's CalDAV calendar."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,6 +170,7 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
         assert "Calendar not added" in error and ("401" in error or "refused" in error.lower()), (
             error
         )
+        assert "u1.c" not in error and "caldav" not in error, error  # no internal id
         form = shown.one("form", id="add-calendar")
         assert form.one("input", name="url").attrs["value"] == server.url
         assert form.one("input", name="username").attrs["value"] == server.username
@@ -202,6 +204,12 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
                 return False
 
         eventually(arrived, what="events in Radicale")
+
+        def pushed() -> bool:  # the page says when, in the page's words (not ISO 8601)
+            text = alice.page().one("section", id="calendar-1").all_text
+            return re.search(r"Last pushed \d{4}-\d\d-\d\d \d\d:\d\d UTC", text) is not None
+
+        eventually(pushed, what="the calendar's last push on the page")
 
         # Alice deletes a booking in her calendar: the next cycle cancels it in Canvas, and
         # her page lists the write-back
@@ -282,6 +290,7 @@ def test_a_person_signs_in_edits_feeds_adds_a_calendar_and_disconnects(
         assert r.status_code == 200, r.text
         done = parse(r.text)
         assert done.one("h1").all_text == "Disconnected"
+        assert done.one("a", id="back").attrs["href"] == "/"
         assert f"{len(ours)} events removed" in r.text
         assert alice_grants() == []
         assert httpx.get(url).status_code == 404

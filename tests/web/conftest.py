@@ -1,8 +1,10 @@
-"""The feed listener and the admin listener over real sockets, one published feed."""
+"""The feed listener and the admin listener over real sockets, one published feed; and a
+headless Chromium for the tests that go through pages as a person does."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +14,7 @@ from bridge.web.app import create_app
 from bridge.web.health import StaticHealth
 from bridge.web.links import new_feed_secret
 from bridge.web.served import ServedFeeds
+from tests.helpers.browser import Browser, chromium
 from tests.helpers.web import Served, publish
 
 
@@ -24,3 +27,11 @@ def served() -> Iterator[Served]:
         serve_in_thread(create_admin_app(health)) as admin,
     ):
         yield Served(server, admin, store, health, secret)
+
+
+@pytest.fixture
+def browser(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Browser]:
+    """Chromium at desktop size; its screenshots are named after the test module."""
+    prefix = request.module.__name__.rsplit(".", 1)[-1].removeprefix("test_")
+    with chromium(tmp_path / "browser", prefix) as running:
+        yield running

@@ -111,6 +111,7 @@ def message(
     *,
     connect: str | None = None,
     back: str | None = None,
+    back_label: str = "Back",
     details: tuple[str, ...] = (),
 ) -> HTMLResponse:
     return render(
@@ -120,6 +121,7 @@ def message(
         message=text,
         connect=connect,
         back=back,
+        back_label=back_label,
         details=details,
     )
 
@@ -405,6 +407,8 @@ def portal_routes(service: PortalService, options: PortalOptions) -> list[Route]
             200,
             "Disconnected",
             "calbridge no longer has access to your Canvas account and keeps nothing of yours.",
+            back="/",
+            back_label="calbridge home",
             details=tuple(details),
         )
 

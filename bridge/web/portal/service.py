@@ -38,7 +38,7 @@ class CalendarView:
 
     target: PersonTarget
     last_error: str | None  # the last push's error in words; None when it went well
-    last_success: str | None  # when the last push went well (ISO 8601), if known
+    last_success: datetime | None  # when the last push went well, if known
 
 
 @dataclass(frozen=True)
