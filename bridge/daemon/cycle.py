@@ -49,6 +49,28 @@ CANVAS_POOL = PoolOptions(max_connections=16, timeout=30.0)
 PROFILE_MAX_AGE = timedelta(days=1)
 
 
+@dataclass(frozen=True)
+class Outputs:
+    """The feeds and calendars of each account, and the ids of all feeds, indexed once per
+    settings object: a cycle looks up its own account's outputs instead of walking every
+    feed and calendar of the config (with 10,000 accounts each walk was ~0.5 ms, several per
+    account: a cycle grew with the square of the accounts)."""
+
+    feeds: dict[str, list[FeedConfig]]
+    caldav: dict[str, list[CalDAVConfig]]
+    feed_ids: frozenset[str]
+
+    @classmethod
+    def of(cls, settings: Settings) -> Outputs:
+        feeds: dict[str, list[FeedConfig]] = {}
+        caldav: dict[str, list[CalDAVConfig]] = {}
+        for feed in settings.feeds:
+            feeds.setdefault(feed.account, []).append(feed)
+        for target in settings.caldav:
+            caldav.setdefault(target.account, []).append(target)
+        return cls(feeds, caldav, frozenset(f.id for f in settings.feeds))
+
+
 @dataclass
 class FeedResult:
     feed_id: str
@@ -110,7 +132,8 @@ class Syncer:
     ) -> None:
         """``settings`` with the connected ``people`` already merged in (see
         :meth:`People.merge`); their tokens, passwords and feed secrets come from ``people``."""
-        self.settings = settings
+        self._settings = settings
+        self._outputs: Outputs | None = None
         self.people = people
         self.state = state
         self.feeds = feeds
@@ -128,6 +151,23 @@ class Syncer:
         self._saved: dict[str, str] = {}
         # feed id -> the event versions last saved with it (read from the store once)
         self._feed_versions: dict[str, dict[str, EventVersion]] = {}
+
+    @property
+    def settings(self) -> Settings:
+        return self._settings
+
+    @settings.setter
+    def settings(self, settings: Settings) -> None:
+        """New settings (SIGHUP, people connected or gone): the next cycle uses them."""
+        self._settings, self._outputs = settings, None
+
+    @property
+    def outputs(self) -> Outputs:
+        """The current settings' outputs by account (indexed on first use after a change)."""
+        outputs = self._outputs
+        if outputs is None:
+            outputs = self._outputs = Outputs.of(self._settings)
+        return outputs
 
     async def aclose(self) -> None:
         """Close the Canvas connections, if this Syncer made its pool."""
@@ -201,9 +241,12 @@ class Syncer:
 
     def uses_managed(self, account: AccountConfig) -> bool:
         """Whether any feed or calendar of the account shows slots of groups it manages."""
-        outputs = [f.include for f in self.settings.feeds if f.account == account.id]
-        outputs += [t.include for t in self.settings.caldav if t.account == account.id]
-        return account.include_managed and needs_managed(outputs)
+        if not account.include_managed:
+            return False
+        index = self.outputs
+        outputs = [f.include for f in index.feeds.get(account.id, ())]
+        outputs += [t.include for t in index.caldav.get(account.id, ())]
+        return needs_managed(outputs)
 
     async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
         async with self.wiring.client(account) as client:
@@ -269,11 +312,12 @@ class Syncer:
             await asyncio.to_thread(self._save_poll, account.id, snapshot, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
-        for feed in [f for f in self.settings.feeds if f.account == account.id]:
+        outputs = self.outputs
+        for feed in outputs.feeds.get(account.id, []):
             result.feeds.append(
                 await asyncio.to_thread(self.render_and_publish, feed, snapshot, now, dry_run)
             )
-        targets = [t for t in self.settings.caldav if t.account == account.id]
+        targets = self.outputs.caldav.get(account.id, [])
         if targets and not dry_run:
             await self._redrive(account)
         for target in targets:
@@ -403,7 +447,7 @@ class Syncer:
             # Nothing to save: the stored body and versions are these already. Only the
             # served feed learns it was refreshed (no re-hash, no re-compression), under the
             # secret it is served with (the daemon re-reads rotated secrets on its own).
-            if feed.id in {f.id for f in self.settings.feeds}:  # still configured (SIGHUP)
+            if feed.id in self.outputs.feed_ids:  # still configured (SIGHUP)
                 secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
                 self.feeds.publish(replace(current, refreshed_at=now), secret)
                 metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
@@ -431,7 +475,7 @@ class Syncer:
             includes=tuple(feed.include),
         )
         self.state.save_feed(published, rendered.versions)
-        if feed.id not in {f.id for f in self.settings.feeds}:
+        if feed.id not in self.outputs.feed_ids:
             return  # dropped from the config (SIGHUP) while this cycle ran: not served again
         self.feeds.publish(published, self.secret(feed.id))
         metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())

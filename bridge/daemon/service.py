@@ -151,18 +151,19 @@ async def _run_advisory(
         await asyncio.to_thread(state.release_advisory_lock, conn, key)
 
 
-def _outputs(settings: Settings, account_id: str) -> tuple[object, ...]:
-    """What an account's cycle writes: its feeds and calendars, as they are configured."""
-    return (
-        sorted(
-            (f.id, tuple(f.include), f.timezone) for f in settings.feeds if f.account == account_id
-        ),
-        sorted(
-            (t.id, tuple(t.include), t.timezone, t.writeback)
-            for t in settings.caldav
-            if t.account == account_id
-        ),
-    )
+def _outputs(settings: Settings) -> dict[str, tuple[object, ...]]:
+    """What each account's cycle writes: its feeds and calendars, as they are configured (one
+    walk of the config for all accounts, not one per account)."""
+    feeds: dict[str, list[tuple[object, ...]]] = {}
+    caldav: dict[str, list[tuple[object, ...]]] = {}
+    for f in settings.feeds:
+        feeds.setdefault(f.account, []).append((f.id, tuple(f.include), f.timezone))
+    for t in settings.caldav:
+        caldav.setdefault(t.account, []).append((t.id, tuple(t.include), t.timezone, t.writeback))
+    return {
+        account: (sorted(feeds.get(account, [])), sorted(caldav.get(account, [])))
+        for account in feeds.keys() | caldav.keys()
+    }
 
 
 class Daemon:
@@ -177,6 +178,7 @@ class Daemon:
         self.config = settings  # the config file's
         self.settings = settings  # …with the connected people added (People.merge)
         self.people: People | None = None
+        self._accounts: tuple[Settings | None, dict[str, AccountConfig]] = (None, {})
         self.config_path = config_path
         self.on_ready = on_ready
         self.client_options = client_options or {}
@@ -440,7 +442,8 @@ class Daemon:
             if not self._secrets_unreadable:
                 log.warning("people: cannot read the state store: %s", exc)
             return
-        self._apply(merged.settings)
+        if merged.settings is not self.settings:  # the same object: nobody changed
+            self._apply(merged.settings)
         if self.cluster is not None and self._due_now:
             due, self._due_now = self._due_now, []
             await self.cluster.due_now(due)
@@ -455,11 +458,12 @@ class Daemon:
         for feed_id in self.feeds.retain({f.id for f in new.feeds}):
             log.info("feed %s is no longer configured or connected; not served", feed_id)
         if self.cluster is not None:  # new accounts are queued by the next dispatch
+            known = {o.id for o in old.accounts}
+            outputs_before, outputs_after = _outputs(old), _outputs(new)
             changed = [
                 a.id
                 for a in new.accounts
-                if a.id in {o.id for o in old.accounts}
-                and _outputs(old, a.id) != _outputs(new, a.id)
+                if a.id in known and outputs_before.get(a.id) != outputs_after.get(a.id)
             ]
             self._due_now = changed
             return
@@ -474,8 +478,9 @@ class Daemon:
             self._failures.pop(account_id, None)
         for index, account_id in enumerate(sorted(after.keys() - before)):
             self._schedule(after[account_id], index, now)
+        outputs_before, outputs_after = _outputs(old), _outputs(new)
         for account_id in sorted(before & after.keys()):
-            if _outputs(old, account_id) != _outputs(new, account_id):
+            if outputs_before.get(account_id) != outputs_after.get(account_id):
                 job = self.scheduler.get_job(f"poll:{account_id}")
                 if job is not None:
                     job.modify(next_run_time=now)
@@ -569,6 +574,17 @@ class Daemon:
                 "item_errors": [e.describe() for e in report.item_errors][:20],
             }
 
+    def _account(self, account_id: str) -> AccountConfig | None:
+        """The configured account of that id, looked up in an index of the current settings
+        (rebuilt when they are replaced) rather than by walking every account each run."""
+        settings, by_id = self._accounts
+        if settings is not self.settings:
+            by_id = {}
+            for account in self.settings.accounts:
+                by_id.setdefault(account.id, account)
+            self._accounts = (self.settings, by_id)
+        return by_id.get(account_id)
+
     async def run_account_once(
         self, account: AccountConfig, *, leased: bool = True
     ) -> AccountResult:
@@ -595,7 +611,7 @@ class Daemon:
         return result
 
     async def _run_account(self, account_id: str) -> None:
-        account = next((a for a in self.settings.accounts if a.id == account_id), None)
+        account = self._account(account_id)
         if account is None:
             return
         result = await self.run_account_once(account)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from operator import attrgetter
 
 from bridge.mapping.identity import uid_for
 from bridge.mapping.text import checked_uri, html_to_text
@@ -24,33 +25,37 @@ from bridge.model.event import CalEvent
 # tests/mapping/test_render_cache.py checks each mapping reads nothing its key leaves out.
 
 
-def _group_text(group: AppointmentGroup) -> tuple[object, ...]:
-    return (
-        group.id,
-        group.title,
-        group.description,
-        group.location_name,
-        group.location_address,
-        group.html_url,
-    )
+_group_text = attrgetter(
+    "id", "title", "description", "location_name", "location_address", "html_url"
+)
+
+
+# Attribute tuples built in C (operator.attrgetter), not by a Python expression per slot: the
+# keys are rebuilt for every group on every render, and were most of a re-render.
+_TIME = attrgetter("id", "start_at", "end_at")
+_SLOT = attrgetter("id", "start_at", "end_at", "reserve_comments")
+_CHILDREN = attrgetter("child_events")
+_OWN = attrgetter("id", "own_reservation")
 
 
 def reservation_key(group: AppointmentGroup) -> tuple[object, ...]:
     """Everything :func:`reservation_events` reads of ``group``."""
+    slots = group.appointments
+    children = (
+        tuple(
+            (index, tuple(map(_OWN, slot.child_events or ())))
+            for index, slot in enumerate(slots)
+            if slot.child_events
+        )
+        if any(map(_CHILDREN, slots))
+        else ()
+    )
     return (
         _group_text(group),
         tuple(group.context_codes),
-        tuple((t.id, t.start_at, t.end_at) for t in group.reserved_times),
-        tuple(
-            (
-                s.id,
-                s.start_at,
-                s.end_at,
-                s.reserve_comments,
-                tuple((c.id, c.own_reservation) for c in s.child_events or ()),
-            )
-            for s in group.appointments
-        ),
+        tuple(map(_TIME, group.reserved_times)),
+        tuple(map(_SLOT, slots)),
+        children,
     )
 
 

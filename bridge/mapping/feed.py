@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 
 from bridge.mapping import ics_writer
@@ -133,18 +133,12 @@ class RenderCache:
             ).encode()
         return text
 
-    def retain(self, uids: set[str]) -> None:
+    def retain(self, events: list[CalEvent]) -> None:
         """Forget events no longer rendered, so the cache does not grow forever. Swept only
         once it holds twice what is rendered: a sweep walks every entry."""
-        if len(self._text) > 2 * len(uids) + 64:
+        if len(self._text) > 2 * len(events) + 64:
+            uids = {e.uid for e in events}
             self._text = {k: v for k, v in self._text.items() if k[0] in uids}
-
-
-def _sort_key(event: CalEvent) -> tuple[datetime, str]:
-    start = event.start
-    if not isinstance(start, datetime):
-        start = datetime(start.year, start.month, start.day, tzinfo=UTC)
-    return (start, event.uid)
 
 
 def collect_events(
@@ -182,7 +176,7 @@ def collect_events(
             events += once("managed", group, partial(managed_slot_events, group, host))
     earliest, latest = now - options.window_past, now + options.window_future
     kept, seen = [], set()
-    for event in sorted(events, key=_sort_key):
+    for event in sorted(events, key=CalEvent.sort_key):
         if event.uid in seen:
             continue
         seen.add(event.uid)
@@ -238,7 +232,7 @@ def render_feed(
             SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {options.max_bytes} bytes")
         )
         versions.pop(dropped.uid, None)
-    cache.retain({e.uid for e in events})
+    cache.retain(events)
     return RenderedFeed(head + b"".join(texts) + footer, versions, events, skipped)
 
 

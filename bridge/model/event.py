@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Literal
 
 Kind = Literal["conference", "reservation", "open_slot", "managed_slot"]
@@ -44,6 +44,18 @@ class CalEvent:
     @property
     def all_day(self) -> bool:
         return not isinstance(self.start, datetime)
+
+    def sort_key(self) -> tuple[datetime, str]:
+        """Where the event goes in a feed: by start (a date at midnight UTC), then UID.
+        Computed once per event, like :meth:`content_hash`."""
+        cached = self.__dict__.get("_sort")
+        if cached is None:
+            start = self.start
+            if not isinstance(start, datetime):
+                start = datetime(start.year, start.month, start.day, tzinfo=UTC)
+            cached = (start, self.uid)
+            object.__setattr__(self, "_sort", cached)
+        return cached
 
     def content_hash(self) -> str:
         """SHA-256 over everything a person would see; stable across runs and processes.

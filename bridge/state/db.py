@@ -144,11 +144,20 @@ def _private_file(database: str) -> None:
                 log.warning("%s was readable by other users; now mode 0600", candidate)
 
 
+READ_ONLY = "calbridge_read_only"  # execution option of a transaction that never writes
+
+
 def _sqlite_begin(connection: Any) -> None:
     """Take the write lock at the start of every transaction: with two processes (the daemon
     and a one-off ``calbridge sync``) a deferred transaction that reads, then writes, would
-    fail instead of waiting its turn."""
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    fail instead of waiting its turn. A transaction opened with :data:`READ_ONLY` only reads:
+    it begins deferred and never waits for the write lock (under WAL readers do not block
+    writers or each other), so the reads of many accounts' cycles no longer queue behind
+    each other's writes."""
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def shown_url(url: str) -> str:

@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bridge.state.db import serialize
+from bridge.state.db import READ_ONLY, serialize
 from bridge.state.schema import JournalRow, ReservationAliasRow
 
 
@@ -259,6 +259,7 @@ class Journal:
 
     def aliases(self, account_id: str) -> dict[int, str]:
         with self._sessions.begin() as s:  # plain rows, no ORM objects: read every cycle
+            s.connection(execution_options={READ_ONLY: True})  # no write lock taken
             rows = s.execute(
                 select(ReservationAliasRow.reservation_id, ReservationAliasRow.uid).where(
                     ReservationAliasRow.account_id == account_id

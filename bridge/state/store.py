@@ -21,7 +21,7 @@ from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
-from bridge.state.db import make_engine, serialize, upgrade, upsert
+from bridge.state.db import READ_ONLY, make_engine, serialize, upgrade, upsert
 from bridge.state.journal import Journal
 from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
@@ -70,6 +70,13 @@ class StateStore:
     @contextmanager
     def session(self) -> Iterator[Session]:
         with self._sessions.begin() as session:
+            yield session
+
+    @contextmanager
+    def reading(self) -> Iterator[Session]:
+        """A transaction that only reads: it takes no write lock (see ``db.READ_ONLY``)."""
+        with self._sessions.begin() as session:
+            session.connection(execution_options={READ_ONLY: True})
             yield session
 
     def close(self) -> None:
@@ -157,7 +164,7 @@ class StateStore:
             return True
 
     def load_snapshot(self, account_id: str) -> str | None:
-        with self.session() as s:
+        with self.reading() as s:
             row = s.get(AccountSnapshotRow, account_id)
             return row.snapshot_json if row else None
 
@@ -192,7 +199,7 @@ class StateStore:
             return row.consecutive_failures
 
     def account_statuses(self) -> dict[str, AccountStatus]:
-        with self.session() as s:
+        with self.reading() as s:
             return {
                 r.account_id: AccountStatus(
                     r.account_id,
@@ -256,7 +263,7 @@ class StateStore:
     def load_feeds(self, feed_ids: Collection[str] | None = None) -> list[PublishedFeed]:
         """The feeds saved by :meth:`save_feed` (all, or those of ``feed_ids``), ready to serve
         again."""
-        with self.session() as s:
+        with self.reading() as s:
             query = select(RenderedFeedRow)
             if feed_ids is not None:
                 query = query.where(RenderedFeedRow.feed_id.in_(sorted(feed_ids)))
@@ -277,7 +284,7 @@ class StateStore:
     # --- event versions ----------------------------------------------------------------------
 
     def load_versions(self, scope: str) -> dict[str, EventVersion]:
-        with self.session() as s:
+        with self.reading() as s:
             rows = s.scalars(select(EventVersionRow).where(EventVersionRow.scope == scope))
             return {
                 r.uid: EventVersion(r.uid, r.content_hash, r.sequence, r.dtstamp, r.last_modified)

@@ -251,3 +251,36 @@ def test_bad_base_url_is_refused_by_the_client_too() -> None:
     # config and CLI name their key first (tests/config, tests/canvas/test_cli.py)
     with pytest.raises(ValueError, match="not an http"):
         canvas_client("canvas.example.edu", "tok")
+
+
+@pytest.mark.parametrize(
+    "title",
+    ["plain", "lone \\ud83d surrogate", "pair \\ud83d\\ude00"],
+    ids=["fast-path", "lone-surrogate", "surrogate-pair"],
+)
+async def test_a_bad_item_in_a_page_is_named_alike_on_both_parsing_paths(title: str) -> None:
+    """A page whose body may hold a surrogate is validated item by item (surrogates replaced);
+    any other page in one call. Either way a bad item names its field, and good ones parse."""
+    from starlette.applications import Starlette
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    bad = False
+
+    async def conferences(request: object) -> Response:
+        second = '{"id": "not a number"}' if bad else '{"id": 2, "title": "two"}'
+        body = f'{{"conferences": [{{"id": 1, "title": "{title}"}}, {second}]}}'
+        return Response(body.encode(), media_type="application/json")
+
+    app = Starlette(routes=[Route("/api/v1/conferences", conferences)])
+    with serve_in_thread(app) as server:
+        async with canvas_client(server.url, "token-1234567") as c:
+            found = await c.conferences()
+            assert [x.id for x in found] == [1, 2]
+            assert "\ud83d" not in found[0].title  # a lone surrogate was replaced
+            bad = True
+            with pytest.raises(errors.CanvasBadResponse) as info:
+                await c.conferences()
+    assert "unexpected Conference from Canvas: id: Input should be a valid integer" in str(
+        info.value
+    )
