@@ -30,10 +30,10 @@ import httpx
 from bridge import errors, metrics
 from bridge.canvas.oauth import CanvasOAuth
 from bridge.canvas.token_auth import RefreshingAuth
-from bridge.config import FeedConfig, Settings, oauth_client_secret
+from bridge.config import CalDAVConfig, FeedConfig, Settings, oauth_client_secret
 from bridge.config.schema import person_feed, person_target
 from bridge.daemon.logs import register_secret
-from bridge.model.people import PERSON_ID, Connection, Person
+from bridge.model.people import PERSON_ID, Connection, NewTarget, Person, PersonTarget
 from bridge.model.tokens import TokenSet
 from bridge.state import StateStore
 
@@ -44,6 +44,21 @@ def person_of(key: str) -> int | None:
     """The person id in an account, feed or calendar id of theirs (``u7``, ``u7.f3``)."""
     match = PERSON_ID.match(key)
     return int(match[1]) if match else None
+
+
+def target_entry(target_id: str, account_id: str, target: PersonTarget | NewTarget) -> CalDAVConfig:
+    """A person's CalDAV calendar as a ``[[caldav]]`` entry, with every check of one (https,
+    or http to loopback; a known time zone…): raises pydantic's ``ValidationError``."""
+    return person_target(
+        target_id,
+        account_id,
+        url=target.url,
+        username=target.username,
+        calendar=target.calendar,
+        include=list(target.include),
+        timezone=target.timezone,
+        writeback=target.writeback,
+    )
 
 
 @dataclass(frozen=True)
@@ -140,18 +155,7 @@ class People:
                     )
                     secrets[feed.feed_id] = feed.secret
                 for target in person.targets if person.enabled else ():
-                    caldav.append(
-                        person_target(
-                            target.target_id,
-                            person.account_id,
-                            url=target.url,
-                            username=target.username,
-                            calendar=target.calendar,
-                            include=list(target.include),
-                            timezone=target.timezone,
-                            writeback=target.writeback,
-                        )
-                    )
+                    caldav.append(target_entry(target.target_id, person.account_id, target))
             except ValueError as exc:  # e.g. a time zone this system no longer knows
                 log.error("person %s: left out, their settings are invalid: %s", person.id, exc)
         self._secrets = secrets

@@ -20,9 +20,9 @@ from pydantic import ValidationError
 
 from bridge import errors
 from bridge.canvas.oauth import CanvasOAuth
-from bridge.config.schema import person_feed, person_target
+from bridge.config.schema import person_feed
 from bridge.daemon.logs import register_secret
-from bridge.daemon.people import People
+from bridge.daemon.people import People, target_entry
 from bridge.dav.discovery import check_target
 from bridge.dav.remote import CalendarRemote
 from bridge.model.actions import Delete
@@ -203,16 +203,7 @@ class DaemonPortal:
         register_secret(target.password)
         account = f"u{person_id}"
         try:  # the checks of a [[caldav]] entry (https, or http to loopback; a known zone…)
-            config = person_target(
-                f"{account}.c0",
-                account,
-                url=target.url,
-                username=target.username,
-                calendar=target.calendar,
-                include=list(target.include),
-                timezone=target.timezone,
-                writeback=target.writeback,
-            )
+            config = target_entry(f"{account}.c0", account, target)
         except ValidationError as exc:
             raise Refused(_invalid(exc)) from None
         if not self.local_calendars:
@@ -275,16 +266,7 @@ class DaemonPortal:
         try:
             password = await asyncio.to_thread(self.state.people.target_password, target.id)
             register_secret(password)
-            config = person_target(
-                key,
-                f"u{target.person_id}",
-                url=target.url,
-                username=target.username,
-                calendar=target.calendar,
-                include=list(target.include),
-                timezone=target.timezone,
-                writeback=target.writeback,
-            )
+            config = target_entry(key, f"u{target.person_id}", target)
         except (errors.BridgeError, ValidationError) as exc:
             return 0, str(exc)
         remote = CalendarRemote(config.target_settings(password))

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from functools import cache
 from importlib.resources import files
@@ -312,18 +313,25 @@ def portal_routes(service: PortalService, options: PortalOptions) -> list[Route]
             return show(request, page, 400, error=f"Feed not saved: {exc.message}")
         return RedirectResponse("/me", 303)
 
-    async def rotate(request: Request) -> Response:
+    async def on_one_of_mine(
+        request: Request, name: str, act: Callable[[int, int], Awaitable[None]]
+    ) -> Response:
+        """A form that acts on one of the person's feeds or calendars (by the id in the
+        path): 404 when the id is not theirs."""
         page, _, stop = await posted(request)
         if stop is not None or page is None:
             return stop or RedirectResponse("/", 303)
-        feed_id = number(request, "feed")
+        thing_id = number(request, name)
         try:
-            if feed_id is None:
-                raise NotYours("no such feed")
-            await service.rotate_feed(page.person.id, feed_id)
+            if thing_id is None:
+                raise NotYours(f"no such {name}")
+            await act(page.person.id, thing_id)
         except NotYours:
             return not_found()
         return RedirectResponse("/me", 303)
+
+    async def rotate(request: Request) -> Response:
+        return await on_one_of_mine(request, "feed", service.rotate_feed)
 
     async def add_calendar(request: Request) -> Response:
         page, form, stop = await posted(request)
@@ -368,17 +376,7 @@ def portal_routes(service: PortalService, options: PortalOptions) -> list[Route]
         return RedirectResponse("/me", 303)
 
     async def remove_calendar(request: Request) -> Response:
-        page, _, stop = await posted(request)
-        if stop is not None or page is None:
-            return stop or RedirectResponse("/", 303)
-        target_id = number(request, "calendar")
-        try:
-            if target_id is None:
-                raise NotYours("no such calendar")
-            await service.remove_calendar(page.person.id, target_id)
-        except NotYours:
-            return not_found()
-        return RedirectResponse("/me", 303)
+        return await on_one_of_mine(request, "calendar", service.remove_calendar)
 
     async def disconnect(request: Request) -> Response:
         page, form, stop = await posted(request)
