@@ -26,6 +26,7 @@ from bridge.state import open_state
 from bridge.state.vault import generate_key
 from tests.helpers.daemon import Running, cli, wait_feed
 from tests.helpers.oauth_flow import browser_answer
+from tests.helpers.portal import write_config as portal_config
 from tests.helpers.servers import free_port
 from tests.helpers.sim import Sim
 from tests.helpers.validators import assert_valid
@@ -34,21 +35,12 @@ HOUR = 3600
 
 
 def write_config(tmp: Path, sim: Sim, port: int, key: str) -> Path:
+    """Institution mode (the pages' config) beside one config-file account, the teacher."""
+    path = portal_config(tmp, sim, port, key)
     (tmp / "teacher.token").write_text(sim.tokens["teacher"])
-    (tmp / "state.keys").write_text(key + "\n")
-    (tmp / "client.secret").write_text(SAMPLE_CLIENT_SECRET)
-    path = tmp / "config.toml"
-    path.write_text(f"""
-[state]
-url = "sqlite:///{tmp / "state.sqlite3"}"
-encryption_key_file = "{tmp / "state.keys"}"
-[http]
-listen = "127.0.0.1:{port}"
-admin_listen = "127.0.0.1:{port + 1}"
-[oauth]
-canvas_url = "{sim.url}"
-client_id = "{SAMPLE_CLIENT_ID}"
-client_secret_file = "{tmp / "client.secret"}"
+    path.write_text(
+        path.read_text()
+        + f"""
 [[accounts]]
 id = "teacher"
 canvas_url = "{sim.url}"
@@ -58,7 +50,8 @@ poll_interval = "1h"
 id = "teacher"
 account = "teacher"
 include = ["managed_slots"]
-""")
+"""
+    )
     return path
 
 
