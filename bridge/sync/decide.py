@@ -376,10 +376,22 @@ def _safety(decision: Decision, ctx: Context) -> None:
     )
     if not (empty or too_many):
         return
-    uids = tuple(sorted(changed if not empty else ctx.owned))
+    if empty:
+        uids = tuple(sorted(ctx.owned))
+    else:
+        # Raised on top of an answered stop, this one replaces it, so it names every change it
+        # holds back — the answered ones too (moving, or being put back after a discard). Naming
+        # only the new ones would let the two stops take turns for ever: answering the new one
+        # makes the old changes count again. One answer settles them all.
+        answered = ctx.approval.approved | ctx.approval.discarded
+        moving = {
+            c.uid for c in decision.commands if c.kind in (CommandKind.CANCEL, CommandKind.REBOOK)
+        }
+        put_back = {uid for uid, _why in decision.restored if uid in ctx.approval.discarded}
+        uids = tuple(sorted(set(changed) | (moving & answered) | put_back))
     decision.stop = SafetyStop(
         ctx.target_id,
-        changed=len(changed),
+        changed=len(uids) if not empty else len(changed),
         owned=owned_bookings if not empty else len(ctx.owned),
         uids=uids,
         kind=StopKind.EMPTY_LISTING if empty else StopKind.MASS_CHANGE,

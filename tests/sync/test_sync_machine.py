@@ -33,6 +33,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
@@ -761,5 +762,50 @@ def test_two_bookings_moved_onto_one_slot_rebook_once() -> None:
         machine.nothing_doubled()
         machine.settle(discard=False)
         assert machine.canvas.mine() == {1001: 101, 1002: 102, 2000: 104}
+    finally:
+        machine.teardown()
+
+
+@pytest.mark.parametrize("discard", [False, True], ids=["approve", "discard"])
+def test_a_second_stop_on_top_of_an_answered_one_converges(discard: bool) -> None:
+    """A person answers a safety stop, and before the next cycle makes another mass change.
+    The new stop replaced the answered one and named only the new changes: answering it made
+    the first changes count again, which raised a third stop naming only those — the two
+    stops took turns for ever and nothing reached Canvas or the calendar. A stop raised on
+    top of an answer names every change it holds, so one answer settles all of them."""
+    machine = TwoWaySync()
+    try:
+        machine.canvas.books_in_canvas(103)
+        machine.canvas.books_in_canvas(104)
+        machine.sync_now()  # five bookings: two changes at once are 40%, a mass change
+        first, second, third, fourth = (res_uid(r) for r in (1000, 1001, 1002, 2000))
+        machine.person_moves_a_booking(Draws(first, 105, MOVERS[0]))  # type: ignore[arg-type]
+        machine.person_deletes_a_booking(Draws(second))  # type: ignore[arg-type]
+        held = machine.sync_now()
+        assert held is not None and held.stop is not None
+        assert held.stop.uids == (first, second)
+        machine.answer(discard)
+        machine.person_deletes_a_booking(Draws(third))  # type: ignore[arg-type]
+        machine.person_deletes_a_booking(Draws(fourth))  # type: ignore[arg-type]
+        again = machine.sync_now()
+        assert again is not None and again.stop is not None
+        assert again.stop.uids == tuple(sorted((first, second, third, fourth)))
+        assert machine.canvas.writes == []
+        machine.answer(discard)
+        report = machine.sync_now()
+        assert report is not None and report.stop is None
+        assert machine.state.stops.get(TARGET) is None
+        if discard:  # all four put back, Canvas untouched
+            assert machine.canvas.writes == []
+            assert {first, second, third, fourth} <= set(machine.owned_on_server())
+        else:  # all four carried to Canvas, once each
+            assert sorted(k.value for k, _ in machine.canvas.writes) == [
+                "cancel",
+                "cancel",
+                "cancel",
+                "rebook",
+            ]
+        machine.nothing_doubled()
+        machine.settle(discard=discard)
     finally:
         machine.teardown()
