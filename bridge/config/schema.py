@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # imported where built: loading a config must not load the ad
     from bridge.canvas.transport import CanvasLimits
     from bridge.dav.discovery import TargetSettings
     from bridge.mapping.feed import FeedOptions
+    from bridge.sync.decide import Policy
 
 # Not keys, but fixed choices that belong with the defaults: the byte cap of a feed stays under
 # Google's ~1 MB limit with room to spare; a CalDAV calendar gets at most this many requests
@@ -698,6 +699,18 @@ class CalDAVConfig(SecretSource):
             timeout=self.timeout.total_seconds(),
             max_parallel=CALDAV_MAX_PARALLEL,
             delete_past=self.delete_past,
+        )
+
+    def writeback_policy(self, writeback: WritebackConfig) -> Policy:
+        """What the calendar's edits may do in Canvas: its own switches and the safety-stop
+        thresholds of ``[writeback]``."""
+        from bridge.sync.decide import Policy
+
+        return Policy(
+            writeback=self.writeback,
+            reserve_by_copy=self.reserve_by_copy,
+            max_changes=writeback.safety_max_changes,
+            max_fraction=writeback.safety_max_fraction,
         )
 
     def event_options(self, reservation_uids: Mapping[int, str]) -> FeedOptions:

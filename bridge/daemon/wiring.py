@@ -24,7 +24,6 @@ from bridge.model.canvas import AccountSnapshot
 from bridge.model.event import CalEvent
 from bridge.state import StateStore
 from bridge.state.journal import Limits
-from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger
 from bridge.sync.run import CalendarSync, Writeback
 
@@ -117,11 +116,5 @@ class AccountWiring:
         events: dict[str, CalEvent],
     ) -> Writeback:
         """What the target's write-back may do this cycle, and with what."""
-        wb = self._settings().writeback
-        policy = Policy(
-            writeback=target.writeback,
-            reserve_by_copy=target.reserve_by_copy,
-            max_changes=wb.safety_max_changes,
-            max_fraction=wb.safety_max_fraction,
-        )
+        policy = target.writeback_policy(self._settings().writeback)
         return Writeback(snapshot, events, policy, self.ledger(account))

@@ -59,12 +59,18 @@ REBOOKED = "rebooked-awaiting-poll"  # content hash of a moved copy kept until t
 
 @dataclass(frozen=True)
 class Policy:
-    """The target's write-back settings (from its config)."""
+    """The target's write-back settings, built from its config
+    (:meth:`bridge.config.CalDAVConfig.writeback_policy`): no defaults here, the schema's are
+    the only ones."""
 
-    writeback: bool = True
-    reserve_by_copy: bool = False
-    max_changes: int = 3  # more bookings than this vanishing or moving at once → stop
-    max_fraction: float = 0.25  # … or more than this share of them (when at least two)
+    writeback: bool
+    reserve_by_copy: bool
+    max_changes: int  # more bookings than this vanishing or moving at once → stop
+    max_fraction: float  # … or more than this share of them (when at least two)
+
+
+# A calendar with no Canvas side: every edit is put back, nothing is ever sent.
+NO_CANVAS = Policy(writeback=False, reserve_by_copy=False, max_changes=0, max_fraction=0.0)
 
 
 @dataclass(frozen=True)
@@ -84,7 +90,7 @@ class Context:
     events: Mapping[str, CalEvent]  # what Canvas wants in this calendar, by UID
     hidden: Mapping[str, str]
     now: datetime
-    policy: Policy = Policy()
+    policy: Policy = NO_CANVAS
     approval: Approval = Approval()
     owned: Mapping[str, str] = field(default_factory=dict)  # UID → href of what we wrote
     listing_empty: bool = False  # a complete listing of the server held nothing at all

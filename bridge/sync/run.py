@@ -26,7 +26,7 @@ from bridge.model.outcomes import (
 )
 from bridge.model.status import Collection, ItemStatus, StatusStore, discovery_key
 from bridge.state.stops import StopState
-from bridge.sync.decide import Approval, Context, Policy, decide
+from bridge.sync.decide import NO_CANVAS, Approval, Context, Policy, decide
 from bridge.sync.execute import Ledger, execute, report_command
 from bridge.sync.plan import (
     DesiredItem,
@@ -147,7 +147,7 @@ class CalendarSync:
                 writeback.events if writeback is not None else {},
                 hidden,
                 now,
-                writeback.policy if writeback is not None else Policy(writeback=False),
+                writeback.policy if writeback is not None else NO_CANVAS,
                 approval,
                 owned={uid: s.href for uid, s in status.items()},
                 listing_empty=not view.actual and bool(status),

@@ -12,9 +12,16 @@ import httpx
 from bridge.canvas.client import CanvasClient
 from bridge.canvas.poller import PollOptions
 from bridge.canvas.transport import CanvasLimits
-from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, default_canvas_limits
+from bridge.config import (
+    AccountConfig,
+    CalDAVConfig,
+    FeedConfig,
+    WritebackConfig,
+    default_canvas_limits,
+)
 from bridge.dav.discovery import TargetSettings
 from bridge.mapping import FeedOptions
+from bridge.sync.decide import Policy
 
 _ACCOUNT = {"id": "test", "canvas_url": "https://canvas.example.edu", "token_env": "UNUSED"}
 
@@ -97,3 +104,17 @@ def canvas_client(url: str, token: str | httpx.Auth, **kw: Any) -> CanvasClient:
     """A client with the limits of an account that sets none (``limits=`` overrides them)."""
     kw.setdefault("limits", canvas_limits())
     return CanvasClient(url, token, **kw)
+
+
+def writeback_policy(**keys: Any) -> Policy:
+    """``CalDAVConfig(**keys).writeback_policy(WritebackConfig())``: keys as in a ``[[caldav]]``
+    entry, the ``[writeback]`` thresholds the schema's defaults."""
+    config = CalDAVConfig(
+        id="test",
+        account="test",
+        url="https://dav.example.com/",
+        username="user",
+        password_env="UNUSED",
+        **keys,
+    )
+    return config.writeback_policy(WritebackConfig())

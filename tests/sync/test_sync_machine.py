@@ -50,12 +50,11 @@ from bridge.model.status import Collection
 from bridge.state import StateStore, open_state
 from bridge.state.journal import Limits
 from bridge.state.stops import StopState
-from bridge.sync.decide import Policy
 from bridge.sync.execute import Ledger, redrive
 from bridge.sync.plan import DesiredItem
 from bridge.sync.run import CalendarSync, Writeback
 from tests.helpers.clients import catalogue, client_edit
-from tests.helpers.options import event_options, target_settings
+from tests.helpers.options import event_options, target_settings, writeback_policy
 
 NOW = datetime(2026, 3, 2, 12, tzinfo=UTC)
 HOST = "canvas.test"
@@ -370,7 +369,7 @@ class TwoWaySync(RuleBasedStateMachine):
         writeback = Writeback(
             snapshot,
             events,
-            Policy(writeback=True, reserve_by_copy=self.reserve_by_copy),
+            writeback_policy(reserve_by_copy=self.reserve_by_copy),
             self.ledger(),
         )
         return await self.calendar.run(
