@@ -81,6 +81,11 @@ class Cluster:
     def log(self) -> Path:
         return self.directory / "server.log"
 
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's PID (its backends are its children), while it runs."""
+        return _postmaster_pid(self.data)
+
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{ROLE}@127.0.0.1:{self.port}/{database}"
 
