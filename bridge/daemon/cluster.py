@@ -16,6 +16,9 @@ What each replica runs, in its own event loop beside the feed server:
   account whose job is gone (not queued, not running) is claimed again as soon as it is due;
   a periodic task does the same every few seconds, in case the dead replica held the
   dispatcher's own lock;
+* **cleanup**: an hourly task deletes the ended jobs of the engine's table: succeeded ones
+  (normally deleted as they finish) at once, failed ones after ``[cluster] keep_failed_jobs``;
+  and the stored ``/users/self`` profiles no process has refreshed for a while;
 * the **job** runs the account's cycle (:mod:`bridge.daemon.cycle`) inside a PostgreSQL
   transaction-scoped advisory lock on the account (released by PostgreSQL when the replica
   dies), under the account's lease (shared with a one-off ``calbridge sync``), and with the
@@ -56,6 +59,10 @@ QUEUE = "calbridge"
 SYNC_TASK = "calbridge.sync_account"
 DISPATCH_TASK = "calbridge.dispatch"
 STALLED_TASK = "calbridge.retry_stalled"
+CLEANUP_TASK = "calbridge.cleanup"
+CLEANUP_CRON = "17 * * * *"  # hourly (at a minute no other schedule favours)
+# A stored /users/self is trusted a day (cycle.PROFILE_MAX_AGE); unused this long, it is dropped.
+PROFILES_KEPT = timedelta(days=2)
 STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas, beside each dispatch
 MAX_BACKOFF = timedelta(hours=1)
 
@@ -152,6 +159,41 @@ class Cluster:
         @app.task(name=STALLED_TASK, queue=QUEUE, lock=STALLED_TASK, queueing_lock=STALLED_TASK)
         async def retry_stalled(timestamp: int) -> None:
             await self.retry_stalled()
+
+        @app.periodic(cron=CLEANUP_CRON, periodic_id="cleanup")
+        @app.task(name=CLEANUP_TASK, queue=QUEUE, lock=CLEANUP_TASK, queueing_lock=CLEANUP_TASK)
+        async def cleanup(timestamp: int) -> None:
+            await self.cleanup()
+
+    async def cleanup(self) -> tuple[int, int]:
+        """Delete the ended jobs: succeeded ones, failed (or cancelled, aborted) ones whose
+        last event is older than ``keep_failed_jobs``; and stale stored profiles. How many
+        jobs succeeded and failed were deleted."""
+        keep = self.config.keep_failed_jobs
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM procrastinate_jobs j WHERE j.queue_name = %s AND ("
+                "j.status = 'succeeded' OR (j.status IN ('failed', 'cancelled', 'aborted') "
+                "AND NOT EXISTS (SELECT 1 FROM procrastinate_events e "
+                "WHERE e.job_id = j.id AND e.at >= now() - %s))) RETURNING j.status) "
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
+                "count(*) FILTER (WHERE status <> 'succeeded') FROM gone",
+                (QUEUE, keep),
+            )
+            row = await cur.fetchone()
+        succeeded, failed = (int(row[0]), int(row[1])) if row else (0, 0)
+        profiles = await asyncio.to_thread(
+            self.state.profiles.forget_older, datetime.now(UTC) - PROFILES_KEPT
+        )
+        if succeeded or failed or profiles:
+            log.info(
+                "cleanup: deleted %d succeeded and %d failed jobs (kept %s), %d stale profiles",
+                succeeded,
+                failed,
+                keep,
+                profiles,
+            )
+        return succeeded, failed
 
     async def dispatch(self) -> list[Due]:
         """Queue a sync job for every due account; the accounts claimed."""
