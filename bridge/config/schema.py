@@ -395,6 +395,11 @@ class ClusterConfig(Section):
         description="A failed sync (Canvas or the database unreachable) is tried again this many "
         "times, after 5s, 25s, … (exponential); then at the next poll interval.",
     )
+    keep_failed_jobs: Duration = Field(
+        timedelta(days=7),
+        description="How long the job engine's failed jobs are kept for inspection (hourly "
+        "cleanup; succeeded ones are deleted at once): 1h to 1y.",
+    )
 
     @model_validator(mode="after")
     def _timings(self) -> ClusterConfig:
@@ -407,6 +412,8 @@ class ClusterConfig(Section):
             raise ValueError("heartbeat must be between 1s and 1m")
         if self.stalled_after < self.heartbeat * 3:
             raise ValueError("stalled_after must be at least 3 heartbeats")
+        if not timedelta(hours=1) <= self.keep_failed_jobs <= timedelta(days=366):
+            raise ValueError("keep_failed_jobs must be between 1h and 1y")
         return self
 
 

@@ -11,8 +11,14 @@ What each replica runs, in its own event loop beside the feed server:
   interval on, with jitter, in the same transaction) and defers one ``sync_account`` job per
   account with ``lock`` and ``queueing_lock`` = the account: one job of an account runs at a
   time and at most one waits;
-* **stalled jobs**: a periodic task puts back in the queue the jobs of a replica whose
-  heartbeat stopped for ``[cluster] stalled_after`` (``kill -9``, power cut);
+* **stalled jobs**: each dispatch first puts back in the queue the jobs of a replica whose
+  heartbeat stopped for ``[cluster] stalled_after`` (``kill -9``, power cut), and a claimed
+  account whose job is gone (not queued, not running) is claimed again as soon as it is due;
+  a periodic task does the same every few seconds, in case the dead replica held the
+  dispatcher's own lock;
+* **cleanup**: an hourly task deletes the ended jobs of the engine's table: succeeded ones
+  (normally deleted as they finish) at once, failed ones after ``[cluster] keep_failed_jobs``;
+  and the stored ``/users/self`` profiles no process has refreshed for a while;
 * the **job** runs the account's cycle (:mod:`bridge.daemon.cycle`) inside a PostgreSQL
   transaction-scoped advisory lock on the account (released by PostgreSQL when the replica
   dies), under the account's lease (shared with a one-off ``calbridge sync``), and with the
@@ -53,11 +59,12 @@ QUEUE = "calbridge"
 SYNC_TASK = "calbridge.sync_account"
 DISPATCH_TASK = "calbridge.dispatch"
 STALLED_TASK = "calbridge.retry_stalled"
-STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas
+CLEANUP_TASK = "calbridge.cleanup"
+CLEANUP_CRON = "17 * * * *"  # hourly (at a minute no other schedule favours)
+# A stored /users/self is trusted a day (cycle.PROFILE_MAX_AGE); unused this long, it is dropped.
+PROFILES_KEPT = timedelta(days=2)
+STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas, beside each dispatch
 MAX_BACKOFF = timedelta(hours=1)
-# A claimed account whose job never finished is claimed again after this many of the longest
-# poll interval (a job can only get lost if its replica died between claiming and queueing it).
-LOST_AFTER, MIN_LOST_AFTER = 3, timedelta(minutes=2)
 
 
 class RetryLater(Exception):
@@ -153,6 +160,41 @@ class Cluster:
         async def retry_stalled(timestamp: int) -> None:
             await self.retry_stalled()
 
+        @app.periodic(cron=CLEANUP_CRON, periodic_id="cleanup")
+        @app.task(name=CLEANUP_TASK, queue=QUEUE, lock=CLEANUP_TASK, queueing_lock=CLEANUP_TASK)
+        async def cleanup(timestamp: int) -> None:
+            await self.cleanup()
+
+    async def cleanup(self) -> tuple[int, int]:
+        """Delete the ended jobs: succeeded ones, failed (or cancelled, aborted) ones whose
+        last event is older than ``keep_failed_jobs``; and stale stored profiles. How many
+        jobs succeeded and failed were deleted."""
+        keep = self.config.keep_failed_jobs
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "WITH gone AS (DELETE FROM procrastinate_jobs j WHERE j.queue_name = %s AND ("
+                "j.status = 'succeeded' OR (j.status IN ('failed', 'cancelled', 'aborted') "
+                "AND NOT EXISTS (SELECT 1 FROM procrastinate_events e "
+                "WHERE e.job_id = j.id AND e.at >= now() - %s))) RETURNING j.status) "
+                "SELECT count(*) FILTER (WHERE status = 'succeeded'), "
+                "count(*) FILTER (WHERE status <> 'succeeded') FROM gone",
+                (QUEUE, keep),
+            )
+            row = await cur.fetchone()
+        succeeded, failed = (int(row[0]), int(row[1])) if row else (0, 0)
+        profiles = await asyncio.to_thread(
+            self.state.profiles.forget_older, datetime.now(UTC) - PROFILES_KEPT
+        )
+        if succeeded or failed or profiles:
+            log.info(
+                "cleanup: deleted %d succeeded and %d failed jobs (kept %s), %d stale profiles",
+                succeeded,
+                failed,
+                keep,
+                profiles,
+            )
+        return succeeded, failed
+
     async def dispatch(self) -> list[Due]:
         """Queue a sync job for every due account; the accounts claimed."""
         accounts = {a.id: a for a in self.accounts()}
@@ -163,13 +205,14 @@ class Cluster:
                 now + interval + timedelta(seconds=random.uniform(0, jitter_of(interval)))
             )
 
+        await self._requeue_stalled()  # a dead replica's jobs: back in the queue at once
+        in_flight = await self._in_flight()
         now = datetime.now(UTC)
-        longest = max((a.poll_interval for a in accounts.values()), default=timedelta(0))
         claimed = await asyncio.to_thread(
             self.state.cluster.claim_due,
             now,
             {a: advance(acc) for a, acc in accounts.items()},
-            max(longest * LOST_AFTER, MIN_LOST_AFTER),
+            in_flight,
         )
         await self._defer(claimed)
         await self._depth()
@@ -203,6 +246,16 @@ class Cluster:
                 with contextlib.suppress(engine_errors.AlreadyEnqueued):
                     await self.app.job_manager.defer_job_async(job)
 
+    async def _in_flight(self) -> set[str]:
+        """The accounts with a sync job waiting in the queue or running."""
+        async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
+            cur = await conn.execute(
+                "SELECT DISTINCT lock FROM procrastinate_jobs "
+                "WHERE status IN ('todo', 'doing') AND task_name = %s AND lock IS NOT NULL",
+                (SYNC_TASK,),
+            )
+            return {str(row[0]) for row in await cur.fetchall()}
+
     async def _depth(self) -> None:
         async with self.app.connector.pool.connection() as conn:  # type: ignore[attr-defined]
             cur = await conn.execute(
@@ -213,31 +266,40 @@ class Cluster:
         metrics.QUEUE_DEPTH.set(row[0] if row else 0)
 
     async def retry_stalled(self) -> int:
-        """Queue again the jobs of replicas whose heartbeat stopped; how many."""
-        stalled = await self.app.job_manager.get_stalled_jobs(
-            seconds_since_heartbeat=self.config.stalled_after.total_seconds()
-        )
-        count = 0
-        for job in stalled:
-            log.warning(
-                "job %s (%s %s): its replica stopped answering; queued again",
-                job.id,
-                job.task_name,
-                job.task_kwargs.get("account_id", ""),
-            )
-            try:
-                await self.app.job_manager.retry_job(job)
-            except engine_errors.UniqueViolation:
-                # a newer job of the account waits already (queued while this one hung): the
-                # stalled one is closed as failed, the waiting one runs once the lock is free
-                await self.app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
-            count += 1
+        """Queue again the jobs of replicas whose heartbeat stopped, and forget replicas long
+        gone; how many jobs."""
+        count = await self._requeue_stalled()
         gone = await asyncio.to_thread(
             self.state.cluster.forget_replicas,
             datetime.now(UTC) - self.config.stalled_after * 10,
         )
         if gone:
             log.info("forgot %d replicas not seen for a long time", gone)
+        return count
+
+    async def _requeue_stalled(self) -> int:
+        """Queue again the jobs of replicas whose heartbeat stopped; how many."""
+        stalled = await self.app.job_manager.get_stalled_jobs(
+            seconds_since_heartbeat=self.config.stalled_after.total_seconds()
+        )
+        count = 0
+        for job in stalled:
+            try:
+                await self.app.job_manager.retry_job(job)
+            except engine_errors.UniqueViolation:
+                # a newer job of the account waits already (queued while this one hung): the
+                # stalled one is closed as failed, the waiting one runs once the lock is free
+                with contextlib.suppress(engine_errors.ConnectorException):
+                    await self.app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
+            except engine_errors.ConnectorException:
+                continue  # no longer running: the periodic check or a dispatch took it first
+            log.warning(
+                "job %s (%s %s): its replica stopped answering; queued again",
+                job.id,
+                job.task_name,
+                job.task_kwargs.get("account_id", ""),
+            )
+            count += 1
         return count
 
     def _account(self, account_id: str) -> AccountConfig | None:

@@ -248,18 +248,28 @@ class Syncer:
         outputs += [t.include for t in index.caldav.get(account.id, ())]
         return needs_managed(outputs)
 
-    async def poll(self, account: AccountConfig) -> tuple[AccountSnapshot, int]:
+    async def poll(
+        self, account: AccountConfig, *, remember: bool = True
+    ) -> tuple[AccountSnapshot, int]:
+        """``remember``: share a profile fetched now with the other processes (the store)."""
         async with self.wiring.client(account) as client:
             # who the token belongs to is asked again when the token or the Canvas changes
             # (a connected person's Canvas user is fixed by their account; their token refreshes)
             credential = account.id if self._person(account.id) else account_token(account)
-            token = hashlib.sha256(f"{account.canvas_url}\0{credential}".encode()).hexdigest()
+            token = self.state.profiles.digest(account.canvas_url, credential)
             known = self._profiles.get(account.id)
             fresh = (
                 known is not None
                 and known[0] == token
                 and self.clock() - known[2] < PROFILE_MAX_AGE
             )
+            if not fresh:  # another replica (or this one before a restart) may have asked
+                stored = await asyncio.to_thread(
+                    self.state.profiles.get, token, self.clock() - PROFILE_MAX_AGE
+                )
+                if stored is not None:
+                    known = (token, Profile.model_validate_json(stored[0]), stored[1])
+                    self._profiles[account.id], fresh = known, True
             try:
                 options = replace(
                     account.poll_options(), include_managed=self.uses_managed(account)
@@ -273,14 +283,18 @@ class Syncer:
             finally:
                 requests = client.requests_made
         if not fresh:
-            self._profiles[account.id] = (token, snapshot.user, self.clock())
+            asked = self.clock()
+            self._profiles[account.id] = (token, snapshot.user, asked)
+            if remember:
+                json = snapshot.user.model_dump_json()
+                await asyncio.to_thread(self.state.profiles.put, token, json, asked)
         return snapshot, requests
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
         started = time.monotonic()
         result = AccountResult(account.id, AccountState.POLL_FAILED)
         try:
-            snapshot, result.requests = await self.poll(account)
+            snapshot, result.requests = await self.poll(account, remember=not dry_run)
         except BridgeError as exc:
             result.error = str(exc)
             result.seconds = time.monotonic() - started

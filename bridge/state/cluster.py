@@ -9,10 +9,10 @@ sync ended and which replica ran it.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
@@ -64,15 +64,18 @@ class ClusterStore:
         self,
         now: datetime,
         next_due: Mapping[str, Callable[[datetime], datetime]],
-        lost_after: timedelta,
+        in_flight: Collection[str],
     ) -> list[Due]:
         """The accounts of ``next_due`` that are due at ``now`` (or have no row yet), each
         moved on to ``next_due[id](now)`` in the same transaction (rows locked while it runs:
         two dispatchers never claim one account twice). An account whose last claim has not
-        finished yet (its job waits in the queue or runs) is not claimed again — unless that
-        claim is older than ``lost_after`` (its job was lost). Rows of accounts no longer
-        listed are deleted."""
+        finished yet is not claimed again while its job waits in the queue or runs
+        (``in_flight``: the accounts with such a job); a claim whose job is gone without
+        recording its end (its replica died before queueing it, or the job failed for good)
+        is claimed again as soon as the account is due — at the next dispatch, not after a
+        timeout. Rows of accounts no longer listed are deleted."""
         claimed: list[Due] = []
+        busy = set(in_flight)
         with self._sessions() as s:
             known = set(s.scalars(select(ClusterScheduleRow.account_id)))
             gone = known - next_due.keys()
@@ -101,7 +104,7 @@ class ClusterStore:
                 finished = row.last_sync_at is not None and (
                     claimed_at is None or row.last_sync_at >= claimed_at
                 )
-                if claimed_at is not None and not finished and now - claimed_at < lost_after:
+                if claimed_at is not None and not finished and row.account_id in busy:
                     continue  # its job is queued or running: one at a time
                 claimed.append(Due(row.account_id, row.due_at))
                 row.due_at, row.dispatched_at = advance(now), now

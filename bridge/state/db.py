@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import logging
 import os
+import select
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -35,7 +36,7 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import ExceptionContext, make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError, DisconnectionError, OperationalError
 from sqlalchemy.orm import Session
 
 from bridge.errors import SetupError, StateUnavailable
@@ -213,13 +214,42 @@ def make_engine(url: str) -> Engine:
             "options": f"-c lock_timeout={LOCK_TIMEOUT_MS}",
         }
     try:
-        engine = create_engine(parsed, pool_pre_ping=True, connect_args=connect_args)
+        engine = create_engine(parsed, connect_args=connect_args)
     except Exception as exc:  # e.g. a missing driver for the scheme
         raise SetupError(
             f"cannot use this database: {type(exc).__name__}: {exc}", setting=SETTING
         ) from None
+    event.listen(engine, "checkout", _alive_at_checkout)
     event.listen(engine, "handle_error", _translate_error)
     return engine
+
+
+def _alive_at_checkout(dbapi_connection: Any, _record: Any, _proxy: Any) -> None:
+    """Pool ``checkout`` hook: refuse a pooled connection the server has closed, so the pool
+    opens a new one instead of the next statement failing (a PostgreSQL restart or failover,
+    an idle timeout). It replaces ``pool_pre_ping``, a ``SELECT 1`` round trip (and a
+    transaction) before every transaction, by a look at the socket: a server that ends a
+    session sends its reason and closes, which makes an idle connection's socket readable;
+    a healthy idle connection has nothing to read. (Something else to read — a notice — costs
+    only a new connection.)"""
+    raw = getattr(dbapi_connection, "driver_connection", dbapi_connection)
+    if getattr(raw, "closed", False) or getattr(raw, "broken", False):
+        raise DisconnectionError("the connection was closed")
+    try:
+        fd = raw.fileno()
+    except Exception:  # the driver cannot tell (closed meanwhile): the connection is unusable
+        raise DisconnectionError("the connection has no socket") from None
+    if _readable(fd):
+        raise DisconnectionError("the server closed the connection (or sent something unasked)")
+
+
+def _readable(fd: int) -> bool:
+    """Whether a read on ``fd`` would not block (data or the peer's close), without waiting."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN | select.POLLERR | select.POLLHUP)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])  # pragma: no cover - not Linux
 
 
 def is_postgresql(bind: Session | Connection | Engine) -> bool:

@@ -254,3 +254,25 @@ class ClusterReplicaRow(Base):
     worker_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- who each token belongs to, shared by the replicas (revision 0009) ----------------------
+
+
+class AccountProfileRow(Base):
+    """An account's ``/users/self`` as JSON, under a keyed digest of its Canvas and credential
+    (never the token itself), and when Canvas was asked."""
+
+    __tablename__ = "account_profiles"
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    profile_json: Mapped[str] = mapped_column(Text)
+    fetched_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class StateKeyRow(Base):
+    """A random key made by the store itself (hex), e.g. for the profiles' digests when no
+    encryption key is configured."""
+
+    __tablename__ = "state_keys"
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    key: Mapped[str] = mapped_column(String(128))

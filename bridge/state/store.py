@@ -25,6 +25,7 @@ from bridge.state.db import READ_ONLY, make_engine, serialize, upgrade, upsert
 from bridge.state.journal import Journal
 from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
+from bridge.state.profiles import ProfileStore
 from bridge.state.schema import (
     AccountSnapshotRow,
     AccountStatusRow,
@@ -62,10 +63,9 @@ class StateStore:
         self.journal = Journal(self._sessions)
         self.stops = StopStore(self._sessions)
         self.cluster = ClusterStore(self.session)
-        self.people = PeopleStore(
-            self._sessions,
-            vault or NoVault("state.encryption_key_file, _credential or _env (none set)"),
-        )
+        vault = vault or NoVault("state.encryption_key_file, _credential or _env (none set)")
+        self.people = PeopleStore(self._sessions, vault)
+        self.profiles = ProfileStore(self.session, self.reading, vault)
 
     @contextmanager
     def session(self) -> Iterator[Session]:

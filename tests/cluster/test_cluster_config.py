@@ -32,6 +32,7 @@ def test_cluster_mode_needs_postgresql() -> None:
         ("heartbeat", "2m", "heartbeat must be between 1s and 1m"),
         ("stalled_after", "5s", "stalled_after must be at least 3 heartbeats"),
         ("concurrency", 0, "concurrency"),
+        ("keep_failed_jobs", "30m", "keep_failed_jobs must be between 1h and 1y"),
     ],
 )
 def test_bad_timings_name_the_key(key: str, value: object, message: str) -> None:

@@ -124,6 +124,26 @@ async def test_a_student_feed_polls_conferences_and_reservable_groups_and_users_
     await student.syncer.aclose()
 
 
+async def test_another_process_reuses_the_profile_one_fetched_for_a_day(student: Bed) -> None:
+    """A replica syncing an account for the first time (or after a restart) reads who the
+    token belongs to from the store: no ``/users/self`` while the stored one is fresh."""
+    assert (await student.cycle())["GET /api/v1/users/self"] == 1
+    await student.syncer.aclose()
+    settings = student.syncer.settings
+    student.syncer = Syncer(settings, student.state, ServedFeeds(), clock=student.clock)
+    assert "GET /api/v1/users/self" not in await student.cycle()
+    saved = json.loads(student.state.load_snapshot("alice") or "{}")
+    assert saved["user"]["name"] == "Alice Liddell"
+    await student.syncer.aclose()
+    student.clock.now += timedelta(hours=25)  # stored a day ago: asked again, and shared
+    student.syncer = Syncer(settings, student.state, ServedFeeds(), clock=student.clock)
+    assert (await student.cycle())["GET /api/v1/users/self"] == 1
+    await student.syncer.aclose()
+    student.syncer = Syncer(settings, student.state, ServedFeeds(), clock=student.clock)
+    assert "GET /api/v1/users/self" not in await student.cycle()
+    await student.syncer.aclose()
+
+
 async def test_manageable_groups_are_polled_when_an_output_shows_managed_slots(
     live_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -72,6 +72,7 @@ class Cluster:
     port: int
     directory: Path
     _names: Iterator[int] = field(default_factory=lambda: itertools.count(1))
+    options: str = ""  # the server's command-line options (pg_ctl -o), kept for a restart
 
     @property
     def data(self) -> Path:
@@ -80,6 +81,46 @@ class Cluster:
     @property
     def log(self) -> Path:
         return self.directory / "server.log"
+
+    def start(self) -> None:
+        """Start the server (pg_ctl start, waiting until it accepts connections)."""
+        try:
+            _run(
+                [
+                    str(bindir() / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "-o",
+                    self.options,
+                    "start",
+                ],
+                "pg_ctl start",
+            )
+        except RuntimeError as exc:
+            log = self.log.read_text(errors="replace")[-2000:] if self.log.exists() else ""
+            _stop(self, bindir() / "pg_ctl")
+            raise RuntimeError(f"{exc}\n{log}") from None
+
+    def stop(self) -> None:
+        """Stop the server as a restart does (fast: clients are disconnected)."""
+        _stop(self, bindir() / "pg_ctl")
+
+    def restart(self, down: float = 0.0) -> None:
+        """Stop the server, leave it down ``down`` seconds, start it again on the same port:
+        every client connection is cut."""
+        self.stop()
+        time.sleep(down)
+        self.start()
+
+    @property
+    def pid(self) -> int | None:
+        """The postmaster's PID (its backends are its children), while it runs."""
+        return _postmaster_pid(self.data)
 
     def url(self, database: str = "postgres") -> str:
         return f"postgresql+psycopg://{ROLE}@127.0.0.1:{self.port}/{database}"
@@ -165,7 +206,7 @@ def cluster() -> Iterator[Cluster]:
             ],
             "initdb",
         )
-        options = " ".join(
+        running.options = " ".join(
             [
                 f"-k {directory}",
                 f"-p {running.port}",
@@ -176,27 +217,7 @@ def cluster() -> Iterator[Cluster]:
                 "-c max_connections=200",
             ]
         )
-        try:
-            _run(
-                [
-                    str(bin_ / "pg_ctl"),
-                    "-D",
-                    str(running.data),
-                    "-l",
-                    str(running.log),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-o",
-                    options,
-                    "start",
-                ],
-                "pg_ctl start",
-            )
-        except RuntimeError as exc:
-            log = running.log.read_text(errors="replace")[-2000:] if running.log.exists() else ""
-            _stop(running, bin_ / "pg_ctl")
-            raise RuntimeError(f"{exc}\n{log}") from None
+        running.start()
         try:
             yield running
         finally:
