@@ -136,6 +136,12 @@ JOBS_RETRIED = Counter(
     "Jobs this replica ran that were a retry (of a failed attempt, or of one a dead replica left)",
     registry=REGISTRY,
 )
+WORKER_RESTARTS = Counter(
+    "calbridge_cluster_worker_restarts_total",
+    "Times this replica's job worker stopped by itself (the database went away) and was "
+    "started again",
+    registry=REGISTRY,
+)
 QUEUE_DEPTH = Gauge(
     "calbridge_cluster_queue_depth",
     "Account sync jobs waiting in the queue (all replicas), as this replica last read it",

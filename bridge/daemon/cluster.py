@@ -65,6 +65,9 @@ CLEANUP_CRON = "17 * * * *"  # hourly (at a minute no other schedule favours)
 PROFILES_KEPT = timedelta(days=2)
 STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas, beside each dispatch
 MAX_BACKOFF = timedelta(hours=1)
+# The job worker stops when the database goes away (a PostgreSQL restart or failover): it is
+# started again after 1 s, then 2, 4 … up to 30 s between attempts while the database is away.
+WORKER_RESTART_FIRST, WORKER_RESTART_MAX = 1.0, 30.0
 
 
 class RetryLater(Exception):
@@ -126,6 +129,7 @@ class Cluster:
         self._register()
         self.worker: Worker | None = None
         self._tasks: list[asyncio.Task[Any]] = []
+        self._stopping = asyncio.Event()  # set by stop(): the worker is not started again
 
     # --- the tasks ----------------------------------------------------------------------------
 
@@ -368,7 +372,19 @@ class Cluster:
         await self.app.open_async()
         await self._locks.open(wait=True)
         self.app.perform_import_paths()
-        self.worker = Worker(
+        self._tasks = [
+            asyncio.create_task(self._work(), name="cluster worker"),
+            asyncio.create_task(self._announce(), name="cluster replica"),
+        ]
+        log.info(
+            "cluster mode: replica %s, %d jobs at once, accounts queued every %gs",
+            self.replica,
+            self.config.concurrency,
+            self.config.dispatch_every.total_seconds(),
+        )
+
+    def _new_worker(self) -> Worker:
+        return Worker(
             app=self.app,
             queues=[QUEUE],
             name=self.replica,
@@ -379,16 +395,35 @@ class Cluster:
             delete_jobs="successful",
             fetch_job_polling_interval=1.0,
         )
-        self._tasks = [
-            asyncio.create_task(self.worker.run(), name="cluster worker"),
-            asyncio.create_task(self._announce(), name="cluster replica"),
-        ]
-        log.info(
-            "cluster mode: replica %s, %d jobs at once, accounts queued every %gs",
-            self.replica,
-            self.config.concurrency,
-            self.config.dispatch_every.total_seconds(),
-        )
+
+    async def _work(self) -> None:
+        """Run the job worker until :meth:`stop`; when it stops by itself (the database went
+        away: its heartbeat, listener or fetch failed) start a new one, with backoff."""
+        delay = WORKER_RESTART_FIRST
+        while not self._stopping.is_set():
+            self.worker = self._new_worker()
+            began = time.monotonic()
+            try:
+                await self.worker.run()
+                reason = "the engine stopped it; its error is logged above"
+            except Exception as exc:  # the engine wraps database errors in its own
+                reason = f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}"
+                cause = exc.__cause__
+                if cause is not None:
+                    reason += f" ({type(cause).__name__}: {str(cause).strip().splitlines()[0]})"
+            if self._stopping.is_set():
+                return
+            if time.monotonic() - began > WORKER_RESTART_MAX:
+                delay = WORKER_RESTART_FIRST  # it ran for a while: this is a new failure
+            log.warning("cluster: job worker stopped (%s); starting it again in %gs", reason, delay)
+            metrics.WORKER_RESTARTS.inc()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), delay)
+            delay = min(delay * 2, WORKER_RESTART_MAX)
+            # drop the pooled connections the database cut, instead of failing on each in turn
+            for pool in (self.app.connector.pool, self._locks):  # type: ignore[attr-defined]
+                with contextlib.suppress(Exception):
+                    await pool.check()
 
     @property
     def running(self) -> bool:
@@ -413,6 +448,7 @@ class Cluster:
 
     async def stop(self) -> None:
         """Finish the running jobs (a SIGTERM is a graceful stop), then leave the cluster."""
+        self._stopping.set()
         if self.worker is not None:
             self.worker.stop()
         for task in self._tasks[1:]:
