@@ -27,6 +27,7 @@ from bridge.canvas.pool import CanvasPool, PoolOptions
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings, account_token
 from bridge.daemon.logs import register_secret
 from bridge.daemon.skip import Inputs, Rendered, Work, decide
+from bridge.daemon.status_batch import StatusBatch
 from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError, ReconnectNeeded
 from bridge.mapping import RenderCache, RenderedFeed, render_feed
@@ -156,6 +157,8 @@ class Syncer:
         self._feed_versions: dict[str, dict[str, EventVersion]] = {}
         # account id -> what its last full cycle saw, and its feeds' results (see skip.py)
         self._rendered: dict[str, tuple[Rendered, list[FeedResult]]] = {}
+        # the poll times of accounts whose poll changed nothing, written together
+        self.statuses = StatusBatch(state.record_poll_successes)
 
     @property
     def settings(self) -> Settings:
@@ -175,7 +178,9 @@ class Syncer:
         return outputs
 
     async def aclose(self) -> None:
-        """Close the Canvas connections, if this Syncer made its pool."""
+        """Write the poll times waiting; close the Canvas connections, if this Syncer made
+        its pool."""
+        await self.statuses.aclose()
         if self._owns_pool:
             await self.pool.aclose()
 
@@ -313,6 +318,7 @@ class Syncer:
             if isinstance(exc, ReconnectNeeded) and people is not None and not dry_run:
                 await asyncio.to_thread(people.reconnect_needed, account.id)
             if not dry_run:
+                await self.statuses.before_write(account.id)
                 failures = await asyncio.to_thread(
                     self.state.record_poll_failure, account.id, self.clock(), result.error
                 )
@@ -337,7 +343,9 @@ class Syncer:
             assert last is not None  # a skip needs a full cycle before it
             return await self._unchanged(account, result, last[1], now, started)
         if not dry_run:
-            await asyncio.to_thread(self._save_poll, account.id, snapshot, now)
+            await self.statuses.before_write(account.id)
+            if not await asyncio.to_thread(self._save_poll, account.id, snapshot, now):
+                await self.statuses.add(account.id, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         feeds = self.outputs.feeds.get(account.id, [])
@@ -392,7 +400,7 @@ class Syncer:
     ) -> AccountResult:
         """The cycle of an account whose feeds cannot have changed: its success is recorded
         and each feed learns it was refreshed (no parse, render or feed write)."""
-        await asyncio.to_thread(self.state.record_poll_success, account.id, now)
+        await self.statuses.add(account.id, now)
         metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
         before = {f.feed_id: f for f in last}
@@ -416,16 +424,17 @@ class Syncer:
         )
         return result
 
-    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> None:
-        """The poll's success, and its snapshot only if what Canvas said changed: an unchanged
-        poll rewrites no snapshot JSON (``last_success_at`` says when it was last seen)."""
+    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> bool:
+        """The poll's success with its snapshot, if what Canvas said changed (True); False
+        if not: then nothing is written here and the caller records the success in
+        :attr:`statuses` (``last_success_at`` says when the snapshot was last seen)."""
         content = snapshot.model_dump_json(exclude={"fetched_at"})
         digest = hashlib.sha256(content.encode()).hexdigest()
         if self._saved.get(account_id) == digest:
-            self.state.record_poll_success(account_id, now)
-            return
+            return False
         self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
         self._saved[account_id] = digest
+        return True
 
     async def _redrive(self, account: AccountConfig) -> None:
         """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""
