@@ -13,10 +13,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from functools import cache
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -51,6 +52,86 @@ _MAY_HOLD_SURROGATE = re.compile(rb"\\u[dD][89a-fA-F]|\xed[\xa0-\xbf]")
 def _page_of(model: type[M]) -> TypeAdapter[list[M]]:
     """Validates a whole page in one call (no per-item Python)."""
     return TypeAdapter(list[model])  # type: ignore[valid-type]
+
+
+def parse_one(model: type[M], data: Any, method: str, path: str) -> M:
+    """One Canvas object; CanvasBadResponse naming the request and the first bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "body"
+        raise errors.CanvasBadResponse(
+            f"unexpected {model.__name__} from Canvas: {where}: {first['msg']}",
+            method=method,
+            path=path,
+        ) from None
+
+
+def _page_items(content: bytes, key: str | None, path: str, kind: str) -> list[Any]:
+    """The items of one page of a list: the JSON body, unwrapped by ``key``. ``kind``: the
+    page's content type, for the error."""
+    try:
+        data = json.loads(content)
+    except ValueError:
+        raise errors.CanvasBadResponse(
+            f"Canvas answered a body that is not JSON ({kind}, {len(content)} bytes)",
+            method="GET",
+            path=path,
+            status=200,
+        ) from None
+    if key is not None and isinstance(data, dict):
+        data = data.get(key, [])
+    if not isinstance(data, list):
+        raise errors.CanvasBadResponse(
+            f"expected a list, got {type(data).__name__}", method="GET", path=path
+        )
+    return data
+
+
+def parse_page(model: type[M], data: list[Any], content: bytes, path: str) -> list[M]:
+    """A page of a list, validated the way :func:`parse_one` does each item."""
+    if (
+        json.detect_encoding(content) not in ("utf-8", "utf-8-sig")  # UTF-16/32: not scanned
+        or _MAY_HOLD_SURROGATE.search(content) is not None
+    ):
+        return [parse_one(model, entry, "GET", path) for entry in data]
+    try:
+        return _page_of(model).validate_python(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"][1:]) or "body"  # after the item index
+        raise errors.CanvasBadResponse(
+            f"unexpected {model.__name__} from Canvas: {where}: {first['msg']}",
+            method="GET",
+            path=path,
+        ) from None
+
+
+@dataclass(frozen=True)
+class RawList(Generic[M]):
+    """The pages of one list as Canvas sent them (bytes), validated only by :meth:`parse`:
+    a caller can compare them with the last poll's first (see :meth:`digest`)."""
+
+    model: type[M]
+    path: str
+    key: str | None
+    pages: tuple[bytes, ...]
+    kinds: tuple[str, ...]  # each page's content type (for errors)
+
+    def digest(self, into: Any) -> None:
+        """Feed the list's path and pages into the hash ``into`` (each with its length)."""
+        into.update(f"{self.path}\0{len(self.pages)}\0".encode())
+        for page in self.pages:
+            into.update(len(page).to_bytes(8, "big"))
+            into.update(page)
+
+    def parse(self) -> list[M]:
+        items: list[M] = []
+        for page, kind in zip(self.pages, self.kinds, strict=True):
+            data = _page_items(page, self.key, self.path, kind)
+            items += parse_page(self.model, data, page, self.path)
+        return items
 
 
 def next_link(header: str | None) -> str | None:
@@ -180,34 +261,7 @@ class CanvasClient:
     # --- plumbing ---------------------------------------------------------------------------
 
     def _parse(self, model: type[M], data: Any, method: str, path: str) -> M:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"]) or "body"
-            raise errors.CanvasBadResponse(
-                f"unexpected {model.__name__} from Canvas: {where}: {first['msg']}",
-                method=method,
-                path=path,
-            ) from None
-
-    def _parse_page(self, model: type[M], data: list[Any], content: bytes, path: str) -> list[M]:
-        """A page of a list, the way :meth:`_parse` does each item."""
-        if (
-            json.detect_encoding(content) not in ("utf-8", "utf-8-sig")  # UTF-16/32: not scanned
-            or _MAY_HOLD_SURROGATE.search(content) is not None
-        ):
-            return [self._parse(model, entry, "GET", path) for entry in data]
-        try:
-            return _page_of(model).validate_python(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            where = ".".join(str(p) for p in first["loc"][1:]) or "body"  # after the item index
-            raise errors.CanvasBadResponse(
-                f"unexpected {model.__name__} from Canvas: {where}: {first['msg']}",
-                method="GET",
-                path=path,
-            ) from None
+        return parse_one(model, data, method, path)
 
     async def _json(
         self,
@@ -235,24 +289,31 @@ class CanvasClient:
         key: str | None = None,
     ) -> list[M]:
         """Every page of a list endpoint. ``key`` unwraps ``{"conferences": [...]}``."""
-        items: list[M] = []
+        return (await self._pages(model, path, params, key=key)).parse()
+
+    async def _pages(
+        self,
+        model: type[M],
+        path: str,
+        params: Sequence[tuple[str, Any]] = (),
+        *,
+        key: str | None = None,
+    ) -> RawList[M]:
+        """Every page of a list endpoint as Canvas sent it, not yet validated: a page is
+        decoded here only when a ``next`` link follows it (an empty page ends the list)."""
+        pages: list[bytes] = []
+        kinds: list[str] = []
         url: str | None = path
         query: list[tuple[str, Any]] | None = [*params, ("per_page", PER_PAGE)]
         seen: set[str] = set()
         for _ in range(MAX_PAGES):
             assert url is not None
             response = await self._transport.request("GET", url, params=query)
-            data = decode_json("GET", path, response)
-            if key is not None and isinstance(data, dict):
-                data = data.get(key, [])
-            if not isinstance(data, list):
-                raise errors.CanvasBadResponse(
-                    f"expected a list, got {type(data).__name__}", method="GET", path=path
-                )
-            items += self._parse_page(model, data, response.content, path)
+            pages.append(response.content)
+            kinds.append(response.headers.get("content-type", "unknown content type").split(";")[0])
             url = next_link(response.headers.get("link"))
-            if url is None or url in seen or not data:
-                return items
+            if url is None or url in seen or not _page_items(pages[-1], key, path, kinds[-1]):
+                return RawList(model, path, key, tuple(pages), tuple(kinds))
             seen.add(url)
             url = self._same_origin(urljoin(self.base_url + "/", url), path)
             query = None  # the next URL carries every parameter
@@ -278,18 +339,26 @@ class CanvasClient:
 
     async def conferences(self, live: bool = False) -> list[Conference]:
         """Conferences of all the user's courses and groups (bookmark pages)."""
-        params = [("state", "live")] if live else []
-        return await self._list(Conference, "/api/v1/conferences", params, key="conferences")
+        return (await self.conference_pages(live)).parse()
 
     async def course_conferences(self, course_id: int) -> list[Conference]:
-        return await self._list(
-            Conference, f"/api/v1/courses/{int(course_id)}/conferences", key="conferences"
-        )
+        return (await self.course_conference_pages(course_id)).parse()
 
     async def group_conferences(self, group_id: int) -> list[Conference]:
-        return await self._list(
-            Conference, f"/api/v1/groups/{int(group_id)}/conferences", key="conferences"
-        )
+        return (await self.group_conference_pages(group_id)).parse()
+
+    async def conference_pages(self, live: bool = False) -> RawList[Conference]:
+        """:meth:`conferences`, its pages not yet validated."""
+        params = [("state", "live")] if live else []
+        return await self._pages(Conference, "/api/v1/conferences", params, key="conferences")
+
+    async def course_conference_pages(self, course_id: int) -> RawList[Conference]:
+        path = f"/api/v1/courses/{int(course_id)}/conferences"
+        return await self._pages(Conference, path, key="conferences")
+
+    async def group_conference_pages(self, group_id: int) -> RawList[Conference]:
+        path = f"/api/v1/groups/{int(group_id)}/conferences"
+        return await self._pages(Conference, path, key="conferences")
 
     # --- appointment groups -----------------------------------------------------------------
 
@@ -300,6 +369,19 @@ class CanvasClient:
         context_codes: Sequence[str] = (),
         include_past_appointments: bool = False,
     ) -> list[AppointmentGroup]:
+        pages = await self.appointment_group_pages(
+            scope, include, context_codes, include_past_appointments
+        )
+        return pages.parse()
+
+    async def appointment_group_pages(
+        self,
+        scope: str = "reservable",
+        include: Sequence[str] = (),
+        context_codes: Sequence[str] = (),
+        include_past_appointments: bool = False,
+    ) -> RawList[AppointmentGroup]:
+        """:meth:`appointment_groups`, its pages not yet validated."""
         if scope not in ("reservable", "manageable"):
             raise errors.UserError(f"scope must be reservable or manageable, not {scope!r}")
         params: list[tuple[str, Any]] = [("scope", scope)]
@@ -307,7 +389,7 @@ class CanvasClient:
         params += [("context_codes[]", c) for c in context_codes]
         if include_past_appointments:
             params.append(("include_past_appointments", "true"))
-        return await self._list(AppointmentGroup, "/api/v1/appointment_groups", params)
+        return await self._pages(AppointmentGroup, "/api/v1/appointment_groups", params)
 
     async def appointment_group(
         self, group_id: int, include: Sequence[str] = ()

@@ -14,14 +14,16 @@ server cannot stretch a poll without end.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
-from bridge.canvas.client import PER_PAGE, CanvasClient
+from bridge.canvas.client import PER_PAGE, CanvasClient, RawList
 from bridge.errors import CanvasTimeout
-from bridge.model.canvas import AccountSnapshot, Conference, Profile
+from bridge.model.canvas import AccountSnapshot, AppointmentGroup, Conference, Profile
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
@@ -46,20 +48,88 @@ def _context(code: str) -> tuple[str, int]:
     return kind, int(ident)
 
 
-async def _conferences(client: CanvasClient, contexts: tuple[str, ...]) -> list[Conference]:
-    lists = [client.conferences()]
+async def _conference_lists(
+    client: CanvasClient, contexts: tuple[str, ...]
+) -> list[RawList[Conference]]:
+    lists = [client.conference_pages()]
     for code in contexts:
         kind, ident = _context(code)
         lists.append(
-            client.course_conferences(ident)
+            client.course_conference_pages(ident)
             if kind == "course"
-            else client.group_conferences(ident)
+            else client.group_conference_pages(ident)
         )
-    seen: dict[int, Conference] = {}
-    for found in await asyncio.gather(*lists):
-        for conf in found:
-            seen.setdefault(conf.id, conf)
-    return sorted(seen.values(), key=lambda c: c.id)
+    return list(await asyncio.gather(*lists))
+
+
+@dataclass(frozen=True)
+class FetchedPoll:
+    """What one poll fetched, before any list is validated: :attr:`digest` says whether
+    Canvas answered exactly as before (then a caller may skip the rest); :meth:`snapshot`
+    validates the lists (CanvasBadResponse if one does not hold what it should)."""
+
+    user: Profile
+    conferences: tuple[RawList[Conference], ...]
+    reservable: RawList[AppointmentGroup]
+    manageable: RawList[AppointmentGroup] | None
+
+    @cached_property
+    def digest(self) -> str:
+        """A hash of every page's bytes, in order (not of the user: compared on its own)."""
+        hashed = hashlib.sha256()
+        for raw in (*self.conferences, self.reservable, self.manageable):
+            if raw is None:
+                hashed.update(b"-")
+            else:
+                raw.digest(hashed)
+        return hashed.hexdigest()
+
+    def snapshot(self, canvas_host: str) -> AccountSnapshot:
+        seen: dict[int, Conference] = {}
+        for raw in self.conferences:
+            for conf in raw.parse():
+                seen.setdefault(conf.id, conf)
+        return AccountSnapshot(
+            canvas_host=canvas_host,
+            user=self.user,
+            conferences=sorted(seen.values(), key=lambda c: c.id),
+            reservable=self.reservable.parse(),
+            manageable=self.manageable.parse() if self.manageable is not None else [],
+            fetched_at=datetime.now(UTC),
+        )
+
+
+async def fetch_account(
+    client: CanvasClient, options: PollOptions, *, user: Profile | None = None
+) -> FetchedPoll:
+    """Fetch every list of one account's poll (not yet validated). Any Canvas error
+    propagates: a partial poll is no poll.
+
+    ``user``: the account's ``/users/self`` if the caller knows it (then not asked again)."""
+    contexts, include_managed = options.conference_contexts, options.include_managed
+    deadline = client.limits.poll_deadline
+
+    async def me() -> Profile:
+        return user if user is not None else await client.me()
+
+    async def managed() -> RawList[AppointmentGroup] | None:
+        if not include_managed:
+            return None
+        return await client.appointment_group_pages("manageable", include=MANAGEABLE_INCLUDE)
+
+    try:
+        async with asyncio.timeout(deadline):
+            profile, conferences, reservable, manageable = await asyncio.gather(
+                me(),
+                _conference_lists(client, contexts),
+                client.appointment_group_pages("reservable", include=RESERVABLE_INCLUDE),
+                managed(),
+            )
+    except TimeoutError:
+        raise CanvasTimeout(
+            f"the poll did not finish within {deadline:g}s (poll_deadline); stopped it"
+        ) from None
+    return FetchedPoll(profile, tuple(conferences), reservable, manageable)
 
 
 async def poll_account(
@@ -72,36 +142,8 @@ async def poll_account(
     """Poll everything for one account. Any Canvas error propagates: a partial poll is no poll.
 
     ``user``: the account's ``/users/self`` if the caller knows it (then not asked again)."""
-    contexts, include_managed = options.conference_contexts, options.include_managed
-    deadline = client.limits.poll_deadline
-
-    async def me() -> Profile:
-        return user if user is not None else await client.me()
-
-    try:
-        async with asyncio.timeout(deadline):
-            profile, conferences, reservable, *rest = await asyncio.gather(
-                me(),
-                _conferences(client, contexts),
-                client.appointment_groups("reservable", include=RESERVABLE_INCLUDE),
-                *(
-                    [client.appointment_groups("manageable", include=MANAGEABLE_INCLUDE)]
-                    if include_managed
-                    else []
-                ),
-            )
-    except TimeoutError:
-        raise CanvasTimeout(
-            f"the poll did not finish within {deadline:g}s (poll_deadline); stopped it"
-        ) from None
-    return AccountSnapshot(
-        canvas_host=canvas_host,
-        user=profile,
-        conferences=conferences,
-        reservable=reservable,
-        manageable=rest[0] if rest else [],
-        fetched_at=datetime.now(UTC),
-    )
+    fetched = await fetch_account(client, options, user=user)
+    return fetched.snapshot(canvas_host)
 
 
 def minimum_requests(

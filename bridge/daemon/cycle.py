@@ -22,13 +22,16 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bridge import metrics
-from bridge.canvas.poller import needs_managed, poll_account
+from bridge.canvas.poller import FetchedPoll, fetch_account, needs_managed
 from bridge.canvas.pool import CanvasPool, PoolOptions
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings, account_token
 from bridge.daemon.logs import register_secret
+from bridge.daemon.skip import Inputs, Rendered, Work, decide
+from bridge.daemon.status_batch import StatusBatch
 from bridge.daemon.wiring import AccountWiring
 from bridge.errors import BridgeError, ReconnectNeeded
 from bridge.mapping import RenderCache, RenderedFeed, render_feed
+from bridge.mapping.horizon import snapshot_times, stable_until
 from bridge.mapping.items import calendar_items
 from bridge.mapping.versions import EventVersion
 from bridge.model.canvas import AccountSnapshot, Profile
@@ -90,6 +93,7 @@ class AccountResult:
     seconds: float = 0.0
     feeds: list[FeedResult] = field(default_factory=list)
     targets: list[TargetReport] = field(default_factory=list)
+    work: Work | None = None  # why the cycle did its work after the poll, or SKIP
 
     @property
     def ok(self) -> bool:
@@ -151,6 +155,10 @@ class Syncer:
         self._saved: dict[str, str] = {}
         # feed id -> the event versions last saved with it (read from the store once)
         self._feed_versions: dict[str, dict[str, EventVersion]] = {}
+        # account id -> what its last full cycle saw, and its feeds' results (see skip.py)
+        self._rendered: dict[str, tuple[Rendered, list[FeedResult]]] = {}
+        # the poll times of accounts whose poll changed nothing, written together
+        self.statuses = StatusBatch(state.record_poll_successes)
 
     @property
     def settings(self) -> Settings:
@@ -170,7 +178,9 @@ class Syncer:
         return outputs
 
     async def aclose(self) -> None:
-        """Close the Canvas connections, if this Syncer made its pool."""
+        """Write the poll times waiting; close the Canvas connections, if this Syncer made
+        its pool."""
+        await self.statuses.aclose()
         if self._owns_pool:
             await self.pool.aclose()
 
@@ -251,7 +261,14 @@ class Syncer:
     async def poll(
         self, account: AccountConfig, *, remember: bool = True
     ) -> tuple[AccountSnapshot, int]:
-        """``remember``: share a profile fetched now with the other processes (the store)."""
+        fetched, requests = await self.fetch(account, remember=remember)
+        return fetched.snapshot(account.canvas_host), requests
+
+    async def fetch(
+        self, account: AccountConfig, *, remember: bool = True
+    ) -> tuple[FetchedPoll, int]:
+        """The account's poll, its lists not yet validated; and the requests it took.
+        ``remember``: share a profile fetched now with the other processes (the store)."""
         async with self.wiring.client(account) as client:
             # who the token belongs to is asked again when the token or the Canvas changes
             # (a connected person's Canvas user is fixed by their account; their token refreshes)
@@ -274,27 +291,41 @@ class Syncer:
                 options = replace(
                     account.poll_options(), include_managed=self.uses_managed(account)
                 )
-                snapshot = await poll_account(
-                    client,
-                    account.canvas_host,
-                    options,
-                    user=known[1] if fresh and known is not None else None,
+                fetched = await fetch_account(
+                    client, options, user=known[1] if fresh and known is not None else None
                 )
             finally:
                 requests = client.requests_made
         if not fresh:
             asked = self.clock()
-            self._profiles[account.id] = (token, snapshot.user, asked)
+            self._profiles[account.id] = (token, fetched.user, asked)
             if remember:
-                json = snapshot.user.model_dump_json()
+                json = fetched.user.model_dump_json()
                 await asyncio.to_thread(self.state.profiles.put, token, json, asked)
-        return snapshot, requests
+        return fetched, requests
+
+    def _inputs(self, account: AccountConfig, fetched: FetchedPoll) -> Inputs:
+        feeds = self.outputs.feeds.get(account.id, [])
+        served = (self.feeds.get(f.id) for f in feeds)
+        return Inputs(
+            pages=fetched.digest,
+            profile=fetched.user,
+            config=(account, *feeds),
+            etags=tuple(None if p is None else p.etag for p in served),
+        )
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
         started = time.monotonic()
         result = AccountResult(account.id, AccountState.POLL_FAILED)
+        targets = self.outputs.caldav.get(account.id, [])
         try:
-            snapshot, result.requests = await self.poll(account, remember=not dry_run)
+            fetched, result.requests = await self.fetch(account, remember=not dry_run)
+            now = self.clock()
+            inputs = self._inputs(account, fetched)
+            last = self._rendered.get(account.id)
+            work = decide(last and last[0], inputs, now, has_caldav=bool(targets), dry_run=dry_run)
+            result.work = work
+            snapshot = None if work.skips else fetched.snapshot(account.canvas_host)
         except BridgeError as exc:
             result.error = str(exc)
             result.seconds = time.monotonic() - started
@@ -303,6 +334,7 @@ class Syncer:
             if isinstance(exc, ReconnectNeeded) and people is not None and not dry_run:
                 await asyncio.to_thread(people.reconnect_needed, account.id)
             if not dry_run:
+                await self.statuses.before_write(account.id)
                 failures = await asyncio.to_thread(
                     self.state.record_poll_failure, account.id, self.clock(), result.error
                 )
@@ -313,35 +345,43 @@ class Syncer:
                     exc,
                 )
             return result
-        now = self.clock()
         metrics.POLLS.labels(account.id, "ok").inc()
         metrics.POLL_SECONDS.labels(account.id).observe(time.monotonic() - started)
+        if snapshot is not None and not dry_run:
+            self._rendered.pop(account.id, None)  # until this cycle has done its work
         people = self._person(account.id)
         alive = people is None or dry_run or await asyncio.to_thread(people.polled, account.id, now)
         if not alive:  # removed or disabled while Canvas answered: keep nothing of theirs
             result.error = "the person was removed or disabled during the poll"
             log.info("account %s: %s; nothing kept", account.id, result.error)
             return result
+        if snapshot is None:
+            assert last is not None  # a skip needs a full cycle before it
+            return await self._unchanged(account, result, last[1], now, started)
         if not dry_run:
-            await asyncio.to_thread(self._save_poll, account.id, snapshot, now)
+            await self.statuses.before_write(account.id)
+            if not await asyncio.to_thread(self._save_poll, account.id, snapshot, now):
+                await self.statuses.add(account.id, now)
             metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
         result.state = AccountState.OK
-        outputs = self.outputs
-        for feed in outputs.feeds.get(account.id, []):
+        feeds = self.outputs.feeds.get(account.id, [])
+        for feed in feeds:
             result.feeds.append(
                 await asyncio.to_thread(self.render_and_publish, feed, snapshot, now, dry_run)
             )
-        targets = self.outputs.caldav.get(account.id, [])
         if targets and not dry_run:
             await self._redrive(account)
         for target in targets:
             result.targets.append(await self.push_target(account, target, snapshot, now, dry_run))
+        if not dry_run and not targets:
+            self._remember(account, inputs, snapshot, now, result.feeds)
         result.seconds = time.monotonic() - started
         log.info(
-            "account %s: polled in %.2fs with %d Canvas requests; %s",
+            "account %s: polled in %.2fs with %d Canvas requests (%s); %s",
             account.id,
             result.seconds,
             result.requests,
+            work,
             ", ".join(
                 f"feed {f.feed_id}: {f.events} events{' (changed)' if f.changed else ''}"
                 for f in result.feeds
@@ -350,16 +390,67 @@ class Syncer:
         )
         return result
 
-    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> None:
-        """The poll's success, and its snapshot only if what Canvas said changed: an unchanged
-        poll rewrites no snapshot JSON (``last_success_at`` says when it was last seen)."""
+    def _remember(
+        self,
+        account: AccountConfig,
+        inputs: Inputs,
+        snapshot: AccountSnapshot,
+        now: datetime,
+        feeds: list[FeedResult],
+    ) -> None:
+        """What this full cycle saw, with the feeds as it left them: the next cycle may skip
+        its work if all of it is the same (see :mod:`bridge.daemon.skip`)."""
+        configs = self.outputs.feeds.get(account.id, [])
+        etags = tuple(None if (p := self.feeds.get(f.id)) is None else p.etag for f in configs)
+        windows = [(f.window_past, f.window_future) for f in configs]
+        until = stable_until(snapshot_times(snapshot), windows, now)
+        self._rendered[account.id] = (Rendered(replace(inputs, etags=etags), until), feeds)
+
+    async def _unchanged(
+        self,
+        account: AccountConfig,
+        result: AccountResult,
+        last: list[FeedResult],
+        now: datetime,
+        started: float,
+    ) -> AccountResult:
+        """The cycle of an account whose feeds cannot have changed: its success is recorded
+        and each feed learns it was refreshed (no parse, render or feed write)."""
+        await self.statuses.add(account.id, now)
+        metrics.LAST_POLL_SUCCESS.labels(account.id).set(now.timestamp())
+        result.state = AccountState.OK
+        before = {f.feed_id: f for f in last}
+        for feed in self.outputs.feeds.get(account.id, []):
+            current = self.feeds.get(feed.id)
+            if current is not None:
+                secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+                self.feeds.publish(replace(current, refreshed_at=now), secret)
+                metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+            metrics.RENDERS.labels(feed.id, "false").inc()
+            seen = before.get(feed.id)
+            result.feeds.append(
+                FeedResult(feed.id, seen.events if seen else 0, False, seen.skipped if seen else 0)
+            )
+        result.seconds = time.monotonic() - started
+        log.info(
+            "account %s: polled in %.2fs with %d Canvas requests; unchanged, nothing rendered",
+            account.id,
+            result.seconds,
+            result.requests,
+        )
+        return result
+
+    def _save_poll(self, account_id: str, snapshot: AccountSnapshot, now: datetime) -> bool:
+        """The poll's success with its snapshot, if what Canvas said changed (True); False
+        if not: then nothing is written here and the caller records the success in
+        :attr:`statuses` (``last_success_at`` says when the snapshot was last seen)."""
         content = snapshot.model_dump_json(exclude={"fetched_at"})
         digest = hashlib.sha256(content.encode()).hexdigest()
         if self._saved.get(account_id) == digest:
-            self.state.record_poll_success(account_id, now)
-            return
+            return False
         self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
         self._saved[account_id] = digest
+        return True
 
     async def _redrive(self, account: AccountConfig) -> None:
         """Write-backs with an unknown outcome are resolved first, whatever the calendars say."""

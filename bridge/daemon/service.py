@@ -266,6 +266,8 @@ class Daemon:
             await self.web.stop()
             if self.admin is not None:
                 await self.admin.stop()
+            if self.syncer is not None:
+                await self.syncer.aclose()  # the poll times still waiting
             await self.canvas.aclose()
             self.state.close()
         return 0

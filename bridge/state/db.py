@@ -281,16 +281,27 @@ def upsert(bind: Connection, table: type[Any], keys: list[str], **values: Any) -
     """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting the other ``values``, in the dialect
     of ``bind`` (SQLite and PostgreSQL both have it): insert-or-update in one atomic statement,
     with no lock to take first."""
+    statement = _insert(bind, table).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
+def upsert_many(bind: Connection, table: type[Any], keys: list[str], columns: list[str]) -> Any:
+    """:func:`upsert` without values, for ``execute(statement, rows)``: each row (a dict of
+    ``columns``) inserted or, if its ``keys`` exist, updated."""
+    statement = _insert(bind, table)
+    changed = {k: statement.excluded[k] for k in columns if k not in keys}
+    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+
+
+def _insert(bind: Connection, table: type[Any]) -> Any:
     if is_postgresql(bind):
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-        statement: Any = pg_insert(table).values(**values)
-    else:
-        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+        return pg_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        statement = sqlite_insert(table).values(**values)
-    changed = {k: statement.excluded[k] for k in values if k not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+    return sqlite_insert(table)
 
 
 # Schema upgrades run by `calbridge db upgrade` and on every open, in this order, under the

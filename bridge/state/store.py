@@ -21,7 +21,7 @@ from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
-from bridge.state.db import READ_ONLY, make_engine, serialize, upgrade, upsert
+from bridge.state.db import READ_ONLY, make_engine, serialize, upgrade, upsert, upsert_many
 from bridge.state.journal import Journal
 from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
@@ -189,6 +189,18 @@ class StateStore:
                     consecutive_failures=0,
                 )
             )
+
+    def record_poll_successes(self, polled: Mapping[str, datetime]) -> None:
+        """:meth:`record_poll_success` for several accounts in one transaction (one
+        statement, one row each): the status writes of a cycle's unchanged accounts."""
+        if not polled:
+            return
+        rows = [
+            {"account_id": account_id, "last_success_at": at, "consecutive_failures": 0}
+            for account_id, at in polled.items()
+        ]
+        with self.engine.begin() as conn:
+            conn.execute(upsert_many(conn, AccountStatusRow, ["account_id"], list(rows[0])), rows)
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:

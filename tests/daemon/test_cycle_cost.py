@@ -26,6 +26,7 @@ from bridge.canvas.pool import CanvasPool, PoolOptions
 from bridge.canvas.transport import CanvasLimits
 from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
+from bridge.daemon.skip import Work
 from bridge.simulator.server import serve_in_thread
 from bridge.state import StateStore, open_state
 from bridge.web.served import ServedFeeds
@@ -174,7 +175,11 @@ async def test_an_unchanged_cycle_writes_no_snapshot_feed_or_version_rows(studen
 
     student.clock.now += timedelta(minutes=5)
     await student.cycle()
-    assert student.tables_written() == {"ACCOUNT_STATUS"}, student.writes  # last_success_at
+    assert student.writes == []  # last_success_at waits to be written with other accounts'
+    await student.syncer.statuses.flush()
+    assert student.tables_written() == {"ACCOUNT_STATUS"}, student.writes
+    status = student.state.account_statuses()["alice"]
+    assert status.last_success_at == student.clock.now
     after = student.syncer.feeds.get("alice")
     assert after is not None
     assert (after.body, after.etag, after.last_modified) == (
@@ -201,6 +206,44 @@ async def test_an_unchanged_cycle_writes_no_snapshot_feed_or_version_rows(studen
     assert {"ACCOUNT_SNAPSHOTS", "RENDERED_FEEDS"} <= student.tables_written()
     changed = student.syncer.feeds.get("alice")
     assert changed is not None and b"Added after the first cycle" in changed.body
+    await student.syncer.aclose()
+
+
+async def test_an_unchanged_account_skips_its_work_and_a_change_in_canvas_does_not(
+    student: Bed,
+) -> None:
+    """The same pages from Canvas: no parse, no render, no feed or snapshot write, the same
+    ETag. One conference renamed in Canvas: the full cycle runs and the feed shows it."""
+    alice = student.syncer.settings.accounts[0]
+    first = await student.syncer.sync_account(alice)
+    assert first.work is Work.FIRST
+    before = student.syncer.feeds.get("alice")
+    assert before is not None
+
+    student.clock.now += timedelta(minutes=5)
+    student.writes.clear()
+    same = await student.syncer.sync_account(alice)
+    assert same.ok and same.work is Work.SKIP
+    assert same.feeds[0].events == first.feeds[0].events > 0
+    assert student.writes == []  # nothing but its poll time, which waits (see StatusBatch)
+    after = student.syncer.feeds.get("alice")
+    assert after is not None and (after.etag, after.body) == (before.etag, before.body)
+    assert after.refreshed_at == student.clock.now
+
+    world = student.sim.world
+    user = world.user_by_token(student.sim.tokens["alice"])
+    assert user is not None
+    conference = next(c for c in world.conferences.values() if user.id in c.participants)
+    conference.title = "Renamed in Canvas"
+    student.clock.now += timedelta(minutes=5)
+    changed = await student.syncer.sync_account(alice)
+    assert changed.work is Work.CANVAS and changed.feeds[0].changed
+    renamed = student.syncer.feeds.get("alice")
+    assert renamed is not None and b"Renamed in Canvas" in renamed.body
+    assert renamed.etag != before.etag
+
+    student.syncer.feeds.publish(before, "another-secret")  # another process served its own
+    assert (await student.syncer.sync_account(alice)).work is Work.FEED
     await student.syncer.aclose()
 
 
