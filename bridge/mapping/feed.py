@@ -8,13 +8,12 @@ are parameters, the caller stores the new versions.
 
 from __future__ import annotations
 
-import enum
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import partial
 
 from bridge.mapping import ics_writer
+from bridge.mapping.blocks import Built, FeedBlocks, SourceId
 from bridge.mapping.bookings import (
     managed_key,
     managed_slot_events,
@@ -23,10 +22,11 @@ from bridge.mapping.bookings import (
     reservation_key,
 )
 from bridge.mapping.conferences import NoTime, conference_event
+from bridge.mapping.skips import SkippedEvent, SkipReason
 from bridge.mapping.text import fold
 from bridge.mapping.timezones import vtimezone_lines
-from bridge.mapping.versions import EventVersion, next_versions
-from bridge.model.canvas import AccountSnapshot, AppointmentGroup
+from bridge.mapping.versions import EventVersion
+from bridge.model.canvas import AccountSnapshot
 from bridge.model.event import CalEvent
 
 
@@ -49,28 +49,6 @@ class FeedOptions:
     reservation_uids: Mapping[int, str]  # rebooked reservation id → the UID its event keeps
 
 
-class SkipReason(enum.StrEnum):
-    """Why an event was left out. The expected ones (outside the window, no time yet) are
-    logged at info; a feed cut for size is a warning."""
-
-    OUTSIDE_WINDOW = "outside the feed's time window"
-    NO_TIME = "no scheduled or actual time"
-    FEED_TOO_LARGE = "feed over its size cap (Google ignores feeds over ~1 MB)"
-
-    @property
-    def expected(self) -> bool:
-        return self is not SkipReason.FEED_TOO_LARGE
-
-
-@dataclass(frozen=True)
-class SkippedEvent:
-    """An event left out of a feed, with why; the daemon logs these."""
-
-    ref: str
-    reason: SkipReason
-    detail: str = ""
-
-
 @dataclass(frozen=True)
 class CollectResult:
     events: list[CalEvent]
@@ -86,95 +64,136 @@ class RenderedFeed:
 
 
 class RenderCache:
-    """Rendered VEVENT bytes by (uid, version, timezone, alarm), and the events mapped from each
-    appointment group by what its mapping reads of it: re-renders reuse what did not change."""
+    """What a feed's next render reuses: the events mapped from each appointment group, by
+    what its mapping reads of it, and the feed's blocks (:mod:`bridge.mapping.blocks`), whose
+    VEVENTs are kept as bytes, one object per block."""
 
     def __init__(self) -> None:
-        self._text: dict[tuple[object, ...], bytes] = {}
-        self._mapped: dict[tuple[object, ...], list[CalEvent]] = {}
-        self._mapped_next: dict[tuple[object, ...], list[CalEvent]] = {}
+        self._mapped: dict[SourceId, tuple[object, list[CalEvent]]] = {}
+        self._asked = 0
+        self._context: tuple[object, ...] = ()
+        self._blocks: FeedBlocks | None = None
+
+    def start_render(self, context: tuple[object, ...]) -> None:
+        """Forget every mapped object if what all mappings read besides the object (the Canvas
+        host, the rebooked reservations' UIDs) changed."""
+        if context != self._context:
+            self._mapped, self._context = {}, context
+        self._asked = 0
 
     def mapped(
-        self, key: tuple[object, ...], build: Callable[[], list[CalEvent]]
-    ) -> list[CalEvent]:
-        """Events of one Canvas object, rebuilt only when what the mapping reads (the key)
-        changed."""
-        found = self._mapped.get(key)
-        if found is None:
-            found = build()
-        self._mapped_next[key] = found
-        return found
-
-    def end_render(self) -> None:
-        self._mapped, self._mapped_next = self._mapped_next, {}
-
-    def vevent(
         self,
-        event: CalEvent,
-        version: EventVersion,
-        tzid: str | None,
-        alarm: timedelta | None,
-        organizer: str,
-    ) -> bytes:
-        """The event's VEVENT as UTF-8 (encoded once: sizes and the body need no re-encoding)."""
-        key = (
-            event.uid,
-            version.content_hash,
-            version.sequence,
-            version.dtstamp,
-            tzid,
-            alarm,
-            organizer,
-        )
-        text = self._text.get(key)
-        if text is None:
-            text = self._text[key] = ics_writer.vevent(
-                event, version, tzid, alarm, organizer
-            ).encode()
-        return text
+        sid: SourceId,
+        key: object,
+        build: Callable[..., list[CalEvent]],
+        *args: object,
+    ) -> list[CalEvent]:
+        """Events of one Canvas object (``sid``: which, and which kind of events), built again
+        (``build(*args)``) only when what the mapping reads of it (the key) changed."""
+        self._asked += 1
+        found = self._mapped.get(sid)
+        if found is not None and found[0] == key:
+            return found[1]
+        events = build(*args)
+        self._mapped[sid] = (key, events)
+        return events
 
-    def retain(self, events: list[CalEvent]) -> None:
-        """Forget events no longer rendered, so the cache does not grow forever. Swept only
-        once it holds twice what is rendered: a sweep walks every entry."""
-        if len(self._text) > 2 * len(events) + 64:
-            uids = {e.uid for e in events}
-            self._text = {k: v for k, v in self._text.items() if k[0] in uids}
+    def end_render(self, sources: Iterable[tuple[SourceId, list[CalEvent]]]) -> None:
+        """Forget the objects this render did not ask for (swept only when there are some)."""
+        if len(self._mapped) > self._asked:
+            live = {sid for sid, _ in sources}
+            self._mapped = {sid: v for sid, v in self._mapped.items() if sid in live}
+
+    def blocks(self, options: FeedOptions, host: str) -> FeedBlocks:
+        """The feed's blocks, started afresh when the options or the host changed (they decide
+        every VEVENT's text and the window)."""
+        key = (options, host)
+        if self._blocks is None or self._blocks.key != key:
+            self._blocks = FeedBlocks(key)
+        return self._blocks
+
+
+@dataclass(frozen=True)
+class Sources:
+    """A snapshot's events by where they come from, in collection order: the conferences,
+    then each reservable group's reservations and open slots, then each managed group's
+    slots. A group's list is the cache's own while nothing its mapping reads changed."""
+
+    lists: list[tuple[SourceId, list[CalEvent]]]
+    skipped: list[SkippedEvent]  # conferences with no time
+
+
+def collect_sources(
+    snapshot: AccountSnapshot, options: FeedOptions, now: datetime, cache: RenderCache | None = None
+) -> Sources:
+    host, include, uids = snapshot.canvas_host, options.include, options.reservation_uids
+    # A group's events are cached on the fields its mapping reads (its key), nothing else:
+    # exact, and a fraction of serialising the whole group. This loop runs for every group on
+    # every render, so it is kept lean.
+    if cache is not None:
+        cache.start_render((host, tuple(sorted(uids.items()))))
+        mapped = cache.mapped
+    else:
+        mapped = _uncached
+    lists: list[tuple[SourceId, list[CalEvent]]] = []
+    taken: set[SourceId] = set()
+
+    def source(kind: str, group_id: int) -> SourceId:
+        # A group listed twice is two sources (the first in sort order shows, as for any UID).
+        occurrence = 0
+        while (kind, group_id, occurrence) in taken:
+            occurrence += 1
+        sid = (kind, group_id, occurrence)
+        taken.add(sid)
+        return sid
+
+    skipped: list[SkippedEvent] = []
+    if "conferences" in include:
+        conferences = []
+        for conf in snapshot.conferences:
+            try:
+                conferences.append(conference_event(conf, host, now))
+            except NoTime as exc:
+                skipped.append(SkippedEvent(f"conference {conf.id}", SkipReason.NO_TIME, str(exc)))
+        lists.append((("conferences",), conferences))
+    reservations, open_slots = "reservations" in include, "open_slots" in include
+    for group in snapshot.reservable:
+        if reservations:
+            sid = source("reservations", group.id)
+            key = reservation_key(group) if cache is not None else None
+            events = mapped(sid, key, reservation_events, group, host, uids)
+            lists.append((sid, events))
+        if open_slots:
+            lists.append((source("open_slots", group.id), open_slot_events(group, host, now)))
+    if "managed_slots" in include:
+        for group in snapshot.manageable:
+            sid = source("managed", group.id)
+            key = managed_key(group) if cache is not None else None
+            lists.append((sid, mapped(sid, key, managed_slot_events, group, host)))
+    if cache is not None:
+        cache.end_render(lists)
+    return Sources(lists, skipped)
+
+
+def _uncached(
+    sid: SourceId, key: object, build: Callable[..., list[CalEvent]], *args: object
+) -> list[CalEvent]:
+    return build(*args)
+
+
+def _window(options: FeedOptions, now: datetime) -> tuple[datetime, datetime]:
+    return now - options.window_past, now + options.window_future
 
 
 def collect_events(
     snapshot: AccountSnapshot, options: FeedOptions, now: datetime, cache: RenderCache | None = None
 ) -> CollectResult:
-    host = snapshot.canvas_host
-    aliases = tuple(sorted(options.reservation_uids.items()))
-
-    def once(
-        kind: str, group: AppointmentGroup, build: Callable[[], list[CalEvent]]
-    ) -> list[CalEvent]:
-        if cache is None:
-            return build()
-        # The key: the fields this kind's mapping reads, nothing else (exact, and a fraction
-        # of serialising the whole group).
-        key = reservation_key(group) if kind == "reservations" else managed_key(group)
-        return cache.mapped((kind, host, aliases, key), build)
-
-    events: list[CalEvent] = []
-    skipped: list[SkippedEvent] = []
-    if "conferences" in options.include:
-        for conf in snapshot.conferences:
-            try:
-                events.append(conference_event(conf, host, now))
-            except NoTime as exc:
-                skipped.append(SkippedEvent(f"conference {conf.id}", SkipReason.NO_TIME, str(exc)))
-    for group in snapshot.reservable:
-        if "reservations" in options.include:
-            build = partial(reservation_events, group, host, options.reservation_uids)
-            events += once("reservations", group, build)
-        if "open_slots" in options.include:
-            events += open_slot_events(group, host, now)
-    if "managed_slots" in options.include:
-        for group in snapshot.manageable:
-            events += once("managed", group, partial(managed_slot_events, group, host))
-    earliest, latest = now - options.window_past, now + options.window_future
+    """The events a feed or calendar holds, in sort order: the first of each UID, inside the
+    window; the rest reported as skipped."""
+    sources = collect_sources(snapshot, options, now, cache)
+    events = [e for _, listed in sources.lists for e in listed]
+    skipped = list(sources.skipped)
+    earliest, latest = _window(options, now)
     kept, seen = [], set()
     for event in sorted(events, key=CalEvent.sort_key):
         if event.uid in seen:
@@ -210,30 +229,59 @@ def render_feed(
     cache: RenderCache | None = None,
 ) -> RenderedFeed:
     """The feed's ICS. Over ``max_bytes``, the events farthest in the future are dropped
-    first, each reported in ``skipped``."""
+    first, each reported in ``skipped``. With a cache, only the blocks a change reaches are
+    written again (:mod:`bridge.mapping.blocks`); the bytes are the same either way."""
     cache = cache or RenderCache()
-    collected = collect_events(snapshot, options, now, cache)
-    cache.end_render()
-    versions = next_versions(collected.events, previous, now)
-    texts = [
-        cache.vevent(
-            e, versions[e.uid], options.timezone, options.default_alarm, snapshot.canvas_host
-        )
-        for e in collected.events
-    ]
+    sources = collect_sources(snapshot, options, now, cache)
+    blocks = cache.blocks(options, snapshot.canvas_host)
+    blocks.update(sources.lists)
+    tzid, alarm, host = options.timezone, options.default_alarm, snapshot.canvas_host
+
+    def write(event: CalEvent, version: EventVersion) -> bytes:
+        return ics_writer.vevent(event, version, tzid, alarm, host).encode()
+
+    built = blocks.assemble(previous, now, *_window(options, now), write)
     head = _header(options, now).encode()
     footer = ics_writer.FOOTER.encode()
-    size = len(head) + len(footer) + sum(map(len, texts))
-    events, skipped = list(collected.events), list(collected.skipped)
-    while size > options.max_bytes and events:
+    skipped = list(sources.skipped)
+    versions: dict[str, EventVersion] = {}
+    events: list[CalEvent] = []
+    for block in built:
+        skipped += block.skipped
+        versions.update(block.versions)
+        events += block.kept
+    parts = [head, *(b.body for b in built), footer]
+    size = sum(map(len, parts))
+    if size > options.max_bytes and events:
+        parts = [head, *_cut(built, size, options.max_bytes, events, versions, skipped), footer]
+        blocks.rebuild_from(len(parts) - 3)
+    blocks.returned(versions)
+    return RenderedFeed(b"".join(parts), versions, events, skipped)
+
+
+def _cut(
+    built: list[Built],
+    size: int,
+    cap: int,
+    events: list[CalEvent],
+    versions: dict[str, EventVersion],
+    skipped: list[SkippedEvent],
+) -> list[bytes]:
+    """The block bodies that fit under ``cap``, dropping events from the end (farthest in the
+    future first); ``events``, ``versions`` and ``skipped`` are updated in place."""
+    index, kept = len(built) - 1, len(built[-1].kept)
+    while size > cap and events:
+        while kept == 0:
+            index -= 1
+            kept = len(built[index].kept)
+        ends = built[index].ends
+        size -= ends[kept - 1] - (ends[kept - 2] if kept > 1 else 0)
+        kept -= 1
         dropped = events.pop()
-        size -= len(texts.pop())
-        skipped.append(
-            SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {options.max_bytes} bytes")
-        )
         versions.pop(dropped.uid, None)
-    cache.retain(events)
-    return RenderedFeed(head + b"".join(texts) + footer, versions, events, skipped)
+        skipped.append(SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {cap} bytes"))
+    last = built[index]
+    return [b.body for b in built[:index]] + [last.body[: last.ends[kept - 1] if kept else 0]]
 
 
 def render_event_ics(
