@@ -52,6 +52,7 @@ from bridge.errors import BridgeError, SetupError
 from bridge.model.outcomes import AccountState
 from bridge.state import StateStore
 from bridge.state.cluster import Due, account_lock_key
+from bridge.state.db import lock_key
 
 log = logging.getLogger("bridge.daemon.cluster")
 
@@ -65,6 +66,7 @@ CLEANUP_CRON = "17 * * * *"  # hourly (at a minute no other schedule favours)
 PROFILES_KEPT = timedelta(days=2)
 STALLED_EVERY = 5  # seconds between looks for the jobs of dead replicas, beside each dispatch
 MAX_BACKOFF = timedelta(hours=1)
+STALLED_LOCK = lock_key("calbridge:requeue-stalled-jobs")  # one requeuer at a time
 # The job worker stops when the database goes away (a PostgreSQL restart or failover): it is
 # started again after 1 s, then 2, 4 … up to 30 s between attempts while the database is away.
 WORKER_RESTART_FIRST, WORKER_RESTART_MAX = 1.0, 30.0
@@ -282,7 +284,21 @@ class Cluster:
         return count
 
     async def _requeue_stalled(self) -> int:
-        """Queue again the jobs of replicas whose heartbeat stopped; how many."""
+        """Queue again the jobs of replicas whose heartbeat stopped; how many. One process at
+        a time (a dispatch and the periodic check may run together on two replicas): under a
+        transaction-scoped advisory lock, so a job queued again and already taken by a live
+        replica is never seen as stalled and queued a second time under it."""
+        async with (
+            self.app.connector.pool.connection() as conn,  # type: ignore[attr-defined]
+            conn.transaction(),
+        ):
+            cur = await conn.execute("SELECT pg_try_advisory_xact_lock(%s)", (STALLED_LOCK,))
+            row = await cur.fetchone()
+            if not (row and row[0]):
+                return 0  # another replica is at it right now
+            return await self._requeue_stalled_locked()
+
+    async def _requeue_stalled_locked(self) -> int:
         stalled = await self.app.job_manager.get_stalled_jobs(
             seconds_since_heartbeat=self.config.stalled_after.total_seconds()
         )
@@ -296,7 +312,7 @@ class Cluster:
                 with contextlib.suppress(engine_errors.ConnectorException):
                     await self.app.job_manager.finish_job(job, Status.FAILED, delete_job=False)
             except engine_errors.ConnectorException:
-                continue  # no longer running: the periodic check or a dispatch took it first
+                continue  # no longer running (it ended meanwhile)
             log.warning(
                 "job %s (%s %s): its replica stopped answering; queued again",
                 job.id,
