@@ -70,6 +70,7 @@ STALLED_LOCK = lock_key("calbridge:requeue-stalled-jobs")  # one requeuer at a t
 # The job worker stops when the database goes away (a PostgreSQL restart or failover): it is
 # started again after 1 s, then 2, 4 … up to 30 s between attempts while the database is away.
 WORKER_RESTART_FIRST, WORKER_RESTART_MAX = 1.0, 30.0
+WORKER_UP_AFTER = 2.0  # a restarted worker still running this long counts as up (/healthz)
 
 
 class RetryLater(Exception):
@@ -130,6 +131,7 @@ class Cluster:
         )
         self._register()
         self.worker: Worker | None = None
+        self.worker_down: str | None = None  # why the job worker is stopped, until it restarts
         self._tasks: list[asyncio.Task[Any]] = []
         self._stopping = asyncio.Event()  # set by stop(): the worker is not started again
 
@@ -420,7 +422,12 @@ class Cluster:
             self.worker = self._new_worker()
             began = time.monotonic()
             try:
-                await self.worker.run()
+                run = asyncio.ensure_future(self.worker.run())
+                # still running after a moment: it reached the database, healthy again
+                done, _ = await asyncio.wait({run}, timeout=WORKER_UP_AFTER)
+                if not done:
+                    self.worker_down = None
+                await run
                 reason = "the engine stopped it; its error is logged above"
             except Exception as exc:  # the engine wraps database errors in its own
                 reason = f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}"
@@ -433,6 +440,7 @@ class Cluster:
                 delay = WORKER_RESTART_FIRST  # it ran for a while: this is a new failure
             log.warning("cluster: job worker stopped (%s); starting it again in %gs", reason, delay)
             metrics.WORKER_RESTARTS.inc()
+            self.worker_down = f"job worker stopped ({reason}); restarting in {delay:g}s"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), delay)
             delay = min(delay * 2, WORKER_RESTART_MAX)
@@ -443,7 +451,8 @@ class Cluster:
 
     @property
     def running(self) -> bool:
-        return bool(self._tasks) and not self._tasks[0].done()
+        """Syncing accounts: the job worker runs (not waiting to be started again)."""
+        return bool(self._tasks) and not self._tasks[0].done() and self.worker_down is None
 
     async def _announce(self) -> None:
         """This replica in ``cluster_replicas`` (for ``calbridge cluster status``)."""

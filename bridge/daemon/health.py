@@ -27,10 +27,12 @@ class DaemonHealth:
         settings: Callable[[], Settings],
         state: StateStore,
         scheduler_running: Callable[[], bool],
+        scheduler_problem: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._settings = settings
         self._state = state
         self._scheduler_running = scheduler_running
+        self._scheduler_problem = scheduler_problem  # why it is not running, when known
         self.targets: dict[str, dict[str, Any]] = {}
         self.state_error: str | None = None  # set while the state database is unusable
 
@@ -38,9 +40,11 @@ class DaemonHealth:
         settings = self._settings()
         now = datetime.now(UTC)
         statuses = self._state.account_statuses()
-        components: dict[str, dict[str, Any]] = {
-            "scheduler": {"running": self._scheduler_running()}
-        }
+        scheduler: dict[str, Any] = {"running": self._scheduler_running()}
+        problem = self._scheduler_problem()
+        if problem is not None:
+            scheduler["error"] = problem
+        components: dict[str, dict[str, Any]] = {"scheduler": scheduler}
         states: list[Status] = []
         for account in settings.accounts:
             status = statuses.get(account.id)

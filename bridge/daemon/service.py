@@ -227,7 +227,12 @@ class Daemon:
         )
         restored = await asyncio.to_thread(self.syncer.publish_stored)
         changes = self._listen_for_feed_changes(url)
-        self.health = health = DaemonHealth(lambda: self.settings, self.state, self.scheduling)
+        self.health = health = DaemonHealth(
+            lambda: self.settings,
+            self.state,
+            self.scheduling,
+            lambda: self.cluster.worker_down if self.cluster is not None else None,
+        )
         self.web, self.admin = self._web_servers(health)
         await self.web.start()
         if self.admin is not None:
