@@ -24,6 +24,7 @@ import httpx
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from bridge import errors
+from bridge.canvas.fast_get import FastGets, own_fast_gets
 from bridge.canvas.transport import CanvasLimits, ResponseInfo, RetryPolicy, Transport, decode_json
 from bridge.model.canvas import (
     AppointmentGroup,
@@ -203,6 +204,7 @@ class CanvasClient:
         on_response: Callable[[ResponseInfo], None] | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
         http: httpx.AsyncClient | None = None,
+        fast: FastGets | None = None,
     ) -> None:
         headers = {"Accept": "application/json"}
         auth: httpx.Auth | None = None
@@ -220,6 +222,11 @@ class CanvasClient:
         self._http = http or httpx.AsyncClient(
             timeout=timeout, transport=transport, follow_redirects=False
         )
+        # GETs with a plain token go through aiohttp (fast_get.py): the shared client's
+        # companion from the pool, or one of this client's own (not with a test transport).
+        self._owned_fast: FastGets | None = None
+        if fast is None and http is None and transport is None and auth is None:
+            fast = self._owned_fast = own_fast_gets(self.base_url, timeout, max_concurrency)
         self._transport = Transport(
             self._http,
             base_url=self.base_url,
@@ -229,6 +236,7 @@ class CanvasClient:
             max_concurrency=max_concurrency,
             limits=limits,
             on_response=on_response,
+            fast=fast,
         )
 
     def __repr__(self) -> str:
@@ -257,6 +265,8 @@ class CanvasClient:
     async def aclose(self) -> None:
         if self._owned:
             await self._http.aclose()
+        if self._owned_fast is not None:
+            await self._owned_fast.aclose()
 
     # --- plumbing ---------------------------------------------------------------------------
 

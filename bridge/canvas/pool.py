@@ -36,7 +36,9 @@ from http.cookiejar import CookieJar, DefaultCookiePolicy
 import httpcore
 import httpx
 
+from bridge.canvas import fast_get
 from bridge.canvas.client import origin
+from bridge.canvas.fast_get import FastGets, proxied
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,7 @@ class CanvasPool:
         self._transport = transport
         self._tls: ssl.SSLContext | None = None
         self._clients: dict[tuple[str, str, int | None], httpx.AsyncClient] = {}
+        self._fast: dict[tuple[str, str, int | None], FastGets | None] = {}
         self._loops: dict[tuple[str, str, int | None], asyncio.AbstractEventLoop] = {}
         self.created = 0  # clients made so far (tests check that accounts share them)
 
@@ -182,8 +185,30 @@ class CanvasPool:
         self.created += 1
         return client
 
+    def fast_for(self, base_url: str) -> FastGets | None:
+        """The aiohttp session (see fast_get.py) for plain-token GETs to ``base_url``'s origin;
+        None when they must keep httpx: a test's transport, a proxy, ``CALBRIDGE_HTTPX_ONLY``."""
+        key = origin(base_url)
+        if key not in self._fast:
+            usable = self._transport is None and fast_get.enabled() and not proxied(base_url)
+            tls = self._tls_context() if key[0] == "https" else None
+            self._fast[key] = (
+                FastGets(
+                    max_connections=self.options.max_connections,
+                    timeout=self.options.timeout,
+                    tls=tls,
+                )
+                if usable
+                else None
+            )
+        return self._fast[key]
+
     async def aclose(self) -> None:
         """Close the clients made in the running loop; forget those of loops now gone."""
+        fast, self._fast = self._fast, {}
+        for gets in fast.values():
+            if gets is not None:
+                await gets.aclose()
         loop = asyncio.get_running_loop()
         clients, self._clients, loops, self._loops = self._clients, {}, self._loops, {}
         for key, client in clients.items():

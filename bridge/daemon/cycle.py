@@ -167,6 +167,9 @@ class Syncer:
     @settings.setter
     def settings(self, settings: Settings) -> None:
         """New settings (SIGHUP, people connected or gone): the next cycle uses them."""
+        if settings is not self._settings and self._rendered:
+            kept = {a.id for a in settings.accounts}  # accounts gone: forget their last cycle
+            self._rendered = {k: v for k, v in self._rendered.items() if k in kept}
         self._settings, self._outputs = settings, None
 
     @property

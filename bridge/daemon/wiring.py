@@ -82,6 +82,7 @@ class AccountWiring:
             on_response=_count_response,
             limits=account.canvas_limits(),
             http=self.pool.http_for(account.canvas_url),
+            fast=self.pool.fast_for(account.canvas_url),
             **self.client_options,
         )
 

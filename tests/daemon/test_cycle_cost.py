@@ -244,6 +244,16 @@ async def test_an_unchanged_account_skips_its_work_and_a_change_in_canvas_does_n
 
     student.syncer.feeds.publish(before, "another-secret")  # another process served its own
     assert (await student.syncer.sync_account(alice)).work is Work.FEED
+    assert (await student.syncer.sync_account(alice)).work is Work.SKIP
+
+    # The account's config replaced (SIGHUP) by an equal one: compared by value, still skipped;
+    # the account gone from the config: its memory goes with it (then a full cycle again).
+    settings = student.syncer.settings
+    student.syncer.settings = settings.model_copy(deep=True)
+    assert (await student.syncer.sync_account(alice)).work is Work.SKIP
+    student.syncer.settings = settings.model_copy(update={"accounts": [], "feeds": []})
+    student.syncer.settings = settings
+    assert (await student.syncer.sync_account(alice)).work is Work.FIRST
     await student.syncer.aclose()
 
 
