@@ -111,22 +111,24 @@ class FeedBlocks:
     # -- sources in, blocks marked ----------------------------------------------------------
 
     def update(self, sources: Sequence[tuple[SourceId, list[CalEvent]]]) -> None:
-        """Take this render's sources (in collection order) and mark the blocks they change."""
-        positions: dict[SourceId, int] = {}
-        current: dict[SourceId, list[CalEvent]] = {}
-        for position, (sid, events) in enumerate(sources):
-            positions[sid] = position
-            old = self._sources.get(sid)
-            if old is not events and not (old is not None and old == events):
+        """Take this render's sources (in collection order) and mark the blocks they change.
+        Runs for every source on every render: a source seen last time costs a lookup."""
+        known = self._sources
+        for sid, events in sources:
+            old = known.get(sid)
+            if old is events:
+                continue
+            if old is None or old != events:
                 if old is not None:
                     self._remove(sid, old)
                 self._add(sid, events)
-            current[sid] = events
-        for sid, old in self._sources.items():
-            if sid not in current:
-                self._remove(sid, old)
-        self._sources = current
-        self._settle_winners(positions)
+            known[sid] = events
+        if len(known) > len(sources):  # some are gone
+            live = {sid for sid, _ in sources}
+            for sid in [sid for sid in known if sid not in live]:
+                self._remove(sid, known.pop(sid))
+        if self._more or self._winners:
+            self._settle_winners({sid: i for i, (sid, _) in enumerate(sources)})
 
     def _mark(self, entries: Iterable[Entry]) -> None:
         for entry in entries:

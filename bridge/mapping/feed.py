@@ -140,10 +140,11 @@ def collect_sources(
 
     def source(kind: str, group_id: int) -> SourceId:
         # A group listed twice is two sources (the first in sort order shows, as for any UID).
+        sid: SourceId = (kind, group_id, 0)
         occurrence = 0
-        while (kind, group_id, occurrence) in taken:
+        while sid in taken:
             occurrence += 1
-        sid = (kind, group_id, occurrence)
+            sid = (kind, group_id, occurrence)
         taken.add(sid)
         return sid
 
