@@ -87,8 +87,9 @@ class People:
         self._now = now
         self._auths: dict[int, RefreshingAuth] = {}
         self._secrets: dict[str, str] = {}
-        # the last merge: the settings merged into, what of the people it read, the result
-        self._merged: tuple[Settings, tuple[object, ...], Merged] | None = None
+        # the last merge: the settings merged into, what of the people it read, the result,
+        # the people's version it read
+        self._merged: tuple[Settings, tuple[object, ...], Merged, int | None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -121,20 +122,29 @@ class People:
         config = settings.oauth
         if config is None:
             return Merged(settings, (), {})
+        # The people's version first, then the people: a change committed in between is read
+        # now and read again next time (its version is newer), never missed.
+        version = self.state.people.version()
+        last = self._merged
+        if last is not None and last[0] is settings and version is not None and last[3] == version:
+            # Nothing changed since the last merge (the daemon merges every 2 s): one row read,
+            # the same result (sync times in its people records are as they were then).
+            return last[2]
         people = tuple(
             p
             for p in self.state.people.all()
             if p.canvas_host == config.canvas_host and p.connection != Connection.DISABLED
         )
         self.count()
-        # What the merge reads of each person. The daemon merges every few seconds; when
-        # none of this changed (a sync time moving is not a change) the last result is
-        # returned as it is — the same Settings object, so the daemon has nothing to apply —
-        # instead of rebuilding a config entry per person (10,000 people: ~0.5 s every 2 s).
+        # What the merge reads of each person. When none of this changed (a change to another
+        # Canvas host's people) the last result is returned as it is — the same Settings
+        # object, so the daemon has nothing to apply — instead of rebuilding a config entry
+        # per person (10,000 people: ~0.5 s).
         shape = tuple((p.id, p.connection, p.feeds, p.targets) for p in people)
-        last = self._merged
         if last is not None and last[0] is settings and last[1] == shape:
-            return Merged(last[2].settings, people, last[2].feed_secrets)
+            result = Merged(last[2].settings, people, last[2].feed_secrets)
+            self._merged = (settings, shape, result, version)
+            return result
         accounts = list(settings.accounts)
         feeds = list(settings.feeds)
         caldav = list(settings.caldav)
@@ -163,7 +173,7 @@ class People:
             update={"accounts": accounts, "feeds": feeds, "caldav": caldav}
         )
         result = Merged(merged, people, secrets)
-        self._merged = (settings, shape, result)
+        self._merged = (settings, shape, result, version)
         return result
 
     def count(self) -> dict[Connection, int]:

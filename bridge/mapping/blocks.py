@@ -34,6 +34,7 @@ from bridge.mapping.versions import next_versions
 from bridge.model.event import CalEvent, EventVersion
 
 SourceId = tuple[object, ...]
+Body = bytes | memoryview  # a block's VEVENTs: its own bytes, or its part of the last body
 Entry = tuple[CalEvent, SourceId, int]  # an event, its source, its place in the source
 WriteEvent = Callable[[CalEvent, EventVersion], bytes]
 
@@ -54,15 +55,16 @@ def _entry_order(entry: Entry) -> tuple[datetime, str]:
 
 
 class Built:
-    """One block as rendered: its VEVENTs as one bytes object and the end offset of each, the
-    events kept (in sort order), their versions, the events outside the window, and the
-    bounds of its events' times (all-day events count as inside any window)."""
+    """One block as rendered: its VEVENTs (once the feed's body is joined, a view of that body,
+    not a copy) and the end offset of each, the events kept (in sort order), their versions,
+    the events outside the window, and the bounds of its events' times (all-day events count
+    as inside any window)."""
 
     __slots__ = ("body", "bounds", "ends", "kept", "side", "skipped", "versions")
 
     def __init__(
         self,
-        body: bytes,
+        body: Body,
         ends: array[int],
         kept: list[CalEvent],
         versions: dict[str, EventVersion],
@@ -104,26 +106,29 @@ class FeedBlocks:
         self._more: dict[str, list[Entry]] = {}  # uid → the other entries, for shared UIDs
         self._winners: dict[str, Entry] = {}  # shared uid → the entry the feed shows
         self._returned: dict[str, EventVersion] | None = None  # a copy of the last versions
+        self._joined: tuple[bytes, list[Built], bytes] | None = None  # the last body, its parts
 
     # -- sources in, blocks marked ----------------------------------------------------------
 
     def update(self, sources: Sequence[tuple[SourceId, list[CalEvent]]]) -> None:
-        """Take this render's sources (in collection order) and mark the blocks they change."""
-        positions: dict[SourceId, int] = {}
-        current: dict[SourceId, list[CalEvent]] = {}
-        for position, (sid, events) in enumerate(sources):
-            positions[sid] = position
-            old = self._sources.get(sid)
-            if old is not events and not (old is not None and old == events):
+        """Take this render's sources (in collection order) and mark the blocks they change.
+        Runs for every source on every render: a source seen last time costs a lookup."""
+        known = self._sources
+        for sid, events in sources:
+            old = known.get(sid)
+            if old is events:
+                continue
+            if old is None or old != events:
                 if old is not None:
                     self._remove(sid, old)
                 self._add(sid, events)
-            current[sid] = events
-        for sid, old in self._sources.items():
-            if sid not in current:
-                self._remove(sid, old)
-        self._sources = current
-        self._settle_winners(positions)
+            known[sid] = events
+        if len(known) > len(sources):  # some are gone
+            live = {sid for sid, _ in sources}
+            for sid in [sid for sid in known if sid not in live]:
+                self._remove(sid, known.pop(sid))
+        if self._more or self._winners:
+            self._settle_winners({sid: i for i, (sid, _) in enumerate(sources)})
 
     def _mark(self, entries: Iterable[Entry]) -> None:
         for entry in entries:
@@ -253,7 +258,7 @@ class FeedBlocks:
                 kept.append(event)
         versions = next_versions(kept, previous, now)
         reuse = _texts(block.built)
-        texts = []
+        texts: list[Body] = []
         for event in kept:
             version = versions[event.uid]
             old = reuse.get(event.uid)
@@ -274,6 +279,22 @@ class FeedBlocks:
         these (a copy is kept, so a caller changing the dict is noticed)."""
         self._returned = dict(versions)
 
+    def joined(self, head: bytes, whole: list[Built], tail: list[Body], footer: bytes) -> bytes:
+        """The feed's body: ``head``, the ``whole`` blocks, what the size cap left of the
+        others (``tail``), ``footer``. If nothing changed since the last render, the last body
+        itself: the feed server holds that object already. Whole blocks then keep views of the
+        body instead of bytes of their own, so the body is held once, not twice."""
+        last = self._joined
+        if not tail and last is not None and last[1] == whole and last[0] == head + footer:
+            return last[2]
+        ics = b"".join([head, *(b.body for b in whole), *tail, footer])
+        view, start = memoryview(ics), len(head)
+        for block in whole:
+            end = start + len(block.body)
+            block.body, start = view[start:end], end
+        self._joined = (head + footer, whole, ics) if not tail else None
+        return ics
+
     def rebuild_from(self, index: int) -> None:
         """Build the blocks from ``index`` on again next time (the size cap cut them, and the
         versions of what it dropped were not returned)."""
@@ -281,7 +302,7 @@ class FeedBlocks:
             self._blocks[key].dirty = True
 
 
-def _texts(built: Built | None) -> dict[str, tuple[EventVersion, bytes]]:
+def _texts(built: Built | None) -> dict[str, tuple[EventVersion, Body]]:
     """A built block's VEVENT bytes by UID, with the version each was written with."""
     if built is None:
         return {}

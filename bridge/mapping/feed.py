@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bridge.mapping import ics_writer
-from bridge.mapping.blocks import Built, FeedBlocks, SourceId
+from bridge.mapping.blocks import Body, Built, FeedBlocks, SourceId
 from bridge.mapping.bookings import (
     managed_key,
     managed_slot_events,
@@ -140,10 +140,11 @@ def collect_sources(
 
     def source(kind: str, group_id: int) -> SourceId:
         # A group listed twice is two sources (the first in sort order shows, as for any UID).
+        sid: SourceId = (kind, group_id, 0)
         occurrence = 0
-        while (kind, group_id, occurrence) in taken:
+        while sid in taken:
             occurrence += 1
-        sid = (kind, group_id, occurrence)
+            sid = (kind, group_id, occurrence)
         taken.add(sid)
         return sid
 
@@ -250,13 +251,15 @@ def render_feed(
         skipped += block.skipped
         versions.update(block.versions)
         events += block.kept
-    parts = [head, *(b.body for b in built), footer]
-    size = sum(map(len, parts))
+    size = len(head) + len(footer) + sum(len(b.body) for b in built)
     if size > options.max_bytes and events:
-        parts = [head, *_cut(built, size, options.max_bytes, events, versions, skipped), footer]
-        blocks.rebuild_from(len(parts) - 3)
+        bodies, whole = _cut(built, size, options.max_bytes, events, versions, skipped)
+        blocks.rebuild_from(whole)
+        ics = blocks.joined(head, built[:whole], bodies[whole:], footer)
+    else:
+        ics = blocks.joined(head, built, [], footer)
     blocks.returned(versions)
-    return RenderedFeed(b"".join(parts), versions, events, skipped)
+    return RenderedFeed(ics, versions, events, skipped)
 
 
 def _cut(
@@ -266,9 +269,10 @@ def _cut(
     events: list[CalEvent],
     versions: dict[str, EventVersion],
     skipped: list[SkippedEvent],
-) -> list[bytes]:
+) -> tuple[list[Body], int]:
     """The block bodies that fit under ``cap``, dropping events from the end (farthest in the
-    future first); ``events``, ``versions`` and ``skipped`` are updated in place."""
+    future first), and how many blocks are whole; ``events``, ``versions`` and ``skipped`` are
+    updated in place."""
     index, kept = len(built) - 1, len(built[-1].kept)
     while size > cap and events:
         while kept == 0:
@@ -281,7 +285,8 @@ def _cut(
         versions.pop(dropped.uid, None)
         skipped.append(SkippedEvent(dropped.uid, SkipReason.FEED_TOO_LARGE, f"cap {cap} bytes"))
     last = built[index]
-    return [b.body for b in built[:index]] + [last.body[: last.ends[kept - 1] if kept else 0]]
+    bodies = [b.body for b in built[:index]] + [last.body[: last.ends[kept - 1] if kept else 0]]
+    return bodies, index
 
 
 def render_event_ics(

@@ -17,7 +17,7 @@ Kind = Literal["conference", "reservation", "open_slot", "managed_slot"]
 Status = Literal["CONFIRMED", "TENTATIVE", "CANCELLED"]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CalEvent:
     """One event. ``start``/``end`` are aware UTC datetimes (or dates for all-day events);
     ``end`` equal to ``start`` means a zero-length event (rendered without DTEND)."""
@@ -40,6 +40,11 @@ class CalEvent:
     appointment_group_id: int | None = None
     context_code: str | None = None
     extra: tuple[tuple[str, str], ...] = field(default=())
+    # Computed on first use (sort_key, content_hash), not part of the event. Slots, not an
+    # instance dict: a feed's cache holds every event, and a dict grown by two keys after
+    # construction cost ~770 bytes per event.
+    _sort: tuple[datetime, str] | None = field(default=None, init=False, repr=False, compare=False)
+    _hash: str | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def all_day(self) -> bool:
@@ -48,7 +53,7 @@ class CalEvent:
     def sort_key(self) -> tuple[datetime, str]:
         """Where the event goes in a feed: by start (a date at midnight UTC), then UID.
         Computed once per event, like :meth:`content_hash`."""
-        cached = self.__dict__.get("_sort")
+        cached = self._sort
         if cached is None:
             start = self.start
             if not isinstance(start, datetime):
@@ -60,11 +65,11 @@ class CalEvent:
     def content_hash(self) -> str:
         """SHA-256 over everything a person would see; stable across runs and processes.
         Computed once per event (events are immutable)."""
-        cached = self.__dict__.get("_hash")
+        cached = self._hash
         if cached is None:
             cached = self._compute_hash()
             object.__setattr__(self, "_hash", cached)
-        return str(cached)
+        return cached
 
     def _compute_hash(self) -> str:
         parts = [

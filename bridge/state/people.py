@@ -11,7 +11,7 @@ import secrets
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -34,6 +34,7 @@ from bridge.state.schema import (
     CalDAVTokenRow,
     EventVersionRow,
     HiddenEventRow,
+    PeopleVersionRow,
     PersonFeedRow,
     PersonRow,
     PersonTargetRow,
@@ -77,6 +78,18 @@ def _target(row: PersonTargetRow) -> PersonTarget:
         row.timezone,
         row.writeback,
         row.created_at,
+    )
+
+
+def _changed(s: Session) -> None:
+    """Move the people's version, in the transaction of the change (the last statement of a
+    change: on PostgreSQL its row lock is then taken after every other, and held briefly).
+    Every change the daemon's merge reads (a person's state, feeds, calendars, a feed secret)
+    calls this; a token refreshed, a sync recorded or keys rotated do not."""
+    s.execute(
+        update(PeopleVersionRow)
+        .where(PeopleVersionRow.id == 1)
+        .values(version=PeopleVersionRow.version + 1)
     )
 
 
@@ -171,6 +184,12 @@ class PeopleStore:
                 for row in rows
             ]
 
+    def version(self) -> int | None:
+        """The people's version: it moves with every change to what :meth:`all` returns but
+        sync times and token expiry (one row read; None if the row is missing)."""
+        with self._sessions.begin() as s:
+            return s.scalar(select(PeopleVersionRow.version).where(PeopleVersionRow.id == 1))
+
     def counts(self) -> dict[Connection, int]:
         """How many people are in each state (every state present, 0 when none)."""
         with self._sessions.begin() as s:
@@ -264,7 +283,9 @@ class PeopleStore:
                     if created:
                         s.add(self._new_feed(row.id, default_include, None, None, now))
                         s.flush()
-                    return self._person(s, row), created
+                    person = self._person(s, row)
+                    _changed(s)
+                    return person, created
             except IntegrityError:  # the same person connected twice at once: find theirs
                 continue
         raise RuntimeError("could not store the connection")  # pragma: no cover
@@ -282,7 +303,9 @@ class PeopleStore:
         with self._sessions.begin() as s:
             row = self._row(s, person_id, lock=True)
             row.connection = connection
-            return self._person(s, row)
+            person = self._person(s, row)
+            _changed(s)
+            return person
 
     def mark_reconnect_needed(self, person_id: int) -> None:
         """Canvas refused the refresh token: stop syncing until the person connects again. A
@@ -291,6 +314,7 @@ class PeopleStore:
             row = self._row(s, person_id, lock=True)
             if row.connection == Connection.CONNECTED:
                 row.connection = Connection.RECONNECT_NEEDED
+                _changed(s)
 
     def record_sync(self, person_id: int, at: datetime) -> bool:
         """The person's last successful poll; False (nothing recorded) unless connected."""
@@ -314,6 +338,8 @@ class PeopleStore:
             s.execute(delete(PersonFeedRow).where(PersonFeedRow.person_id == person_id))
             s.execute(delete(PersonTargetRow).where(PersonTargetRow.person_id == person_id))
             s.delete(row)
+            s.flush()
+            _changed(s)
             return person
 
     @staticmethod
@@ -359,6 +385,7 @@ class PeopleStore:
             row = self._new_feed(person_id, include, timezone, name, _now())
             s.add(row)
             s.flush()
+            _changed(s)
             return _feed(row)
 
     def _feed_row(
@@ -375,6 +402,8 @@ class PeopleStore:
         with self._sessions.begin() as s:
             row = self._feed_row(s, person_id, feed_id)
             row.include, row.timezone = ",".join(include), timezone
+            s.flush()
+            _changed(s)
             return _feed(row)
 
     def rotate_feed_secret(self, person_id: int, feed_id: int) -> PersonFeed:
@@ -384,6 +413,8 @@ class PeopleStore:
             row.secret = secrets.token_urlsafe(24)
             feed = _feed(row)
             notify_feed(s, feed.feed_id)
+            s.flush()
+            _changed(s)
             return feed
 
     def remove_feed(self, person_id: int, feed_id: int) -> None:
@@ -391,6 +422,8 @@ class PeopleStore:
             row = self._feed_row(s, person_id, feed_id)
             self._forget_feeds(s, [_feed(row).feed_id])
             s.delete(row)
+            s.flush()
+            _changed(s)
 
     # --- CalDAV calendars --------------------------------------------------------------------
 
@@ -411,6 +444,7 @@ class PeopleStore:
             )
             s.add(row)
             s.flush()
+            _changed(s)
             return _target(row)
 
     def remove_target(self, person_id: int, target_id: int) -> None:
@@ -420,6 +454,8 @@ class PeopleStore:
                 raise UnknownPerson(f"{account_key(person_id)} has no calendar with id {target_id}")
             self._forget_targets(s, [_target(row).target_id])
             s.delete(row)
+            s.flush()
+            _changed(s)
 
     # --- keys --------------------------------------------------------------------------------
 

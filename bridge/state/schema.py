@@ -230,6 +230,16 @@ class PersonTargetRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class PeopleVersionRow(Base):
+    """One row: a counter moved in the same transaction as any change to the people, their
+    feeds or calendars that the daemon's merge reads (revision 0010). A merge that finds the
+    number it saw last reads nothing else."""
+
+    __tablename__ = "people_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)  # always 1
+    version: Mapped[int] = mapped_column(BigInteger)
+
+
 # --- cluster mode: replicas on one PostgreSQL (revision 0006) -------------------------------
 
 

@@ -273,3 +273,59 @@ def test_the_session_key_is_derived_from_the_first_key_alike_in_every_process() 
 
     with pytest.raises(EncryptionKeyError, match="no encryption key is configured"):
         NoVault("state.encryption_key_file").derive_key("calbridge session cookies v1")
+
+
+def test_the_people_version_moves_with_every_change_a_merge_reads(state_url: str) -> None:
+    """The daemon's merge reads one row when this number has not moved: every change to what
+    it reads (a person's state, feeds, calendars, a feed's secret) must move it, in the same
+    transaction; a refreshed token, a sync time, rotated keys or a refused change need not."""
+    state = store(state_url, generate_key())
+    people = state.people
+    seen = [people.version()]
+    assert seen == [0]
+
+    def moved() -> None:
+        now = people.version()
+        assert now is not None and now > seen[-1]
+        seen.append(now)
+
+    def still() -> None:
+        assert people.version() == seen[-1]
+
+    alice, _ = people.connect(HOST, tokens(7), default_include=["conferences"])
+    moved()
+    people.store_tokens(alice.id, tokens(7).renewed("1~access-refreshed-Uu7", T))
+    still()
+    people.record_sync(alice.id, T)
+    still()
+    people.mark_reconnect_needed(alice.id)
+    moved()
+    people.mark_reconnect_needed(alice.id)  # already: nothing changed
+    still()
+    people.connect(HOST, tokens(7, n=2), default_include=[])
+    moved()
+    feed = people.add_feed(alice.id, ["open_slots"])
+    moved()
+    people.update_feed(alice.id, feed.id, ["reservations"], "Europe/Berlin")
+    moved()
+    people.rotate_feed_secret(alice.id, feed.id)
+    moved()
+    with pytest.raises(UnknownPerson):
+        people.update_feed(alice.id, feed.id + 100, ["reservations"], None)
+    still()
+    target = people.add_target(
+        alice.id,
+        NewTarget("https://dav.example/", "alice", "pw-alice-1", "Canvas", (), None, False),
+    )
+    moved()
+    people.remove_target(alice.id, target.id)
+    moved()
+    people.remove_feed(alice.id, feed.id)
+    moved()
+    people.set_connection(alice.id, Connection.DISABLED)
+    moved()
+    people.rotate_keys()
+    still()
+    people.remove(alice.id)
+    moved()
+    assert store(state_url, generate_key()).people.version() == seen[-1]  # in the database
