@@ -554,10 +554,13 @@ class Syncer:
         ):
             # Nothing to save: the stored body and versions are these already. Only the
             # served feed learns it was refreshed (no re-hash, no re-compression), under the
-            # secret it is served with (the daemon re-reads rotated secrets on its own).
+            # secret it is served with (the daemon re-reads rotated secrets on its own). The
+            # equal body the render cache holds replaces the one loaded from the state store,
+            # so the two are not both kept after a restart.
             if feed.id in self.outputs.feed_ids:  # still configured (SIGHUP)
                 secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
-                self.feeds.publish(replace(current, refreshed_at=now), secret)
+                served = replace(current, body=rendered.ics, refreshed_at=now)
+                self.feeds.publish(served, secret)
                 metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         else:
             self._save_and_publish(feed, rendered, now, changed, current)

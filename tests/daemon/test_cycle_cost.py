@@ -324,3 +324,22 @@ async def test_a_token_goes_only_to_its_origin_and_no_cookie_rides_along() -> No
     ]
     assert [auth for auth, _ in two.seen] == ["Bearer token-carol"] * 2
     assert all(cookie is None for _, cookie in one.seen + two.seen)
+
+
+async def test_after_a_restart_an_unchanged_feed_body_is_held_once(student: Bed) -> None:
+    """After a restart the served feed comes from the state store and the first cycle renders
+    an equal body into the render cache: the feed then serves the cache's body, so an
+    account's unchanged feed is not kept twice in memory."""
+    await student.cycle()
+    await student.syncer.aclose()
+    restarted = Syncer(student.syncer.settings, student.state, ServedFeeds(), clock=student.clock)
+    assert restarted.publish_stored() == 1
+    loaded = restarted.feeds.get("alice")
+    student.syncer = restarted
+    await student.cycle()  # a full cycle (a new process), nothing changed in Canvas
+    served = restarted.feeds.get("alice")
+    assert loaded is not None and served is not None and served.body == loaded.body
+    blocks = restarted._caches["alice"]._blocks
+    joined = blocks._joined if blocks is not None else None
+    assert joined is not None and served.body is joined[2], "the body is held twice"
+    await restarted.aclose()
