@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -66,15 +67,26 @@ class Running:
         return f"http://127.0.0.1:{port + 1}"
 
     def wait_for(self, text: str, timeout: float = 30) -> None:
+        """Until the daemon sends ``text`` on its notify socket; a daemon that exits instead
+        fails at once, with its exit code and the end of its stderr."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(text in m for m in self.messages):
                 return
-            self.notify.settimeout(max(0.05, deadline - time.monotonic()))
-            try:
+            if self.proc.poll() is not None:
+                self.notify.settimeout(0)  # what it sent before exiting is still queued
+                with contextlib.suppress(BlockingIOError):
+                    while True:
+                        self.messages.append(self.notify.recv(4096).decode())
+                if any(text in m for m in self.messages):
+                    return
+                err = self.proc.stderr.read() if self.proc.stderr is not None else ""
+                raise AssertionError(
+                    f"the daemon exited ({self.proc.returncode}) before {text!r}: {err[-3000:]}"
+                )
+            self.notify.settimeout(max(0.05, min(0.5, deadline - time.monotonic())))
+            with contextlib.suppress(TimeoutError):
                 self.messages.append(self.notify.recv(4096).decode())
-            except TimeoutError:
-                break
         raise AssertionError(f"no {text!r} from the daemon; got {self.messages}")
 
     def stop(self) -> int:

@@ -7,6 +7,7 @@ SabreDAV's server script is generated at test time from the example Debian ships
 
 from __future__ import annotations
 
+import random
 import shutil
 import socket
 import sqlite3
@@ -32,18 +33,36 @@ class Server:
 
 
 def free_port() -> int:
-    """A free loopback port whose successor is free too (the daemon's admin listener)."""
-    for _ in range(50):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = int(s.getsockname()[1])
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port + 1))
-            except OSError:
-                continue
-        return port
+    """A free loopback port whose successor is free too (the daemon's admin listener).
+
+    Chosen at random below the kernel's ephemeral range: a port the kernel hands out for
+    ``bind(("127.0.0.1", 0))`` is free when checked, but any other process (another test
+    worker's simulator or server) may be given its successor a moment later, before the
+    daemon binds it. Ports below that range are only ever taken by a test that chose them."""
+    low, high = _ephemeral_range()
+    start, stop = (20_000, low - 1) if low > 21_000 else (high + 1, 65_000)
+    for _ in range(200):
+        port = random.randrange(start, stop)
+        if _bindable(port) and _bindable(port + 1):
+            return port
     raise RuntimeError("no pair of free ports")
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999  # Linux's default
 
 
 def _wait(port: int, proc: subprocess.Popen[bytes], log: Path) -> None:
