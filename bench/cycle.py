@@ -14,6 +14,7 @@ GETs per user sent by a bare shared httpx client (the floor this HTTP stack sets
 database writes of the second cycle. Before printing, it checks that the work was done: every answer
 the simulator gave was a 200, it counted the requests calbridge counted, and every feed holds
 exactly the events the simulator holds for its user. It exits 1 if a check fails.
+The wall and CPU time of the unchanged cycle go to stderr as it ends, like the first's.
 ``BENCH_PROFILE=FILE`` writes a cProfile (CPU time) of the second cycle (the event loop's thread) there.
 """
 
@@ -170,17 +171,24 @@ def run(users: int) -> dict[str, float]:
             check(sim_stats(sim.url, reset=True), first, "first cycle")
             writes["n"] = 0
             profile = cProfile.Profile(time.process_time) if PROFILE else None
-            cpu = time.process_time()
+            cpu, wall, sim0 = time.process_time(), time.perf_counter(), sim_cpu(sim.proc.pid)
             if profile is not None:
                 profile.enable()
             second = await cycle(syncer)
             statuses = getattr(syncer, "statuses", None)  # absent before the batched writes
             if statuses is not None:
                 await statuses.flush()  # the poll times still waiting count in this cycle
-            cpu2 = time.process_time() - cpu
+            cpu2, wall2 = time.process_time() - cpu, time.perf_counter() - wall
             if profile is not None:
                 profile.disable()
                 profile.dump_stats(PROFILE)
+            print(
+                f"  unchanged cycle of {users} users: {wall2:.1f} s wall, {cpu2:.1f} s CPU,"
+                f" simulator {sim_cpu(sim.proc.pid) - sim0:.1f} s CPU, peak RSS so far"
+                f" {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB",
+                file=sys.stderr,
+                flush=True,
+            )
             check(sim_stats(sim.url, reset=True), second, "second cycle")
             floor = await http_floor(sim.url, sim.tokens)
             check(sim_stats(sim.url, reset=True), [2] * len(sim.tokens), "HTTP floor")

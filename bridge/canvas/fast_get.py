@@ -77,8 +77,7 @@ class FastGets:
                 cookie_jar=aiohttp.DummyCookieJar(),
                 timeout=self._timeout,
                 trust_env=False,  # proxied origins never come here (see proxied)
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
+                auto_decompress=True,  # bodies decoded (the size limit counts decoded bytes)
             )
             self._session, self._loop = session, loop
         return session

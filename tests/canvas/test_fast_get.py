@@ -26,9 +26,11 @@ class Recorder:
     def __init__(self, target: str = "") -> None:
         self.seen: list[tuple[str, str | None, str | None]] = []  # path, authorization, cookie
         self.target = target
+        self.agents: list[str | None] = []
 
     def app(self) -> Starlette:
         def note(request: Request) -> None:
+            self.agents.append(request.headers.get("user-agent"))
             self.seen.append(
                 (
                     request.url.path,
@@ -85,6 +87,7 @@ async def test_shared_per_origin_each_request_its_token_no_cookie(fast: bool) ->
     ]
     assert [auth for _, auth, _ in two.seen] == ["Bearer token-carol"] * 2
     assert all(cookie is None for _, _, cookie in one.seen + two.seen)
+    assert all(one.agents + two.agents)  # a User-Agent, as httpx sends (some proxies want one)
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["aiohttp", "httpx"])
