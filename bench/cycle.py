@@ -37,14 +37,17 @@ import httpx
 from sqlalchemy import event
 
 from bridge.config import settings_from
-from bridge.daemon.cycle import Syncer
+from bridge.daemon.cycle import CANVAS_POOL, Syncer
 from bridge.state import open_state
 from bridge.web.served import ServedFeeds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from canvas_sim import SimProcess
 
-GROUPS, CONFERENCES, CONCURRENCY = 10, 5, 8
+GROUPS, CONFERENCES = 10, 5
+# Accounts synced at once: as many as the daemon's shared Canvas pool has connections per
+# origin (more would only queue for a connection); BENCH_CONCURRENCY to try another figure.
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", CANVAS_POOL.max_connections))
 PROFILE = os.environ.get("BENCH_PROFILE")  # a file: cProfile of the second cycle goes there
 PER_PAGE = 100
 
@@ -96,7 +99,7 @@ async def http_floor(url: str, tokens: list[str]) -> float:
     shared httpx client and nothing else (no parsing, no state): the reference for the
     unchanged cycle's cost."""
     limit = asyncio.Semaphore(CONCURRENCY)
-    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=16)) as http:
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=CONCURRENCY)) as http:
 
         async def one(token: str) -> None:
             headers = {"Authorization": f"Bearer {token}"}

@@ -54,15 +54,7 @@ def target_settings(
 ) -> TargetSettings:
     """``CalDAVConfig(**keys).target_settings(password)`` for a server at ``url`` (any URL a
     test serves, ``memory://`` included); keys as in a ``[[caldav]]`` entry."""
-    config = CalDAVConfig(
-        id=target_id,
-        account="test",
-        url="https://dav.example.com/",
-        username=username,
-        password_env="UNUSED",
-        **keys,
-    )
-    settings = config.target_settings(password)
+    settings = _caldav(target_id, username, **keys).target_settings(password)
     changes: dict[str, Any] = {"url": url}
     if max_parallel is not None:
         changes["max_parallel"] = max_parallel
@@ -109,12 +101,16 @@ def canvas_client(url: str, token: str | httpx.Auth, **kw: Any) -> CanvasClient:
 def writeback_policy(**keys: Any) -> Policy:
     """``CalDAVConfig(**keys).writeback_policy(WritebackConfig())``: keys as in a ``[[caldav]]``
     entry, the ``[writeback]`` thresholds the schema's defaults."""
-    config = CalDAVConfig(
-        id="test",
+    return _caldav("test", "user", **keys).writeback_policy(WritebackConfig())
+
+
+def _caldav(target_id: str, username: str, **keys: Any) -> CalDAVConfig:
+    """A ``[[caldav]]`` entry with ``keys``, the rest filled in."""
+    return CalDAVConfig(
+        id=target_id,
         account="test",
         url="https://dav.example.com/",
-        username="user",
+        username=username,
         password_env="UNUSED",
         **keys,
     )
-    return config.writeback_policy(WritebackConfig())
