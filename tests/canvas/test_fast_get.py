@@ -88,6 +88,7 @@ async def test_shared_per_origin_each_request_its_token_no_cookie(fast: bool) ->
     assert [auth for _, auth, _ in two.seen] == ["Bearer token-carol"] * 2
     assert all(cookie is None for _, _, cookie in one.seen + two.seen)
     assert all(one.agents + two.agents)  # a User-Agent, as httpx sends (some proxies want one)
+    assert pool.created == 2  # one httpx client per origin, shared by its accounts
 
 
 @pytest.mark.parametrize("fast", [True, False], ids=["aiohttp", "httpx"])

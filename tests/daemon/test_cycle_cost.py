@@ -16,18 +16,10 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import JSONResponse
-from starlette.routing import Route
 
-from bridge.canvas.client import CanvasClient
-from bridge.canvas.pool import CanvasPool, PoolOptions
-from bridge.canvas.transport import CanvasLimits
 from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
 from bridge.daemon.skip import Work
-from bridge.simulator.server import serve_in_thread
 from bridge.state import StateStore, open_state
 from bridge.web.served import ServedFeeds
 from tests.conftest import Sim
@@ -281,49 +273,6 @@ async def test_accounts_on_one_canvas_share_one_http_client(
             saved = json.loads(bed.state.load_snapshot(name) or "{}")
             assert saved["user"]["name"] == full  # each request carried its own token
         await bed.syncer.aclose()
-
-
-# --- the shared client keeps accounts apart -------------------------------------------------
-
-
-class Recorder:
-    """A Canvas stand-in that sets a session cookie and records what each request carried."""
-
-    def __init__(self) -> None:
-        self.seen: list[tuple[str | None, str | None]] = []  # (authorization, cookie)
-
-    def app(self) -> Starlette:
-        async def me(request: Request) -> JSONResponse:
-            self.seen.append((request.headers.get("authorization"), request.headers.get("cookie")))
-            response = JSONResponse({"id": len(self.seen), "name": "someone"})
-            response.set_cookie("_normandy_session", f"session-{len(self.seen)}")
-            return response
-
-        return Starlette(routes=[Route("/api/v1/users/self", me)])
-
-
-async def test_a_token_goes_only_to_its_origin_and_no_cookie_rides_along() -> None:
-    one, two = Recorder(), Recorder()
-    pool = CanvasPool(PoolOptions(max_connections=4, timeout=10))
-    limits = CanvasLimits(max_response_bytes=1 << 20, request_deadline=10, poll_deadline=30)
-    with serve_in_thread(one.app()) as a, serve_in_thread(two.app()) as b:
-        clients = [
-            CanvasClient(url, token, limits=limits, http=pool.http_for(url))
-            for url, token in ((a.url, "token-alice"), (a.url, "token-bob"), (b.url, "token-carol"))
-        ]
-        for _ in range(2):
-            for client in clients:
-                await client.me()
-        for client in clients:
-            await client.aclose()  # leaves the shared client open
-        await clients[0].me()
-        await pool.aclose()
-    assert pool.created == 2
-    assert [auth for auth, _ in one.seen] == ["Bearer token-alice", "Bearer token-bob"] * 2 + [
-        "Bearer token-alice"
-    ]
-    assert [auth for auth, _ in two.seen] == ["Bearer token-carol"] * 2
-    assert all(cookie is None for _, cookie in one.seen + two.seen)
 
 
 async def test_after_a_restart_an_unchanged_feed_body_is_held_once(student: Bed) -> None:
