@@ -309,13 +309,16 @@ class Syncer:
 
     def _inputs(self, account: AccountConfig, fetched: FetchedPoll) -> Inputs:
         feeds = self.outputs.feeds.get(account.id, [])
-        served = (self.feeds.get(f.id) for f in feeds)
         return Inputs(
             pages=fetched.digest,
             profile=fetched.user,
             config=(account, *feeds),
-            etags=tuple(None if p is None else p.etag for p in served),
+            etags=self._served_etags(feeds),
         )
+
+    def _served_etags(self, feeds: list[FeedConfig]) -> tuple[str | None, ...]:
+        """Each feed's ETag as served now (None: not served)."""
+        return tuple(None if (p := self.feeds.get(f.id)) is None else p.etag for f in feeds)
 
     async def sync_account(self, account: AccountConfig, *, dry_run: bool = False) -> AccountResult:
         started = time.monotonic()
@@ -404,9 +407,9 @@ class Syncer:
         """What this full cycle saw, with the feeds as it left them: the next cycle may skip
         its work if all of it is the same (see :mod:`bridge.daemon.skip`)."""
         configs = self.outputs.feeds.get(account.id, [])
-        etags = tuple(None if (p := self.feeds.get(f.id)) is None else p.etag for f in configs)
         windows = [(f.window_past, f.window_future) for f in configs]
         until = stable_until(snapshot_times(snapshot), windows, now)
+        etags = self._served_etags(configs)
         self._rendered[account.id] = (Rendered(replace(inputs, etags=etags), until), feeds)
 
     async def _unchanged(
@@ -426,9 +429,7 @@ class Syncer:
         for feed in self.outputs.feeds.get(account.id, []):
             current = self.feeds.get(feed.id)
             if current is not None:
-                secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
-                self.feeds.publish(replace(current, refreshed_at=now), secret)
-                metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+                self._refreshed(replace(current, refreshed_at=now), now)
             metrics.RENDERS.labels(feed.id, "false").inc()
             seen = before.get(feed.id)
             result.feeds.append(
@@ -558,14 +559,18 @@ class Syncer:
             # equal body the render cache holds replaces the one loaded from the state store,
             # so the two are not both kept after a restart.
             if feed.id in self.outputs.feed_ids:  # still configured (SIGHUP)
-                secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
-                served = replace(current, body=rendered.ics, refreshed_at=now)
-                self.feeds.publish(served, secret)
-                metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+                self._refreshed(replace(current, body=rendered.ics, refreshed_at=now), now)
         else:
             self._save_and_publish(feed, rendered, now, changed, current)
         self._feed_versions[feed.id] = rendered.versions  # what the state store holds now
         return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
+
+    def _refreshed(self, feed: PublishedFeed, now: datetime) -> None:
+        """Serve ``feed`` (unchanged but for its refresh time) under the secret it is served
+        with (the daemon re-reads rotated secrets on its own)."""
+        secret = self.feeds.secret_of(feed.feed_id) or self.secret(feed.feed_id)
+        self.feeds.publish(feed, secret)
+        metrics.LAST_RENDER_SUCCESS.labels(feed.feed_id).set(now.timestamp())
 
     def _save_and_publish(
         self,
