@@ -433,7 +433,8 @@ class Cluster:
                 reason = f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}"
                 cause = exc.__cause__
                 if cause is not None:
-                    reason += f" ({type(cause).__name__}: {str(cause).strip().splitlines()[0]})"
+                    first = (str(cause).strip().splitlines() or ["no detail"])[0]
+                    reason += f" ({type(cause).__name__}: {first})"
             if self._stopping.is_set():
                 return
             if time.monotonic() - began > WORKER_RESTART_MAX:
