@@ -77,6 +77,18 @@ class RetryLater(Exception):
     """A sync to try again after a while (Canvas or the database failed, the account busy)."""
 
 
+def stop_reason(exc: BaseException) -> str:
+    """Why the job worker stopped, in one line: the engine's error and the first line of its
+    cause (the database error the engine wrapped)."""
+
+    def line(error: BaseException) -> str:
+        first = (str(error).strip().splitlines() or ["no detail"])[0]
+        return f"{type(error).__name__}: {first}"
+
+    cause = exc.__cause__
+    return line(exc) + (f" ({line(cause)})" if cause is not None else "")
+
+
 def conninfo(url: str) -> str:
     """The libpq URL of an SQLAlchemy PostgreSQL URL (``postgresql+psycopg://…``)."""
     parsed = make_url(url)
@@ -430,11 +442,7 @@ class Cluster:
                 await run
                 reason = "the engine stopped it; its error is logged above"
             except Exception as exc:  # the engine wraps database errors in its own
-                reason = f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}"
-                cause = exc.__cause__
-                if cause is not None:
-                    first = (str(cause).strip().splitlines() or ["no detail"])[0]
-                    reason += f" ({type(cause).__name__}: {first})"
+                reason = stop_reason(exc)
             if self._stopping.is_set():
                 return
             if time.monotonic() - began > WORKER_RESTART_MAX:
