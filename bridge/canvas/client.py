@@ -10,12 +10,13 @@ documents them.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import cache
+from functools import cache, cached_property
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -120,18 +121,39 @@ class RawList(Generic[M]):
     pages: tuple[bytes, ...]
     kinds: tuple[str, ...]  # each page's content type (for errors)
 
-    def digest(self, into: Any) -> None:
-        """Feed the list's path and pages into the hash ``into`` (each with its length)."""
-        into.update(f"{self.path}\0{len(self.pages)}\0".encode())
-        for page in self.pages:
-            into.update(len(page).to_bytes(8, "big"))
-            into.update(page)
+    @cached_property
+    def page_digests(self) -> tuple[bytes, ...]:
+        """Each page's SHA-256, computed once (for :meth:`digest` and :meth:`parse`)."""
+        return tuple(hashlib.sha256(page).digest() for page in self.pages)
 
-    def parse(self) -> list[M]:
+    def digest(self, into: Any) -> None:
+        """Feed the list's path and pages into the hash ``into`` (each page by its SHA-256)."""
+        into.update(f"{self.path}\0{len(self.pages)}\0".encode())
+        for digest in self.page_digests:
+            into.update(digest)
+
+    def parse(
+        self,
+        last: Mapping[bytes, list[M]] | None = None,
+        keep: dict[bytes, list[M]] | None = None,
+    ) -> list[M]:
+        """The list's items. ``last``: items parsed before, by the SHA-256 of their page's
+        bytes — a page found there is not parsed again, its items are those very (frozen)
+        objects. ``keep``: filled with this list's pages, by digest, for the next call."""
+        if last is None and keep is None:
+            digests: Iterable[bytes | None] = (None for _ in self.pages)
+        else:
+            digests = self.page_digests
         items: list[M] = []
-        for page, kind in zip(self.pages, self.kinds, strict=True):
-            data = _page_items(page, self.key, self.path, kind)
-            items += parse_page(self.model, data, page, self.path)
+        for page, kind, digest in zip(self.pages, self.kinds, digests, strict=True):
+            parsed = last.get(digest) if last is not None and digest is not None else None
+            if parsed is None:
+                parsed = parse_page(
+                    self.model, _page_items(page, self.key, self.path, kind), page, self.path
+                )
+            if keep is not None and digest is not None:
+                keep[digest] = parsed
+            items += parsed
         return items
 
 

@@ -20,14 +20,18 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import cached_property
+from typing import Any
 
-from bridge.canvas.client import PER_PAGE, CanvasClient, RawList
+from bridge.canvas.client import PER_PAGE, CanvasClient, M, RawList
 from bridge.errors import CanvasTimeout
 from bridge.model.canvas import AccountSnapshot, AppointmentGroup, Conference, Profile
 
 RESERVABLE_INCLUDE = ("appointments", "reserved_times", "participant_count")
 MANAGEABLE_INCLUDE = ("appointments", "child_events", "participant_count")
 MANAGED_KIND = "managed_slots"  # the only output kind built from manageable groups
+# Lists of fewer pages are not kept by ParsedPages: when one of their pages changes there is
+# nothing left to reuse, and when none does the whole poll usually skips (daemon/skip.py).
+KEEP_FROM_PAGES = 2
 
 
 def needs_managed(includes: Iterable[Iterable[str]]) -> bool:
@@ -62,6 +66,36 @@ async def _conference_lists(
     return list(await asyncio.gather(*lists))
 
 
+class ParsedPages:
+    """What one account's last validated poll parsed: for each list of at least
+    ``min_pages`` pages, each page's SHA-256 → the (frozen) objects parsed from it.
+
+    Given to :meth:`FetchedPoll.snapshot`, a page whose bytes did not change since is not
+    parsed again: the snapshot holds the very objects of last time, so the render can tell an
+    unchanged appointment group by identity (``bridge.mapping.feed.RenderCache``) without
+    building its key. Only the last poll is kept (replaced by each validated one); a poll
+    that fails to validate leaves it as it was."""
+
+    __slots__ = ("_lists", "min_pages")
+
+    def __init__(self, min_pages: int = KEEP_FROM_PAGES) -> None:
+        self.min_pages = min_pages
+        self._lists: dict[str, dict[bytes, list[Any]]] = {}
+
+    def __len__(self) -> int:
+        """How many pages are kept."""
+        return sum(map(len, self._lists.values()))
+
+    def parse(self, raw: RawList[M], kept: dict[str, dict[bytes, list[Any]]]) -> list[M]:
+        """``raw``'s items, reusing the last poll's objects of its unchanged pages; its pages
+        go into ``kept`` if it is long enough."""
+        keep = kept.setdefault(raw.path, {}) if len(raw.pages) >= self.min_pages else None
+        return raw.parse(self._lists.get(raw.path), keep)
+
+    def replace(self, kept: dict[str, dict[bytes, list[Any]]]) -> None:
+        self._lists = kept
+
+
 @dataclass(frozen=True)
 class FetchedPoll:
     """What one poll fetched, before any list is validated: :attr:`digest` says whether
@@ -84,19 +118,29 @@ class FetchedPoll:
                 raw.digest(hashed)
         return hashed.hexdigest()
 
-    def snapshot(self, canvas_host: str) -> AccountSnapshot:
+    def snapshot(self, canvas_host: str, last: ParsedPages | None = None) -> AccountSnapshot:
+        """The validated snapshot. ``last``: the account's last validated poll, whose objects
+        the unchanged pages reuse; it is replaced by this poll's once every list validated."""
+        kept: dict[str, dict[bytes, list[Any]]] = {}
+
+        def parse(raw: RawList[M]) -> list[M]:
+            return raw.parse() if last is None else last.parse(raw, kept)
+
         seen: dict[int, Conference] = {}
         for raw in self.conferences:
-            for conf in raw.parse():
+            for conf in parse(raw):
                 seen.setdefault(conf.id, conf)
-        return AccountSnapshot(
+        snapshot = AccountSnapshot(
             canvas_host=canvas_host,
             user=self.user,
             conferences=sorted(seen.values(), key=lambda c: c.id),
-            reservable=self.reservable.parse(),
-            manageable=self.manageable.parse() if self.manageable is not None else [],
+            reservable=parse(self.reservable),
+            manageable=parse(self.manageable) if self.manageable is not None else [],
             fetched_at=datetime.now(UTC),
         )
+        if last is not None:
+            last.replace(kept)
+        return snapshot
 
 
 async def fetch_account(

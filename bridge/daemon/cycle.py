@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from bridge import metrics
-from bridge.canvas.poller import FetchedPoll, fetch_account, needs_managed
+from bridge.canvas.poller import FetchedPoll, ParsedPages, fetch_account, needs_managed
 from bridge.canvas.pool import CanvasPool, PoolOptions
 from bridge.config import AccountConfig, CalDAVConfig, FeedConfig, Settings, account_token
 from bridge.daemon.logs import register_secret
@@ -157,6 +157,8 @@ class Syncer:
         self._feed_versions: dict[str, dict[str, EventVersion]] = {}
         # account id -> what its last full cycle saw, and its feeds' results (see skip.py)
         self._rendered: dict[str, tuple[Rendered, list[FeedResult]]] = {}
+        # account id -> its last validated poll's objects by page (only lists of 2+ pages)
+        self._parsed: dict[str, ParsedPages] = {}
         # the poll times of accounts whose poll changed nothing, written together
         self.statuses = StatusBatch(state.record_poll_successes)
 
@@ -170,6 +172,7 @@ class Syncer:
         if settings is not self._settings and self._rendered:
             kept = {a.id for a in settings.accounts}  # accounts gone: forget their last cycle
             self._rendered = {k: v for k, v in self._rendered.items() if k in kept}
+            self._parsed = {k: v for k, v in self._parsed.items() if k in kept}
         self._settings, self._outputs = settings, None
 
     @property
@@ -307,6 +310,17 @@ class Syncer:
                 await asyncio.to_thread(self.state.profiles.put, token, json, asked)
         return fetched, requests
 
+    def _validate(self, account: AccountConfig, fetched: FetchedPoll) -> AccountSnapshot:
+        """The poll's snapshot, the pages unchanged since the account's last validated poll
+        holding the same objects (so its render cache knows them by identity)."""
+        last = self._parsed.get(account.id) or ParsedPages()
+        snapshot = fetched.snapshot(account.canvas_host, last)
+        if len(last):
+            self._parsed[account.id] = last
+        else:
+            self._parsed.pop(account.id, None)
+        return snapshot
+
     def _inputs(self, account: AccountConfig, fetched: FetchedPoll) -> Inputs:
         feeds = self.outputs.feeds.get(account.id, [])
         return Inputs(
@@ -331,7 +345,7 @@ class Syncer:
             last = self._rendered.get(account.id)
             work = decide(last and last[0], inputs, now, has_caldav=bool(targets), dry_run=dry_run)
             result.work = work
-            snapshot = None if work.skips else fetched.snapshot(account.canvas_host)
+            snapshot = None if work.skips else self._validate(account, fetched)
         except BridgeError as exc:
             result.error = str(exc)
             result.seconds = time.monotonic() - started

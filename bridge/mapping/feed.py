@@ -8,9 +8,11 @@ are parameters, the caller stores the new versions.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from bridge.mapping import ics_writer
 from bridge.mapping.blocks import Body, Built, FeedBlocks, SourceId
@@ -66,10 +68,15 @@ class RenderedFeed:
 class RenderCache:
     """What a feed's next render reuses: the events mapped from each appointment group, by
     what its mapping reads of it, and the feed's blocks (:mod:`bridge.mapping.blocks`), whose
-    VEVENTs are kept as bytes, one object per block."""
+    VEVENTs are kept as bytes, one object per block.
+
+    Each group's entry also holds a weak reference to the (frozen) group object it was last
+    seen as: when the poller hands back the same object for an unchanged page
+    (``bridge.canvas.poller.ParsedPages``), "did this group change?" is one identity test,
+    no key is built. The reference is weak so the cache never keeps a snapshot alive."""
 
     def __init__(self) -> None:
-        self._mapped: dict[SourceId, tuple[object, list[CalEvent]]] = {}
+        self._mapped: dict[SourceId, tuple[weakref.ref[Any], object, list[CalEvent]]] = {}
         self._asked = 0
         self._context: tuple[object, ...] = ()
         self._blocks: FeedBlocks | None = None
@@ -84,18 +91,24 @@ class RenderCache:
     def mapped(
         self,
         sid: SourceId,
-        key: object,
+        source: Any,
+        key_of: Callable[[Any], object],
         build: Callable[..., list[CalEvent]],
         *args: object,
     ) -> list[CalEvent]:
-        """Events of one Canvas object (``sid``: which, and which kind of events), built again
-        (``build(*args)``) only when what the mapping reads of it (the key) changed."""
+        """Events of one frozen Canvas object ``source`` (``sid``: which, and which kind of
+        events), built again (``build(source, *args)``) only when it is not the object seen
+        last time and what the mapping reads of it (``key_of(source)``) changed."""
         self._asked += 1
         found = self._mapped.get(sid)
-        if found is not None and found[0] == key:
-            return found[1]
-        events = build(*args)
-        self._mapped[sid] = (key, events)
+        if found is not None and found[0]() is source:
+            return found[2]
+        key = key_of(source)
+        if found is not None and found[1] == key:
+            self._mapped[sid] = (weakref.ref(source), found[1], found[2])
+            return found[2]
+        events = build(source, *args)
+        self._mapped[sid] = (weakref.ref(source), key, events)
         return events
 
     def end_render(self, sources: Iterable[tuple[SourceId, list[CalEvent]]]) -> None:
@@ -127,9 +140,10 @@ def collect_sources(
     snapshot: AccountSnapshot, options: FeedOptions, now: datetime, cache: RenderCache | None = None
 ) -> Sources:
     host, include, uids = snapshot.canvas_host, options.include, options.reservation_uids
-    # A group's events are cached on the fields its mapping reads (its key), nothing else:
-    # exact, and a fraction of serialising the whole group. This loop runs for every group on
-    # every render, so it is kept lean.
+    # A group's events are cached on the group object itself (frozen: the same object, the
+    # same events) and then on the fields its mapping reads (its key), nothing else: exact,
+    # and a fraction of serialising the whole group. This loop runs for every group on every
+    # render, so it is kept lean.
     if cache is not None:
         cache.start_render((host, tuple(sorted(uids.items()))))
         mapped = cache.mapped
@@ -161,25 +175,27 @@ def collect_sources(
     for group in snapshot.reservable:
         if reservations:
             sid = source("reservations", group.id)
-            key = reservation_key(group) if cache is not None else None
-            events = mapped(sid, key, reservation_events, group, host, uids)
+            events = mapped(sid, group, reservation_key, reservation_events, host, uids)
             lists.append((sid, events))
         if open_slots:
             lists.append((source("open_slots", group.id), open_slot_events(group, host, now)))
     if "managed_slots" in include:
         for group in snapshot.manageable:
             sid = source("managed", group.id)
-            key = managed_key(group) if cache is not None else None
-            lists.append((sid, mapped(sid, key, managed_slot_events, group, host)))
+            lists.append((sid, mapped(sid, group, managed_key, managed_slot_events, host)))
     if cache is not None:
         cache.end_render(lists)
     return Sources(lists, skipped)
 
 
 def _uncached(
-    sid: SourceId, key: object, build: Callable[..., list[CalEvent]], *args: object
+    sid: SourceId,
+    source: Any,
+    key_of: Callable[[Any], object],
+    build: Callable[..., list[CalEvent]],
+    *args: object,
 ) -> list[CalEvent]:
-    return build(*args)
+    return build(source, *args)
 
 
 def _window(options: FeedOptions, now: datetime) -> tuple[datetime, datetime]:
