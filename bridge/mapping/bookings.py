@@ -201,7 +201,7 @@ def managed_slot_events(group: AppointmentGroup, host: str) -> list[CalEvent]:
     for slot in group.appointments:
         if slot.start_at is None:
             continue
-        children = slot.child_events or []
+        children = slot.child_events or ()
         booked = slot.child_events_count if slot.child_events_count is not None else len(children)
         limit = slot.participants_per_appointment or group.participants_per_appointment
         count = f"{booked}/{limit} booked" if limit else f"{booked} booked"

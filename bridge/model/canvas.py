@@ -14,7 +14,9 @@ Canvas emits it (``../shared/canvas-api/canvas-behaviour.md``), not only as docu
   poll after one person typed half an emoji.
 
 The models are frozen plain data so the pure core (``bridge.mapping``, planners) can hash and
-compare them freely.
+compare them freely; their nested lists are tuples, so an object the poller hands to two polls
+(``bridge.canvas.poller.ParsedPages``: an unchanged page's objects are reused) cannot be changed
+through either. (``Conference.user_settings`` stays a dict: nothing reads it.)
 """
 
 from __future__ import annotations
@@ -92,7 +94,7 @@ def _comma_list(value: Any) -> Any:
 
 UtcDateTime = Annotated[datetime | None, BeforeValidator(to_utc)]
 EmptyList = BeforeValidator(_none_to_empty)
-CodeList = Annotated[list[str], BeforeValidator(_comma_list)]
+CodeList = Annotated[tuple[str, ...], BeforeValidator(_comma_list)]
 
 
 class CanvasModel(BaseModel):
@@ -145,7 +147,7 @@ class Group(CanvasModel):
     name: str = ""
     group_category_id: int | None = None
     members_count: int | None = None
-    users: Annotated[list[User], EmptyList] = Field(default_factory=list)
+    users: Annotated[tuple[User, ...], EmptyList] = ()
 
 
 # --- Conferences ----------------------------------------------------------------------------
@@ -168,7 +170,7 @@ class Recording(CanvasModel):
     title: str = ""
     duration_minutes: int | None = None
     playback_url: str | None = None
-    playback_formats: Annotated[list[PlaybackFormat], EmptyList] = Field(default_factory=list)
+    playback_formats: Annotated[tuple[PlaybackFormat, ...], EmptyList] = ()
     created_at: UtcDateTime = None
     updated_at: UtcDateTime = None
 
@@ -201,16 +203,16 @@ class Conference(CanvasModel):
     ended_at: UtcDateTime = None
     start_at: UtcDateTime = None  # scheduled start (newer Canvas)
     end_at: UtcDateTime = None
-    users: Annotated[list[int], EmptyList] = Field(default_factory=list)
-    invitees: Annotated[list[int], EmptyList] = Field(default_factory=list)
-    attendees: Annotated[list[int], EmptyList] = Field(default_factory=list)
+    users: Annotated[tuple[int, ...], EmptyList] = ()
+    invitees: Annotated[tuple[int, ...], EmptyList] = ()
+    attendees: Annotated[tuple[int, ...], EmptyList] = ()
     has_advanced_settings: bool = False
     long_running: bool = False
     has_calendar_event: bool = False
     user_settings: Annotated[dict[str, Any], BeforeValidator(lambda v: v or {})] = Field(
         default_factory=dict
     )
-    recordings: Annotated[list[Recording], EmptyList] = Field(default_factory=list)
+    recordings: Annotated[tuple[Recording, ...], EmptyList] = ()
     url: str | None = None
     join_url: str | None = None
     context_type: str | None = None
@@ -248,7 +250,7 @@ class CalendarEvent(CanvasModel):
     context_code: str | None = None
     context_name: str | None = None
     effective_context_code: str | None = None
-    all_context_codes: CodeList = Field(default_factory=list)
+    all_context_codes: CodeList = ()
     parent_event_id: int | None = None
     hidden: bool = False
     appointment_group_id: int | None = None
@@ -261,7 +263,7 @@ class CalendarEvent(CanvasModel):
     reserved: bool | None = None
     reserve_comments: str | None = None
     child_events_count: int | None = None
-    child_events: list[CalendarEvent] | None = None
+    child_events: tuple[CalendarEvent, ...] | None = None
     own_reservation: bool | None = None
     user: User | None = None
     group: Group | None = None
@@ -295,15 +297,15 @@ class AppointmentGroup(CanvasModel):
     location_name: str | None = None
     location_address: str | None = None
     participant_count: int | None = None
-    reserved_times: Annotated[list[ReservedTime], EmptyList] = Field(default_factory=list)
-    context_codes: Annotated[list[str], EmptyList] = Field(default_factory=list)
-    all_context_codes: Annotated[list[str], EmptyList] = Field(default_factory=list)
-    sub_context_codes: Annotated[list[str], EmptyList] = Field(default_factory=list)
+    reserved_times: Annotated[tuple[ReservedTime, ...], EmptyList] = ()
+    context_codes: Annotated[tuple[str, ...], EmptyList] = ()
+    all_context_codes: Annotated[tuple[str, ...], EmptyList] = ()
+    sub_context_codes: Annotated[tuple[str, ...], EmptyList] = ()
     workflow_state: str | None = None
     requiring_action: bool | None = None
     appointments_count: int | None = None
-    appointments: Annotated[list[CalendarEvent], EmptyList] = Field(default_factory=list)
-    new_appointments: Annotated[list[CalendarEvent], EmptyList] = Field(default_factory=list)
+    appointments: Annotated[tuple[CalendarEvent, ...], EmptyList] = ()
+    new_appointments: Annotated[tuple[CalendarEvent, ...], EmptyList] = ()
     max_appointments_per_participant: int | None = None
     min_appointments_per_participant: int | None = None
     participants_per_appointment: int | None = None
