@@ -10,6 +10,11 @@ window's horizon moving — and after every step requires of the cached render:
 * the events and versions of the plain path (``collect_events`` sorts, keeps the first of each
   UID and cuts the window over the whole list; ``next_versions``), unless the size cap cut;
 * a body icalendar parses, with one VEVENT per event.
+
+In half the worlds the cached render is given what the daemon's poller gives it
+(``bridge.canvas.poller.ParsedPages``): most groups equal to one of the last snapshot's are
+that very object again, the others new equal-valued objects, changed groups new objects — the
+render from an empty cache is always given new objects.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import pytest
 
 from bridge.mapping import RenderCache, collect_events, next_versions, render_feed
 from bridge.mapping.feed import FeedOptions, RenderedFeed
-from bridge.model.canvas import AccountSnapshot
+from bridge.model.canvas import AccountSnapshot, AppointmentGroup
 from bridge.model.event import EventVersion
 from tests.helpers.options import feed_options
 
@@ -173,6 +178,32 @@ class World:
         return op
 
 
+Kept = dict[tuple[str, int], AppointmentGroup]
+
+
+def shared(snap: AccountSnapshot, last: Kept, rng: random.Random) -> tuple[AccountSnapshot, int]:
+    """``snap`` with most groups equal to one of the last snapshot's replaced by that very
+    object, as the poller does for a page whose bytes did not change, and how many were;
+    ``last`` becomes this snapshot's groups."""
+    reused = 0
+
+    def pick(scope: str, groups: list[AppointmentGroup]) -> list[AppointmentGroup]:
+        nonlocal reused
+        picked = []
+        for group in groups:
+            old = last.get((scope, group.id))
+            if old is not None and old == group and rng.random() < 0.8:
+                group, reused = old, reused + 1
+            picked.append(group)
+        return picked
+
+    reservable, manageable = pick("r", snap.reservable), pick("m", snap.manageable)
+    last.clear()
+    last.update({("r", g.id): g for g in reservable})
+    last.update({("m", g.id): g for g in manageable})
+    return snap.model_copy(update={"reservable": reservable, "manageable": manageable}), reused
+
+
 def check(
     rendered: RenderedFeed,
     fresh: RenderedFeed,
@@ -220,9 +251,16 @@ def test_a_cached_render_equals_a_render_from_nothing_after_every_change(
     cache = RenderCache()
     previous: dict[str, EventVersion] = {}
     ops: list[str] = []
+    reuse, last, reused = seed % 2 == 1, Kept(), 0
+    alive: list[AccountSnapshot] = []  # earlier snapshots still held: their groups stay alive
+    chance = random.Random(f"reuse-{name}-{seed}")  # the world's changes stay as without it
     for _ in range(40):
-        snap = world.snapshot()
-        rendered = render_feed(snap, options, previous, world.now, cache)
+        snap = given = world.snapshot()
+        if reuse:
+            given, count = shared(snap, last, chance)
+            reused += count
+            alive = [*alive[-2:], given]
+        rendered = render_feed(given, options, previous, world.now, cache)
         fresh = render_feed(snap, options, previous, world.now, RenderCache())
         plain = collect_events(snap, options, world.now)
         capped = len(rendered.ics) > options.max_bytes - 2_000 or any(
@@ -239,3 +277,4 @@ def test_a_cached_render_equals_a_render_from_nothing_after_every_change(
             del previous[world.rng.choice(sorted(previous))]
         ops.append(world.step())
     assert {"add", "move", "horizon", "twice"} <= set(ops)
+    assert reused > 100 if reuse else reused == 0  # objects were shared between renders
