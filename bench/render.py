@@ -15,7 +15,9 @@ does; no HTTP), so the "changed" snapshot is built the way the daemon builds it:
 Median of a few runs of CPU time (``time.process_time``, after ``gc.collect()``: a collection
 started by the previous run is not charged to the next); each re-render follows a full render
 into a fresh cache. The poller's validation of the changed poll (with and without the kept
-pages) is timed and printed as well, so what the reuse costs or saves there is visible.
+pages) is timed and printed as well, so what the reuse costs or saves there is visible, and
+so is the memory the kept pages hold (tracemalloc: the parsed groups ``ParsedPages`` keeps
+alive once the snapshot is dropped) beside the render cache's own for the same feed.
 Before dividing, every render must hold the same events (the same UIDs, one of them changed),
 both re-renders must equal a render of the same snapshot from an empty cache byte for byte,
 and the daemon path's snapshot must share exactly the unchanged pages' groups.
@@ -27,6 +29,7 @@ import gc
 import json
 import statistics
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -140,6 +143,38 @@ def main() -> None:
             f"of the full render (goal < 5%); the poller's validation of that poll: "
             f"{statistics.median(validate[path]) * 1000:.1f} ms"
         )
+    pages_held = held(lambda: kept_pages(base_pages))
+    snap = fetched(base_pages).snapshot(HOST)
+    cache_held = held(lambda: render_cache(snap, options))
+    print(
+        f"memory: the kept pages (ParsedPages, {GROUPS} groups) {pages_held / 2**20:.1f} MB; "
+        f"the render cache of the same feed {cache_held / 2**20:.1f} MB (tracemalloc)"
+    )
+
+
+def held(build: Callable[[], Any]) -> int:
+    """Bytes still allocated once ``build``'s result (what it keeps) is all that is left."""
+    gc.collect()
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    kept = build()
+    gc.collect()
+    size = tracemalloc.get_traced_memory()[0] - start
+    tracemalloc.stop()
+    del kept
+    return size
+
+
+def kept_pages(raw_pages: tuple[bytes, ...]) -> ParsedPages:
+    kept = ParsedPages()
+    fetched(raw_pages).snapshot(HOST, kept)  # the snapshot is dropped, the pages kept
+    return kept
+
+
+def render_cache(snap: AccountSnapshot, options: FeedOptions) -> RenderCache:
+    cache = RenderCache()
+    render_feed(snap, options, {}, NOW, cache)  # the render is dropped, the cache kept
+    return cache
 
 
 def check(

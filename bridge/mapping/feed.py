@@ -70,23 +70,29 @@ class RenderCache:
     what its mapping reads of it, and the feed's blocks (:mod:`bridge.mapping.blocks`), whose
     VEVENTs are kept as bytes, one object per block.
 
-    Each group's entry also holds a weak reference to the (frozen) group object it was last
-    seen as: when the poller hands back the same object for an unchanged page
-    (``bridge.canvas.poller.ParsedPages``), "did this group change?" is one identity test,
-    no key is built. The reference is weak so the cache never keeps a snapshot alive."""
+    In a snapshot of at least :data:`TRACK_FROM` groups each group's entry also holds a weak
+    reference to the (frozen) group object it was last seen as: when the poller hands back the
+    same object for an unchanged page (``bridge.canvas.poller.ParsedPages``), "did this group
+    change?" is one identity test, no key is built. The reference is weak so the cache never
+    keeps a snapshot alive; below :data:`TRACK_FROM` groups there is none (the poller reuses
+    objects only in lists of two pages or more, and 80 bytes a group add up over thousands of
+    small accounts)."""
 
     def __init__(self) -> None:
-        self._mapped: dict[SourceId, tuple[weakref.ref[Any], object, list[CalEvent]]] = {}
+        self._mapped: dict[SourceId, tuple[Callable[[], Any], object, list[CalEvent]]] = {}
         self._asked = 0
         self._context: tuple[object, ...] = ()
         self._blocks: FeedBlocks | None = None
+        self._ref: Callable[[Any], Callable[[], Any]] = _untracked
 
-    def start_render(self, context: tuple[object, ...]) -> None:
+    def start_render(self, context: tuple[object, ...], groups: int = 0) -> None:
         """Forget every mapped object if what all mappings read besides the object (the Canvas
-        host, the rebooked reservations' UIDs) changed."""
+        host, the rebooked reservations' UIDs) changed. ``groups``: how many the snapshot
+        holds (whether to know them by identity)."""
         if context != self._context:
             self._mapped, self._context = {}, context
         self._asked = 0
+        self._ref = weakref.ref if groups >= TRACK_FROM else _untracked
 
     def mapped(
         self,
@@ -105,10 +111,10 @@ class RenderCache:
             return found[2]
         key = key_of(source)
         if found is not None and found[1] == key:
-            self._mapped[sid] = (weakref.ref(source), found[1], found[2])
+            self._mapped[sid] = (self._ref(source), found[1], found[2])
             return found[2]
         events = build(source, *args)
-        self._mapped[sid] = (weakref.ref(source), key, events)
+        self._mapped[sid] = (self._ref(source), key, events)
         return events
 
     def end_render(self, sources: Iterable[tuple[SourceId, list[CalEvent]]]) -> None:
@@ -124,6 +130,18 @@ class RenderCache:
         if self._blocks is None or self._blocks.key != key:
             self._blocks = FeedBlocks(key)
         return self._blocks
+
+
+TRACK_FROM = 100  # groups in a snapshot: a list of one Canvas page (100) never shares objects
+
+
+def _gone() -> None:
+    return None
+
+
+def _untracked(source: object) -> Callable[[], None]:
+    """In place of a weak reference: one that is always dead (no object of its own)."""
+    return _gone
 
 
 @dataclass(frozen=True)
@@ -145,7 +163,8 @@ def collect_sources(
     # and a fraction of serialising the whole group. This loop runs for every group on every
     # render, so it is kept lean.
     if cache is not None:
-        cache.start_render((host, tuple(sorted(uids.items()))))
+        groups = len(snapshot.reservable) + len(snapshot.manageable)
+        cache.start_render((host, tuple(sorted(uids.items()))), groups)
         mapped = cache.mapped
     else:
         mapped = _uncached

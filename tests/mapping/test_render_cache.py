@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from bridge.mapping import RenderCache, render_feed
+from bridge.mapping import RenderCache, feed, render_feed
 from bridge.mapping.bookings import (
     managed_key,
     managed_slot_events,
@@ -153,3 +153,39 @@ def test_a_cached_re_render_after_a_change_equals_a_fresh_render(
     assert cached.ics == fresh.ics
     unchanged = render_feed(snapshot(**change), options, cached.versions, later, cache)
     assert unchanged.ics == cached.ics
+
+
+def _groups(count: int) -> AccountSnapshot:
+    groups = [{**group_data(), "id": 1000 + n} for n in range(count)]
+    return snapshot().model_copy(
+        update={"reservable": [AppointmentGroup.model_validate(g) for g in groups]}
+    )
+
+
+@pytest.mark.parametrize(("count", "tracked"), [(150, True), (20, False)])
+def test_a_group_seen_as_the_same_object_needs_no_key(
+    count: int, tracked: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """From ``TRACK_FROM`` groups the cache knows a group it saw by identity and builds no key
+    for it; a new equal-valued group (or any group of a small snapshot) gets its key built."""
+    keys: list[int] = []
+
+    def counted(group: AppointmentGroup) -> tuple[object, ...]:
+        keys.append(group.id)
+        return reservation_key(group)
+
+    monkeypatch.setattr(feed, "reservation_key", counted)
+    options = feed_options(include=["reservations"])
+    snap, equal = _groups(count), _groups(count)
+    cache = RenderCache()
+    first = render_feed(snap, options, {}, NOW, cache)
+    keys.clear()
+    same = render_feed(snap, options, first.versions, NOW, cache)  # the very objects
+    assert len(keys) == (0 if tracked else count)
+    keys.clear()
+    again = render_feed(equal, options, first.versions, NOW, cache)  # equal, new objects
+    assert len(keys) == count
+    keys.clear()
+    render_feed(equal, options, first.versions, NOW, cache)  # known by identity from now on
+    assert len(keys) == (0 if tracked else count)
+    assert same.ics == again.ics == first.ics
