@@ -465,6 +465,13 @@ class AccountConfig(SecretSource):
         description="Also poll appointment groups you manage (only while a feed or calendar"
         " of this account includes managed_slots).",
     )
+    keep_parsed_pages: bool = Field(
+        True,
+        description="Keep what this account's Canvas lists of two pages or more (over 100 "
+        "appointment groups) parsed to, between polls: a poll where one page changed then "
+        "validates and renders again only that page's groups. Costs ~13 KiB of memory per "
+        "group of 5 slots; false: every group validated and compared after any change.",
+    )
     max_response_bytes: int = Field(
         8 * 1024 * 1024,
         ge=64 * 1024,

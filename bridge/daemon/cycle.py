@@ -313,6 +313,9 @@ class Syncer:
     def _validate(self, account: AccountConfig, fetched: FetchedPoll) -> AccountSnapshot:
         """The poll's snapshot, the pages unchanged since the account's last validated poll
         holding the same objects (so its render cache knows them by identity)."""
+        if not account.keep_parsed_pages:
+            self._parsed.pop(account.id, None)
+            return fetched.snapshot(account.canvas_host)
         last = self._parsed.get(account.id) or ParsedPages()
         snapshot = fetched.snapshot(account.canvas_host, last)
         if len(last):
