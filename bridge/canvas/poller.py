@@ -74,7 +74,9 @@ class ParsedPages:
     parsed again: the snapshot holds the very objects of last time, so the render can tell an
     unchanged appointment group by identity (``bridge.mapping.feed.RenderCache``) without
     building its key. Only the last poll is kept (replaced by each validated one); a poll
-    that fails to validate leaves it as it was."""
+    that fails to validate leaves it as it was. Lists are told apart by path only (the
+    reservable and manageable groups share one): a page of the same bytes parses to equal
+    objects whichever list it came from, so sharing them is as right as parsing again."""
 
     __slots__ = ("_lists", "min_pages")
 
