@@ -18,6 +18,7 @@ import pytest
 from sqlalchemy import event
 
 from bridge.config import settings_from
+from bridge.daemon import cycle
 from bridge.daemon.cycle import Syncer
 from bridge.daemon.skip import Work
 from bridge.state import StateStore, open_state
@@ -275,10 +276,13 @@ async def test_accounts_on_one_canvas_share_one_http_client(
         await bed.syncer.aclose()
 
 
-async def test_after_a_restart_an_unchanged_feed_body_is_held_once(student: Bed) -> None:
+async def test_after_a_restart_an_unchanged_feed_body_is_held_once(
+    student: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """After a restart the served feed comes from the state store and the first cycle renders
     an equal body into the render cache: the feed then serves the cache's body, so an
     account's unchanged feed is not kept twice in memory."""
+    monkeypatch.setattr(cycle, "CACHED_FROM_EVENTS", 1)  # a feed large enough to keep a cache
     await student.cycle()
     await student.syncer.aclose()
     restarted = Syncer(student.syncer.settings, student.state, ServedFeeds(), clock=student.clock)

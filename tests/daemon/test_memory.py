@@ -1,0 +1,102 @@
+"""What the daemon keeps per account between cycles, for 10,000 accounts in one process: no
+render cache for a small feed, no poll-time histogram per account.
+
+The real cycle (:class:`Syncer`) against the simulator over loopback HTTP, as in
+``test_cycle_cost.py``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from bridge import metrics
+from bridge.daemon import cycle
+from bridge.daemon.skip import Work
+from tests.conftest import Sim
+from tests.daemon.test_cycle_cost import STUDENT_FEED, Bed, _bed
+
+
+@pytest.fixture
+def student(live_sim: Sim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Bed]:
+    yield from _bed(live_sim, tmp_path, monkeypatch, {"alice": STUDENT_FEED})
+
+
+def sequences(body: bytes) -> dict[str, int]:
+    """Each event's SEQUENCE, by its SUMMARY."""
+    text = body.decode().replace("\r\n ", "").replace("\r\n", "\n")
+    found = {}
+    for vevent in text.split("BEGIN:VEVENT")[1:]:
+        summary = re.search(r"^SUMMARY:(.*)$", vevent, re.M)
+        sequence = re.search(r"^SEQUENCE:(\d+)$", vevent, re.M)
+        assert summary is not None
+        found[summary.group(1).strip()] = int(sequence.group(1)) if sequence else 0
+    return found
+
+
+async def test_a_small_feed_keeps_no_render_cache_and_still_versions_its_events(
+    student: Bed,
+) -> None:
+    await student.cycle()
+    assert student.syncer.cached_feeds() == set()  # 25 events or so: rendered from scratch
+    before = student.syncer.feeds.get("alice")
+    assert before is not None
+    world = student.sim.world
+    user = world.user_by_token(student.sim.tokens["alice"])
+    assert user is not None
+    conference = next(c for c in world.conferences.values() if user.id in c.participants)
+    old_title = conference.title
+    conference.title = "Renamed in Canvas"
+    student.clock.now += timedelta(minutes=5)
+    alice = student.syncer.settings.accounts[0]
+    changed = await student.syncer.sync_account(alice)
+    assert changed.work is Work.CANVAS and changed.feeds[0].changed
+    after = student.syncer.feeds.get("alice")
+    assert after is not None
+    old, new = sequences(before.body), sequences(after.body)
+    # the renamed event's version moved on; every other event kept its own
+    assert new.pop("Renamed in Canvas") == old.pop(old_title) + 1
+    assert new == old and new
+    assert student.syncer.cached_feeds() == set()
+    await student.syncer.aclose()
+
+
+async def test_a_large_feed_keeps_its_render_cache(
+    student: Bed, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(cycle, "CACHED_FROM_EVENTS", 1)  # alice's feed counts as large
+    await student.cycle()
+    assert student.syncer.cached_feeds() == {"alice"}
+    await student.syncer.aclose()
+
+
+async def test_poll_times_go_to_one_histogram_and_few_series_name_an_account(
+    student: Bed,
+) -> None:
+    def polls() -> float:
+        return metrics.REGISTRY.get_sample_value("calbridge_poll_seconds_count") or 0.0
+
+    before = polls()
+    await student.cycle()
+    student.clock.now += timedelta(minutes=5)
+    await student.cycle()
+    assert polls() == before + 2
+    named = {
+        sample.name
+        for family in metrics.REGISTRY.collect()
+        for sample in family.samples
+        if sample.labels.get("account") == "alice" or sample.labels.get("feed") == "alice"
+    }
+    assert named == {
+        "calbridge_polls_total",
+        "calbridge_last_poll_success_timestamp_seconds",
+        "calbridge_renders_total",
+        "calbridge_last_render_success_timestamp_seconds",
+        "calbridge_feed_events",
+        "calbridge_feed_bytes",
+    }
+    await student.syncer.aclose()
