@@ -569,7 +569,12 @@ class Syncer:
             # equal body the render cache holds replaces the one loaded from the state store,
             # so the two are not both kept after a restart.
             if feed.id in self.outputs.feed_ids:  # still configured (SIGHUP)
-                self._refreshed(replace(current, body=rendered.ics, refreshed_at=now), now)
+                self._refreshed(
+                    replace(
+                        current, plain=rendered.ics if current.plain else b"", refreshed_at=now
+                    ),
+                    now,
+                )
         else:
             self._save_and_publish(feed, rendered, now, changed, current)
         self._feed_versions[feed.id] = rendered.versions  # what the state store holds now

@@ -1,6 +1,6 @@
 """What the daemon keeps per account between cycles, for 10,000 accounts in one process: no
-render cache for a small feed, no poll-time histogram per account, and the per-account
-series as plain values.
+render cache for a small feed, a small feed body held gzipped only, no poll-time histogram
+per account, and the per-account series as plain values.
 
 The real cycle (:class:`Syncer`) against the simulator over loopback HTTP, as in
 ``test_cycle_cost.py``.
@@ -9,10 +9,11 @@ The real cycle (:class:`Syncer`) against the simulator over loopback HTTP, as in
 from __future__ import annotations
 
 import gc
+import gzip
 import re
 import tracemalloc
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -21,6 +22,7 @@ from prometheus_client import generate_latest
 from bridge import metrics
 from bridge.daemon import cycle
 from bridge.daemon.skip import Work
+from bridge.model.feed import PLAIN_KEPT_FROM, PublishedFeed
 from tests.conftest import Sim
 from tests.daemon.test_cycle_cost import STUDENT_FEED, Bed, _bed
 
@@ -131,3 +133,27 @@ def test_per_account_series_cost_a_dict_entry_each() -> None:
     assert 'calbridge_feed_bytes{feed="memory-test-7"} 3700.0' in text
     with pytest.raises(ValueError):
         metrics.POLLS.labels("memory-test-7", "ok").set(5)  # a counter only goes up
+
+
+def test_a_small_feed_is_held_gzipped_only_and_a_large_one_plain_too() -> None:
+    """A 4 KiB feed keeps one copy, gzipped (the plain bytes come back for the client that
+    does not take gzip); a feed past PLAIN_KEPT_FROM keeps its plain bytes too, as
+    decompressing it per request would cost more than its memory."""
+    at = datetime(2026, 3, 2, tzinfo=UTC)
+    event = b"BEGIN:VEVENT\r\nSUMMARY:Office hours\r\nEND:VEVENT\r\n"
+    small_body = b"BEGIN:VCALENDAR\r\n" + event * 80 + b"END:VCALENDAR\r\n"
+    large_body = b"BEGIN:VCALENDAR\r\n" + event * 2000 + b"END:VCALENDAR\r\n"
+    assert len(small_body) < PLAIN_KEPT_FROM <= len(large_body)
+    small, large = (
+        PublishedFeed.build("f", "F", b, refreshed_at=at, last_modified=at, event_count=1)
+        for b in (small_body, large_body)
+    )
+    assert small.plain == b"" and small.body == small_body
+    assert gzip.decompress(small.gzip_body) == small_body
+    assert large.plain is large_body and large.body is large_body
+    assert (
+        small.etag
+        == PublishedFeed.build(
+            "f", "F", small_body, refreshed_at=at, last_modified=at, event_count=1
+        ).etag
+    )
