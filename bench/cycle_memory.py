@@ -52,12 +52,12 @@ def report(label: str, users: int, start_kib: int, feeds: ServedFeeds, ids: list
     gc.collect()
     rss, hwm = status_kib("VmRSS"), status_kib("VmHWM")
     served = [f for f in (feeds.get(i) for i in ids) if f is not None]
-    body = sum(len(f.body) for f in served)
+    body = sum(len(f.plain) for f in served)  # the plain bytes held (small feeds: none)
     gz = sum(len(f.gzip_body) for f in served)
     print(
         f"{label}: RSS {rss / 1024:.0f} MB (+{(rss - start_kib) / users:.1f} KiB/user), peak"
         f" {hwm / 1024:.0f} MB (+{(hwm - start_kib) / users:.1f} KiB/user); {len(served)} feeds"
-        f" served: bodies {body / users / 1024:.1f} KiB/user, gzip {gz / users / 1024:.1f}"
+        f" served: plain bodies held {body / users / 1024:.1f} KiB/user, gzip {gz / users / 1024:.1f}"
         f" KiB/user; Prometheus samples {series()}",
         flush=True,
     )

@@ -48,7 +48,8 @@ async def test_a_small_feed_keeps_no_render_cache_and_still_versions_its_events(
     student: Bed,
 ) -> None:
     await student.cycle()
-    assert student.syncer.cached_feeds() == set()  # 25 events or so: rendered from scratch
+    # 25 events or so: rendered from scratch, its versions read from the store
+    assert student.syncer.cached_feeds() == set()
     before = student.syncer.feeds.get("alice")
     assert before is not None
     world = student.sim.world
