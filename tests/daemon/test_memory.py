@@ -11,6 +11,8 @@ from __future__ import annotations
 import gc
 import gzip
 import re
+import subprocess
+import sys
 import tracemalloc
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -158,3 +160,14 @@ def test_a_small_feed_is_held_gzipped_only_and_a_large_one_plain_too() -> None:
             "f", "F", small_body, refreshed_at=at, last_modified=at, event_count=1
         ).etag
     )
+
+
+def test_the_daemon_imports_the_caldav_library_only_to_discover_a_calendar() -> None:
+    """The caldav library brings niquests, urllib3, trio, rich and yaml: ~16 MB of RSS that a
+    daemon serving feeds alone never uses."""
+    code = (
+        "import sys, bridge.cli, bridge.daemon.service, bridge.web.app, bridge.dav.remote\n"
+        "print(sorted(m for m in ('caldav', 'niquests') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
