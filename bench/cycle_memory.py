@@ -52,7 +52,8 @@ def report(label: str, users: int, start_kib: int, feeds: ServedFeeds, ids: list
     gc.collect()
     rss, hwm = status_kib("VmRSS"), status_kib("VmHWM")
     served = [f for f in (feeds.get(i) for i in ids) if f is not None]
-    body = sum(len(f.plain) for f in served)  # the plain bytes held (small feeds: none)
+    # the plain bytes held (small feeds: none; before they were held gzipped only: all)
+    body = sum(len(getattr(f, "plain", f.body)) for f in served)
     gz = sum(len(f.gzip_body) for f in served)
     print(
         f"{label}: RSS {rss / 1024:.0f} MB (+{(rss - start_kib) / users:.1f} KiB/user), peak"
