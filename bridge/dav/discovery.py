@@ -22,8 +22,6 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import httpx
-from caldav.davclient import DAVClient
-from caldav.lib.error import AuthorizationError
 
 from bridge.dav import boundary
 from bridge.errors import CalDAVError, CalDAVUnavailable
@@ -159,6 +157,11 @@ def _slug(name: str) -> str:
 
 
 def _discover_sync(settings: TargetSettings, create: bool) -> tuple[str, bool]:
+    # Imported here, not with the module: the caldav library (with niquests, urllib3, trio,
+    # rich and yaml) adds ~16 MB to the daemon's RSS, and only discovery uses it.
+    from caldav.davclient import DAVClient
+    from caldav.lib.error import AuthorizationError
+
     client = DAVClient(
         url=settings.url,
         username=settings.username,
