@@ -593,7 +593,10 @@ class Syncer:
         self.state.save_feed(published, rendered.versions)
         if feed.id not in self.outputs.feed_ids:
             return  # dropped from the config (SIGHUP) while this cycle ran: not served again
-        self.feeds.publish(published, self.secret(feed.id))
+        # under the secret it is served with, as _refreshed does (a rotation is picked up
+        # by the daemon's secret refresh); the state store is asked only for a new feed
+        secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+        self.feeds.publish(published, secret)
         metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         metrics.FEED_EVENTS.labels(feed.id).set(len(rendered.events))
         metrics.FEED_BYTES.labels(feed.id).set(len(rendered.ics))

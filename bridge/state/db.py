@@ -294,6 +294,25 @@ def upsert_many(bind: Connection, table: type[Any], keys: list[str], columns: li
     return statement.on_conflict_do_update(index_elements=keys, set_=changed)
 
 
+def upsert_if_differs(
+    bind: Connection, table: type[Any], keys: list[str], column: str, **values: Any
+) -> Any:
+    """:func:`upsert` that leaves an existing row alone when its ``column`` already holds the
+    new value. It returns the keys of the row it inserted or updated, nothing if it left the
+    row alone (``RETURNING``: psycopg's ``rowcount`` says -1 for such a statement)."""
+    statement = _insert(bind, table).values(**values)
+    changed = {k: statement.excluded[k] for k in values if k not in keys}
+    differs = getattr(table, column) != statement.excluded[column]
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_=changed, where=differs
+    ).returning(*(getattr(table, k) for k in keys))
+
+
+def insert_or_keep(bind: Connection, table: type[Any], keys: list[str], **values: Any) -> Any:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING``: a row with these keys is kept as it is."""
+    return _insert(bind, table).values(**values).on_conflict_do_nothing(index_elements=keys)
+
+
 def _insert(bind: Connection, table: type[Any]) -> Any:
     if is_postgresql(bind):
         from sqlalchemy.dialects.postgresql import insert as pg_insert
