@@ -74,15 +74,13 @@ class ProfileStore:
 
     def put(self, digest: str, profile_json: str, fetched_at: datetime) -> None:
         with self._sessions() as s:
-            s.execute(
-                upsert(
-                    s.connection(),
-                    AccountProfileRow,
-                    ["digest"],
-                    digest=digest,
-                    profile_json=profile_json,
-                    fetched_at=fetched_at,
-                )
+            upsert(
+                s.connection(),
+                AccountProfileRow,
+                ["digest"],
+                digest=digest,
+                profile_json=profile_json,
+                fetched_at=fetched_at,
             )
 
     def forget_older(self, before: datetime) -> int:

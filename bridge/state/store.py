@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, insert, select, text
+from sqlalchemy import Connection, bindparam, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,6 +54,12 @@ class AccountStatus:
     last_error_at: datetime | None
     last_error: str | None
     consecutive_failures: int
+
+
+# Built once (building a statement costs more CPU than SQLite takes to run it)
+_INSERT_VERSION = insert(EventVersionRow)  # the rows are the parameters
+_DELETE_VERSIONS = delete(EventVersionRow).where(EventVersionRow.scope == bindparam("scope"))
+_SECRET = select(FeedSecretRow.secret).where(FeedSecretRow.feed_id == bindparam("feed_id"))
 
 
 def _now() -> datetime:
@@ -155,29 +161,24 @@ class StateStore:
         runs this for every account."""
         with self.engine.begin() as conn:
             serialize(conn, f"account:{account_id}")
-            conn.execute(
-                upsert(
-                    conn,
-                    AccountStatusRow,
-                    ["account_id"],
-                    account_id=account_id,
-                    last_success_at=at,
-                    consecutive_failures=0,
-                )
+            upsert(
+                conn,
+                AccountStatusRow,
+                ["account_id"],
+                account_id=account_id,
+                last_success_at=at,
+                consecutive_failures=0,
             )
-            written = conn.execute(
-                upsert_if_differs(
-                    conn,
-                    AccountSnapshotRow,
-                    ["account_id"],
-                    "content_hash",
-                    account_id=account_id,
-                    snapshot_json=snapshot_json,
-                    content_hash=content_hash,
-                    fetched_at=at,
-                )
+            return upsert_if_differs(
+                conn,
+                AccountSnapshotRow,
+                ["account_id"],
+                "content_hash",
+                account_id=account_id,
+                snapshot_json=snapshot_json,
+                content_hash=content_hash,
+                fetched_at=at,
             )
-            return written.first() is not None
 
     def load_snapshot(self, account_id: str) -> str | None:
         with self.reading() as s:
@@ -195,15 +196,13 @@ class StateStore:
         """One statement without an ORM session (every account runs this every cycle, changed
         or not): an INSERT that updates the row if there is one, atomic on both backends."""
         with self.engine.begin() as conn:
-            conn.execute(
-                upsert(
-                    conn,
-                    AccountStatusRow,
-                    ["account_id"],
-                    account_id=account_id,
-                    last_success_at=at,
-                    consecutive_failures=0,
-                )
+            upsert(
+                conn,
+                AccountStatusRow,
+                ["account_id"],
+                account_id=account_id,
+                last_success_at=at,
+                consecutive_failures=0,
             )
 
     def record_poll_successes(self, polled: Mapping[str, datetime]) -> None:
@@ -216,7 +215,7 @@ class StateStore:
             for account_id, at in polled.items()
         ]
         with self.engine.begin() as conn:
-            conn.execute(upsert_many(conn, AccountStatusRow, ["account_id"], list(rows[0])), rows)
+            upsert_many(conn, AccountStatusRow, ["account_id"], rows)
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:
@@ -247,27 +246,21 @@ class StateStore:
         with self.engine.connect() as conn:
             conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
-                found = conn.scalar(
-                    select(FeedSecretRow.secret).where(FeedSecretRow.feed_id == feed_id)
-                )
+                found = conn.scalar(_SECRET, {"feed_id": feed_id})
         if found is not None:
             return found  # the usual case
         with self.engine.begin() as conn:
             serialize(conn, f"feed-secret:{feed_id}")
             # another process may have created it meanwhile: then its secret stays
-            conn.execute(
-                insert_or_keep(
-                    conn,
-                    FeedSecretRow,
-                    ["feed_id"],
-                    feed_id=feed_id,
-                    secret=secrets.token_urlsafe(24),
-                    created_at=_now(),
-                )
+            insert_or_keep(
+                conn,
+                FeedSecretRow,
+                ["feed_id"],
+                feed_id=feed_id,
+                secret=secrets.token_urlsafe(24),
+                created_at=_now(),
             )
-            return conn.execute(
-                select(FeedSecretRow.secret).where(FeedSecretRow.feed_id == feed_id)
-            ).scalar_one()
+            return conn.execute(_SECRET, {"feed_id": feed_id}).scalar_one()
 
     def rotate_feed_secret(self, feed_id: str) -> str:
         with self.session() as s:
@@ -288,20 +281,18 @@ class StateStore:
         scope = f"feed:{feed.feed_id}"
         with self.engine.begin() as conn:
             serialize(conn, scope, f"versions:{scope}")
-            conn.execute(
-                upsert(
-                    conn,
-                    RenderedFeedRow,
-                    ["feed_id"],
-                    feed_id=feed.feed_id,
-                    name=feed.name,
-                    body=feed.body,
-                    etag=feed.etag,
-                    last_modified=feed.last_modified,
-                    refreshed_at=feed.refreshed_at,
-                    event_count=feed.event_count,
-                    includes=",".join(feed.includes),
-                )
+            upsert(
+                conn,
+                RenderedFeedRow,
+                ["feed_id"],
+                feed_id=feed.feed_id,
+                name=feed.name,
+                body=feed.body,
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+                refreshed_at=feed.refreshed_at,
+                event_count=feed.event_count,
+                includes=",".join(feed.includes),
             )
             self._replace_versions(conn, scope, scope_versions)
             notify_feed(conn, feed.feed_id)  # other replicas serve it too (bridge.state.listen)
@@ -346,10 +337,10 @@ class StateStore:
     def _replace_versions(
         conn: Connection, scope: str, versions: Mapping[str, EventVersion]
     ) -> None:
-        conn.execute(delete(EventVersionRow).where(EventVersionRow.scope == scope))
+        conn.execute(_DELETE_VERSIONS, {"scope": scope})
         if versions:
             conn.execute(
-                insert(EventVersionRow),
+                _INSERT_VERSION,
                 [
                     {
                         "scope": scope,
