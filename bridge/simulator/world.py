@@ -28,19 +28,31 @@ class Clock:
 
     def __init__(self, now: datetime | None = None) -> None:
         self._offset = timedelta(0)
+        self._frozen: datetime | None = None  # see freeze()
         if now is not None:
             self.set(now)
 
     def now(self) -> datetime:
+        if self._frozen is not None:
+            return self._frozen
         return (datetime.now(UTC) + self._offset).replace(microsecond=0)
 
     def set(self, now: datetime) -> None:
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         self._offset = now - datetime.now(UTC)
+        if self._frozen is not None:
+            self._frozen = now.replace(microsecond=0)
 
     def advance(self, seconds: float) -> None:
         self._offset += timedelta(seconds=seconds)
+        if self._frozen is not None:
+            self._frozen = (self._frozen + timedelta(seconds=seconds)).replace(microsecond=0)
+
+    def freeze(self) -> None:
+        """Stop following real time: ``now()`` moves only by :meth:`set` and :meth:`advance`
+        (a bench's world then answers the same from one cycle to the next)."""
+        self._frozen = self.now()
 
 
 @dataclass
@@ -281,6 +293,48 @@ class Stats:
             ]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A handler's answer as sent: what :class:`AnswerCache` keeps."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+class AnswerCache:
+    """The answers of GET handlers, per user and URL, for a world whose data changes only
+    through the simulator's own requests (benches: ``enabled`` is off by default). An answer
+    is served again while the world's clock reads the same second and nothing was written:
+    every request that is not a GET, every ``/_sim/`` request and :meth:`World.changed` empty
+    it. Code that changes the world's objects directly must call :meth:`World.changed`."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._at: datetime | None = None
+        self._answers: dict[tuple[int, str], Answer] = {}
+        self.hits = 0
+
+    def get(self, user_id: int, url: str, now: datetime) -> Answer | None:
+        if not self.enabled:
+            return None
+        if now != self._at:
+            self._answers.clear()
+            self._at = now
+            return None
+        answer = self._answers.get((user_id, url))
+        if answer is not None:
+            self.hits += 1
+        return answer
+
+    def put(self, user_id: int, url: str, now: datetime, answer: Answer) -> None:
+        if self.enabled and now == self._at:
+            self._answers[(user_id, url)] = answer
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+
 @dataclass
 class Throttle:
     """Canvas's leaky bucket per token (§5): ``hwm`` units, leaking ``outflow`` per second."""
@@ -313,6 +367,8 @@ class World:
         self.stats = Stats()
         self.throttle = Throttle()
         self.oauth = OAuthRegistry()  # developer keys and what they issued
+        self.answers = AnswerCache()
+        self._by_token: dict[str, SimUser] = {}  # checked on every use: see user_by_token
         self.host = host
         self._ids = {k: itertools.count(1) for k in ("user", "course", "group", "conf", "ag")}
         self._event_ids = itertools.count(1001)  # slots and reservations share one sequence
@@ -396,11 +452,21 @@ class World:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    def changed(self) -> None:
+        """Say the world's data changed behind the simulator's back (cached answers go)."""
+        self.answers.clear()
+
     def user_by_token(self, token: str) -> SimUser | None:
-        for user in self.users.values():
-            if user.token == token:
-                return user
-        return None
+        """The first user (in order of creation) holding ``token``. An index, rebuilt when a
+        user it names no longer holds the token or is gone, or when the token is not in it:
+        tests change users and tokens directly."""
+        user = self._by_token.get(token)
+        if user is not None and user.token == token and self.users.get(user.id) is user:
+            return user
+        self._by_token = {}
+        for candidate in self.users.values():
+            self._by_token.setdefault(candidate.token, candidate)
+        return self._by_token.get(token)
 
     def revoke_token(self, token: str, state: Literal["revoked", "expired"] = "revoked") -> None:
         user = self.user_by_token(token)

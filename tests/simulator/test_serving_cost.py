@@ -5,9 +5,12 @@ from __future__ import annotations
 import socket
 import time
 
+import httpx
+
 from bridge.simulator.app import create_app
 from bridge.simulator.sample import bulk_world
 from bridge.simulator.server import serve_in_thread
+from bridge.simulator.world import World
 
 
 def _answer(sock: socket.socket) -> bytes:
@@ -43,3 +46,81 @@ def test_a_kept_alive_connection_does_not_wait_for_delayed_acks() -> None:
             assert _answer(sock).startswith(b"HTTP/1.1 200")
             times.append(time.perf_counter() - start)
     assert min(times[1:]) < 0.02, times
+
+
+LIST = "/api/v1/appointment_groups?scope=reservable&include[]=appointments&include[]=reserved_times"
+
+
+def _cached_world() -> tuple[World, list[str]]:
+    world, tokens = bulk_world(users=2, groups_per_user=2, conferences_per_user=1)
+    world.clock.freeze()
+    world.answers.enabled = True
+    return world, tokens
+
+
+def test_kept_answers_are_the_same_answers() -> None:
+    """A bench's simulator serves a user's GET again from what it answered (the same status,
+    body and headers) while nothing is written; other users and URLs are answered afresh."""
+    world, tokens = _cached_world()
+    with serve_in_thread(create_app(world, control=True)) as server:
+        first, second = (
+            httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {t}"})
+            for t in tokens
+        )
+        answers = [first.get(LIST), first.get(LIST)]
+        assert world.answers.hits == 1
+        assert answers[0].content == answers[1].content and answers[0].status_code == 200
+        for name in ("link", "content-type", "content-length"):
+            assert answers[0].headers[name] == answers[1].headers[name]
+        assert answers[1].headers["x-rate-limit-remaining"]  # the gate still runs
+        other = second.get(LIST)
+        assert world.answers.hits == 1 and other.status_code == 200
+        assert first.get("/api/v1/conferences").content != answers[0].content
+        assert world.stats.total == 4
+
+
+def test_a_write_is_seen_at_once_with_answers_kept() -> None:
+    """A reservation made over HTTP, a clock moved over /_sim/ and a change made directly
+    (followed by ``world.changed()``) all show in the next answer."""
+    world, tokens = _cached_world()
+    with serve_in_thread(create_app(world, control=True)) as server:
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tokens[1]}"})
+        before = client.get(LIST).content
+        open_slot = next(
+            s for s in world.slots.values() if not world.reservations_by_slot.get(s.id)
+        )
+        assert (
+            client.post(f"/api/v1/calendar_events/{open_slot.id}/reservations").status_code == 200
+        )
+        booked = client.get(LIST).content
+        assert booked != before
+        group = world.appointment_groups[open_slot.group_id]
+        with world.lock:
+            group.title = "Renamed"
+            world.changed()
+        assert b"Renamed" in client.get(LIST).content
+        assert (
+            httpx.post(f"{server.url}/_sim/clock", json={"advance": 120 * 86400}).status_code == 200
+        )
+        assert client.get(LIST).json() == []  # every group has ended
+        assert world.answers.hits == 0
+
+
+def test_a_token_changed_directly_is_seen_at_once() -> None:
+    """Tokens are looked up through an index: a token given to another user, or taken away,
+    directly on the world's objects, answers as the world says at the next request."""
+    world, tokens = bulk_world(users=2, groups_per_user=1, conferences_per_user=1)
+    with serve_in_thread(create_app(world)) as server:
+
+        def who(token: str) -> int | None:
+            r = httpx.get(
+                f"{server.url}/api/v1/users/self", headers={"Authorization": f"Bearer {token}"}
+            )
+            return r.json()["id"] if r.status_code == 200 else None
+
+        first = world.user_by_token(tokens[0])
+        assert first is not None and who(tokens[0]) == first.id
+        first.token = "moved"
+        assert who(tokens[0]) is None and who("moved") == first.id
+        del world.users[first.id]
+        assert who("moved") is None
