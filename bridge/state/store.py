@@ -60,6 +60,13 @@ class AccountStatus:
 _INSERT_VERSION = insert(EventVersionRow)  # the rows are the parameters
 _DELETE_VERSIONS = delete(EventVersionRow).where(EventVersionRow.scope == bindparam("scope"))
 _SECRET = select(FeedSecretRow.secret).where(FeedSecretRow.feed_id == bindparam("feed_id"))
+_VERSIONS = select(
+    EventVersionRow.uid,
+    EventVersionRow.content_hash,
+    EventVersionRow.sequence,
+    EventVersionRow.dtstamp,
+    EventVersionRow.last_modified,
+).where(EventVersionRow.scope == bindparam("scope"))
 
 
 def _now() -> datetime:
@@ -321,12 +328,11 @@ class StateStore:
     # --- event versions ----------------------------------------------------------------------
 
     def load_versions(self, scope: str) -> dict[str, EventVersion]:
-        with self.reading() as s:
-            rows = s.scalars(select(EventVersionRow).where(EventVersionRow.scope == scope))
-            return {
-                r.uid: EventVersion(r.uid, r.content_hash, r.sequence, r.dtstamp, r.last_modified)
-                for r in rows
-            }
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                rows = conn.execute(_VERSIONS, {"scope": scope}).all()
+        return {row[0]: EventVersion(*row) for row in rows}
 
     def save_versions(self, scope: str, versions: Mapping[str, EventVersion]) -> None:
         with self.engine.begin() as conn:
