@@ -163,23 +163,31 @@ def control_routes(world: World) -> list[Route]:
         return _json({"hwm": world.throttle.hwm, "mode": world.throttle.mode})
 
     def route(
-        path: str, handler: Callable[[Request], Awaitable[Response]], methods: list[str]
+        path: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        methods: list[str],
+        *,
+        changes: bool = True,
     ) -> Route:
+        """``changes``: its writes can change what an API request is answered (the clock, a
+        token, a key), so no kept answer outlives them; faults, throttle and statistics are
+        applied before the answer or counted after it."""
+
         async def run(request: Request) -> Response:
-            if request.method != "GET":
-                world.changed()  # the clock, a token, a key: no cached answer outlives it
+            if changes and request.method != "GET":
+                world.changed()
             return await handler(request)
 
         return Route(path, run, methods=methods)
 
     return [
         route("/_sim/clock", clock, methods=["GET", "POST"]),
-        route("/_sim/faults", faults, methods=["POST", "DELETE"]),
+        route("/_sim/faults", faults, methods=["POST", "DELETE"], changes=False),
         route("/_sim/tokens/{token}", tokens, methods=["POST"]),
-        route("/_sim/stats", stats, methods=["GET", "DELETE"]),
-        route("/_sim/requests", requests, methods=["GET"]),
+        route("/_sim/stats", stats, methods=["GET", "DELETE"], changes=False),
+        route("/_sim/requests", requests, methods=["GET"], changes=False),
         route("/_sim/oauth", oauth, methods=["GET", "POST"]),
         route("/_sim/oauth/keys/{client_id}/deactivate", key_off, methods=["POST"]),
         route("/_sim/oauth/users/{user_id}/tokens", user_tokens, methods=["DELETE"]),
-        route("/_sim/throttle", throttle, methods=["POST"]),
+        route("/_sim/throttle", throttle, methods=["POST"], changes=False),
     ]

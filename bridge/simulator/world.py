@@ -306,8 +306,10 @@ class AnswerCache:
     """The answers of GET handlers, per user and URL, for a world whose data changes only
     through the simulator's own requests (benches: ``enabled`` is off by default). An answer
     is served again while the world's clock reads the same second and nothing was written:
-    every request that is not a GET, every ``/_sim/`` request and :meth:`World.changed` empty
-    it. Code that changes the world's objects directly must call :meth:`World.changed`."""
+    every API request that is not a GET, every ``/_sim/`` write that can change an answer
+    (clock, tokens, OAuth) and :meth:`World.changed` empty it (faults, throttle and request
+    statistics do not: the gate applies them to every request). Code that changes the world's
+    objects directly must call :meth:`World.changed`."""
 
     def __init__(self) -> None:
         self.enabled = False
