@@ -189,9 +189,7 @@ async def user_conferences(
     request: Request, world: World, user: SimUser, params: Params
 ) -> Response:
     mine = []
-    for conf in world.conferences.values():
-        if user.id not in conf.participants:
-            continue
+    for conf in world.conferences_of(user):
         if conf.context_type == "Course":
             course = world.courses.get(conf.context_id)
             if course is None or user.id not in course.roles or not course.conferences_enabled:

@@ -371,6 +371,7 @@ class World:
         self.oauth = OAuthRegistry()  # developer keys and what they issued
         self.answers = AnswerCache()
         self._by_token: dict[str, SimUser] = {}  # checked on every use: see user_by_token
+        self._by_member: tuple[dict[int, list[SimConference]], dict[int, list[int]]] | None = None
         self.host = host
         self._ids = {k: itertools.count(1) for k in ("user", "course", "group", "conf", "ag")}
         self._event_ids = itertools.count(1001)  # slots and reservations share one sequence
@@ -399,10 +400,12 @@ class World:
     def add_course(self, name: str, code: str, **kw: Any) -> Course:
         course = Course(next(self._ids["course"]), name, code, **kw)
         self.courses[course.id] = course
+        self.changed()
         return course
 
     def enroll(self, course: Course, user: SimUser, role: Role = "student") -> None:
         course.roles[user.id] = role
+        self.changed()
 
     def add_group(
         self, course: Course, name: str, category_id: int, members: list[int]
@@ -418,6 +421,7 @@ class World:
         kw.setdefault("created_at", self.clock.now())
         conf = SimConference(next(self._ids["conf"]), ctype, context.id, title, **kw)
         self.conferences[conf.id] = conf
+        self.changed()
         return conf
 
     def add_appointment_group(
@@ -455,8 +459,35 @@ class World:
     # --- lookups ----------------------------------------------------------------------------
 
     def changed(self) -> None:
-        """Say the world's data changed behind the simulator's back (cached answers go)."""
+        """Say the world's data changed behind the simulator's back (cached answers and the
+        indexes kept with them go)."""
         self.answers.clear()
+        self._by_member = None
+
+    def _members(self) -> tuple[dict[int, list[SimConference]], dict[int, list[int]]] | None:
+        """Per user id: the conferences they take part in and the ids of their courses, in
+        the world's order. Kept only while answers are (``answers.enabled``: the world then
+        changes only through requests or with :meth:`changed`); None otherwise."""
+        if not self.answers.enabled:
+            return None
+        if self._by_member is None:
+            conferences: dict[int, list[SimConference]] = {}
+            for conference in self.conferences.values():
+                for user_id in conference.participants:
+                    conferences.setdefault(user_id, []).append(conference)
+            courses: dict[int, list[int]] = {}
+            for course_id, course in self.courses.items():
+                for user_id in course.roles:
+                    courses.setdefault(user_id, []).append(course_id)
+            self._by_member = (conferences, courses)
+        return self._by_member
+
+    def conferences_of(self, user: SimUser) -> list[SimConference]:
+        """The conferences ``user`` takes part in, in the world's order."""
+        index = self._members()
+        if index is not None:
+            return index[0].get(user.id, [])
+        return [c for c in self.conferences.values() if user.id in c.participants]
 
     def user_by_token(self, token: str) -> SimUser | None:
         """The first user (in order of creation) holding ``token``. An index, rebuilt when a
@@ -481,6 +512,9 @@ class World:
 
     def courses_of(self, user: SimUser) -> list[int]:
         """Ids of the courses the user has any role in."""
+        index = self._members()
+        if index is not None:
+            return index[1].get(user.id, [])
         return [cid for cid, course in self.courses.items() if user.id in course.roles]
 
     def user_groups(self, user: SimUser) -> list[StudentGroup]:

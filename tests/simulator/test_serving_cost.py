@@ -127,3 +127,31 @@ def test_a_token_changed_directly_is_seen_at_once() -> None:
         assert who(tokens[0]) is None and who("moved") == first.id
         del world.users[first.id]
         assert who("moved") is None
+
+
+def test_conferences_and_courses_are_indexed_only_while_answers_are_kept() -> None:
+    """With answers kept, a user's conferences and courses come from an index: a conference
+    or an enrolment added through the world's own methods shows at once, and so does a
+    participant removed directly and announced with ``world.changed()``."""
+    world, tokens = _cached_world()
+    student = world.user_by_token(tokens[0])
+    assert student is not None
+    with serve_in_thread(create_app(world, control=True)) as server:
+        client = httpx.Client(base_url=server.url, headers={"Authorization": f"Bearer {tokens[0]}"})
+
+        def titles() -> list[str]:
+            return sorted(
+                c["title"] for c in client.get("/api/v1/conferences").json()["conferences"]
+            )
+
+        assert titles() == ["Conference 1"]
+        course = world.add_course("Another course", "A2")
+        world.enroll(course, student)
+        assert titles() == ["Conference 1"]  # the index is built again, with the new course
+        added = world.add_conference(course, "Added", participants={student.id: "invitee"})
+        assert titles() == ["Added", "Conference 1"]
+        with world.lock:
+            del added.participants[student.id]
+            world.changed()
+        assert titles() == ["Conference 1"]
+        assert course.id in world.courses_of(student)
