@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from bridge import metrics
 from bridge.canvas.poller import FetchedPoll, fetch_account, needs_managed
 from bridge.canvas.pool import CanvasPool, PoolOptions
@@ -50,6 +52,19 @@ log = logging.getLogger("bridge.daemon")
 CANVAS_POOL = PoolOptions(max_connections=16, timeout=30.0)
 # How long ``/users/self`` is trusted before it is asked again (also asked at start-up).
 PROFILE_MAX_AGE = timedelta(days=1)
+
+# fetched_at is the snapshot's last field: its JSON is the JSON without it, plus that field
+_FETCHED_AT_LAST = list(AccountSnapshot.model_fields)[-1] == "fetched_at"
+_DATETIME = TypeAdapter(datetime)
+
+
+def whole_snapshot_json(content: str, snapshot: AccountSnapshot) -> str:
+    """``snapshot.model_dump_json()``, from ``content``, its JSON without ``fetched_at``
+    (what the change check hashes) and that one field, instead of serialising it twice."""
+    if not _FETCHED_AT_LAST or not content.endswith("}") or content == "{}":
+        return snapshot.model_dump_json()
+    fetched_at = _DATETIME.dump_json(snapshot.fetched_at).decode()
+    return f'{content[:-1]},"fetched_at":{fetched_at}}}'
 
 
 @dataclass(frozen=True)
@@ -452,7 +467,7 @@ class Syncer:
         digest = hashlib.sha256(content.encode()).hexdigest()
         if self._saved.get(account_id) == digest:
             return False
-        self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
+        self.state.save_poll(account_id, whole_snapshot_json(content, snapshot), digest, now)
         self._saved[account_id] = digest
         return True
 
