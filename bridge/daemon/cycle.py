@@ -21,6 +21,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from pydantic import TypeAdapter
+
 from bridge import metrics
 from bridge.canvas.poller import FetchedPoll, ParsedPages, fetch_account, needs_managed
 from bridge.canvas.pool import CanvasPool, PoolOptions
@@ -57,6 +59,19 @@ PROFILE_MAX_AGE = timedelta(days=1)
 # answers did not change is not rendered. A smaller feed reads its versions from the state
 # store when it is rendered again (one query, only when something changed).
 CACHED_FROM_EVENTS = 100
+
+# fetched_at is the snapshot's last field: its JSON is the JSON without it, plus that field
+_FETCHED_AT_LAST = list(AccountSnapshot.model_fields)[-1] == "fetched_at"
+_DATETIME = TypeAdapter(datetime)
+
+
+def whole_snapshot_json(content: str, snapshot: AccountSnapshot) -> str:
+    """``snapshot.model_dump_json()``, from ``content``, its JSON without ``fetched_at``
+    (what the change check hashes) and that one field, instead of serialising it twice."""
+    if not _FETCHED_AT_LAST or not content.endswith("}") or content == "{}":
+        return snapshot.model_dump_json()
+    fetched_at = _DATETIME.dump_json(snapshot.fetched_at).decode()
+    return f'{content[:-1]},"fetched_at":{fetched_at}}}'
 
 
 @dataclass(frozen=True)
@@ -476,7 +491,7 @@ class Syncer:
         digest = hashlib.sha256(content.encode()).hexdigest()
         if self._saved.get(account_id) == digest:
             return False
-        self.state.save_poll(account_id, snapshot.model_dump_json(), digest, now)
+        self.state.save_poll(account_id, whole_snapshot_json(content, snapshot), digest, now)
         self._saved[account_id] = digest
         return True
 
@@ -631,7 +646,10 @@ class Syncer:
         self.state.save_feed(published, rendered.versions)
         if feed.id not in self.outputs.feed_ids:
             return  # dropped from the config (SIGHUP) while this cycle ran: not served again
-        self.feeds.publish(published, self.secret(feed.id))
+        # under the secret it is served with, as _refreshed does (a rotation is picked up
+        # by the daemon's secret refresh); the state store is asked only for a new feed
+        secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
+        self.feeds.publish(published, secret)
         metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
         metrics.FEED_EVENTS.labels(feed.id).set(len(rendered.events))
         metrics.FEED_BYTES.labels(feed.id).set(len(rendered.ics))

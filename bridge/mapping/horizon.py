@@ -25,14 +25,17 @@ LIVE_SPAN = timedelta(days=1)  # a conference is live for a day after it started
 
 
 def _times(value: object) -> Iterator[datetime]:
-    if isinstance(value, datetime):
-        yield value
-    elif isinstance(value, BaseModel):
-        for name in type(value).model_fields:
-            yield from _times(getattr(value, name))
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _times(item)
+    """Every datetime in ``value``, walked without recursion (a generator per level cost
+    ~1 ms per snapshot of 15 groups and conferences)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, datetime):
+            yield item
+        elif isinstance(item, BaseModel):
+            stack.extend(item.__dict__.values())  # pydantic keeps exactly the fields there
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
 
 
 def snapshot_times(snapshot: AccountSnapshot) -> set[datetime]:

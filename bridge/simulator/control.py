@@ -9,6 +9,7 @@ directly (``world.clock``, ``world.faults``, ``world.stats``).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
@@ -161,14 +162,32 @@ def control_routes(world: World) -> list[Route]:
             world.throttle.levels.clear()
         return _json({"hwm": world.throttle.hwm, "mode": world.throttle.mode})
 
+    def route(
+        path: str,
+        handler: Callable[[Request], Awaitable[Response]],
+        methods: list[str],
+        *,
+        changes: bool = True,
+    ) -> Route:
+        """``changes``: its writes can change what an API request is answered (the clock, a
+        token, a key), so no kept answer outlives them; faults, throttle and statistics are
+        applied before the answer or counted after it."""
+
+        async def run(request: Request) -> Response:
+            if changes and request.method != "GET":
+                world.changed()
+            return await handler(request)
+
+        return Route(path, run, methods=methods)
+
     return [
-        Route("/_sim/clock", clock, methods=["GET", "POST"]),
-        Route("/_sim/faults", faults, methods=["POST", "DELETE"]),
-        Route("/_sim/tokens/{token}", tokens, methods=["POST"]),
-        Route("/_sim/stats", stats, methods=["GET", "DELETE"]),
-        Route("/_sim/requests", requests, methods=["GET"]),
-        Route("/_sim/oauth", oauth, methods=["GET", "POST"]),
-        Route("/_sim/oauth/keys/{client_id}/deactivate", key_off, methods=["POST"]),
-        Route("/_sim/oauth/users/{user_id}/tokens", user_tokens, methods=["DELETE"]),
-        Route("/_sim/throttle", throttle, methods=["POST"]),
+        route("/_sim/clock", clock, methods=["GET", "POST"]),
+        route("/_sim/faults", faults, methods=["POST", "DELETE"], changes=False),
+        route("/_sim/tokens/{token}", tokens, methods=["POST"]),
+        route("/_sim/stats", stats, methods=["GET", "DELETE"], changes=False),
+        route("/_sim/requests", requests, methods=["GET"], changes=False),
+        route("/_sim/oauth", oauth, methods=["GET", "POST"]),
+        route("/_sim/oauth/keys/{client_id}/deactivate", key_off, methods=["POST"]),
+        route("/_sim/oauth/users/{user_id}/tokens", user_tokens, methods=["DELETE"]),
+        route("/_sim/throttle", throttle, methods=["POST"], changes=False),
     ]

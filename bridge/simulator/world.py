@@ -28,19 +28,31 @@ class Clock:
 
     def __init__(self, now: datetime | None = None) -> None:
         self._offset = timedelta(0)
+        self._frozen: datetime | None = None  # see freeze()
         if now is not None:
             self.set(now)
 
     def now(self) -> datetime:
+        if self._frozen is not None:
+            return self._frozen
         return (datetime.now(UTC) + self._offset).replace(microsecond=0)
 
     def set(self, now: datetime) -> None:
         if now.tzinfo is None:
             now = now.replace(tzinfo=UTC)
         self._offset = now - datetime.now(UTC)
+        if self._frozen is not None:
+            self._frozen = now.replace(microsecond=0)
 
     def advance(self, seconds: float) -> None:
         self._offset += timedelta(seconds=seconds)
+        if self._frozen is not None:
+            self._frozen = (self._frozen + timedelta(seconds=seconds)).replace(microsecond=0)
+
+    def freeze(self) -> None:
+        """Stop following real time: ``now()`` moves only by :meth:`set` and :meth:`advance`
+        (a bench's world then answers the same from one cycle to the next)."""
+        self._frozen = self.now()
 
 
 @dataclass
@@ -281,6 +293,50 @@ class Stats:
             ]
 
 
+@dataclass(frozen=True)
+class Answer:
+    """A handler's answer as sent: what :class:`AnswerCache` keeps."""
+
+    status: int
+    body: bytes
+    headers: tuple[tuple[bytes, bytes], ...]
+
+
+class AnswerCache:
+    """The answers of GET handlers, per user and URL, for a world whose data changes only
+    through the simulator's own requests (benches: ``enabled`` is off by default). An answer
+    is served again while the world's clock reads the same second and nothing was written:
+    every API request that is not a GET, every ``/_sim/`` write that can change an answer
+    (clock, tokens, OAuth) and :meth:`World.changed` empty it (faults, throttle and request
+    statistics do not: the gate applies them to every request). Code that changes the world's
+    objects directly must call :meth:`World.changed`."""
+
+    def __init__(self) -> None:
+        self.enabled = False
+        self._at: datetime | None = None
+        self._answers: dict[tuple[int, str], Answer] = {}
+        self.hits = 0
+
+    def get(self, user_id: int, url: str, now: datetime) -> Answer | None:
+        if not self.enabled:
+            return None
+        if now != self._at:
+            self._answers.clear()
+            self._at = now
+            return None
+        answer = self._answers.get((user_id, url))
+        if answer is not None:
+            self.hits += 1
+        return answer
+
+    def put(self, user_id: int, url: str, now: datetime, answer: Answer) -> None:
+        if self.enabled and now == self._at:
+            self._answers[(user_id, url)] = answer
+
+    def clear(self) -> None:
+        self._answers.clear()
+
+
 @dataclass
 class Throttle:
     """Canvas's leaky bucket per token (§5): ``hwm`` units, leaking ``outflow`` per second."""
@@ -313,6 +369,9 @@ class World:
         self.stats = Stats()
         self.throttle = Throttle()
         self.oauth = OAuthRegistry()  # developer keys and what they issued
+        self.answers = AnswerCache()
+        self._by_token: dict[str, SimUser] = {}  # checked on every use: see user_by_token
+        self._by_member: tuple[dict[int, list[SimConference]], dict[int, list[int]]] | None = None
         self.host = host
         self._ids = {k: itertools.count(1) for k in ("user", "course", "group", "conf", "ag")}
         self._event_ids = itertools.count(1001)  # slots and reservations share one sequence
@@ -341,10 +400,12 @@ class World:
     def add_course(self, name: str, code: str, **kw: Any) -> Course:
         course = Course(next(self._ids["course"]), name, code, **kw)
         self.courses[course.id] = course
+        self.changed()
         return course
 
     def enroll(self, course: Course, user: SimUser, role: Role = "student") -> None:
         course.roles[user.id] = role
+        self.changed()
 
     def add_group(
         self, course: Course, name: str, category_id: int, members: list[int]
@@ -360,6 +421,7 @@ class World:
         kw.setdefault("created_at", self.clock.now())
         conf = SimConference(next(self._ids["conf"]), ctype, context.id, title, **kw)
         self.conferences[conf.id] = conf
+        self.changed()
         return conf
 
     def add_appointment_group(
@@ -396,11 +458,48 @@ class World:
 
     # --- lookups ----------------------------------------------------------------------------
 
+    def changed(self) -> None:
+        """Say the world's data changed behind the simulator's back (cached answers and the
+        indexes kept with them go)."""
+        self.answers.clear()
+        self._by_member = None
+
+    def _members(self) -> tuple[dict[int, list[SimConference]], dict[int, list[int]]] | None:
+        """Per user id: the conferences they take part in and the ids of their courses, in
+        the world's order. Kept only while answers are (``answers.enabled``: the world then
+        changes only through requests or with :meth:`changed`); None otherwise."""
+        if not self.answers.enabled:
+            return None
+        if self._by_member is None:
+            conferences: dict[int, list[SimConference]] = {}
+            for conference in self.conferences.values():
+                for user_id in conference.participants:
+                    conferences.setdefault(user_id, []).append(conference)
+            courses: dict[int, list[int]] = {}
+            for course_id, course in self.courses.items():
+                for user_id in course.roles:
+                    courses.setdefault(user_id, []).append(course_id)
+            self._by_member = (conferences, courses)
+        return self._by_member
+
+    def conferences_of(self, user: SimUser) -> list[SimConference]:
+        """The conferences ``user`` takes part in, in the world's order."""
+        index = self._members()
+        if index is not None:
+            return index[0].get(user.id, [])
+        return [c for c in self.conferences.values() if user.id in c.participants]
+
     def user_by_token(self, token: str) -> SimUser | None:
-        for user in self.users.values():
-            if user.token == token:
-                return user
-        return None
+        """The first user (in order of creation) holding ``token``. An index, rebuilt when a
+        user it names no longer holds the token or is gone, or when the token is not in it:
+        tests change users and tokens directly."""
+        user = self._by_token.get(token)
+        if user is not None and user.token == token and self.users.get(user.id) is user:
+            return user
+        self._by_token = {}
+        for candidate in self.users.values():
+            self._by_token.setdefault(candidate.token, candidate)
+        return self._by_token.get(token)
 
     def revoke_token(self, token: str, state: Literal["revoked", "expired"] = "revoked") -> None:
         user = self.user_by_token(token)
@@ -413,6 +512,9 @@ class World:
 
     def courses_of(self, user: SimUser) -> list[int]:
         """Ids of the courses the user has any role in."""
+        index = self._members()
+        if index is not None:
+            return index[1].get(user.id, [])
         return [cid for cid, course in self.courses.items() if user.id in course.roles]
 
     def user_groups(self, user: SimUser) -> list[StudentGroup]:

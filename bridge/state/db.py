@@ -22,6 +22,7 @@ are reported as what they are and not as a config error or an internal error.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import logging
 import os
@@ -277,25 +278,69 @@ def serialize(bind: Session | Connection, *names: str) -> None:
         bind.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
 
 
-def upsert(bind: Connection, table: type[Any], keys: list[str], **values: Any) -> Any:
-    """``INSERT … ON CONFLICT (keys) DO UPDATE`` setting the other ``values``, in the dialect
-    of ``bind`` (SQLite and PostgreSQL both have it): insert-or-update in one atomic statement,
-    with no lock to take first."""
-    statement = _insert(bind, table).values(**values)
-    changed = {k: statement.excluded[k] for k in values if k not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+def upsert(bind: Connection, table: Any, keys: list[str], **values: Any) -> None:
+    """Run ``INSERT … ON CONFLICT (keys) DO UPDATE`` setting the other ``values``, in the
+    dialect of ``bind`` (SQLite and PostgreSQL both have it): insert-or-update in one atomic
+    statement, with no lock to take first."""
+    bind.execute(_upsert(_dialect(bind), table, tuple(keys), tuple(values)), values)
 
 
-def upsert_many(bind: Connection, table: type[Any], keys: list[str], columns: list[str]) -> Any:
-    """:func:`upsert` without values, for ``execute(statement, rows)``: each row (a dict of
-    ``columns``) inserted or, if its ``keys`` exist, updated."""
-    statement = _insert(bind, table)
+def upsert_many(bind: Connection, table: Any, keys: list[str], rows: list[dict[str, Any]]) -> None:
+    """:func:`upsert` of several rows (dicts with the same columns) in one statement."""
+    if rows:
+        bind.execute(_upsert(_dialect(bind), table, tuple(keys), tuple(rows[0])), rows)
+
+
+def upsert_if_differs(
+    bind: Connection, table: Any, keys: list[str], column: str, **values: Any
+) -> bool:
+    """:func:`upsert` that leaves an existing row alone when its ``column`` already holds the
+    new value; True if it inserted or updated the row. (It asks with ``RETURNING``:
+    psycopg's ``rowcount`` says -1 for such a statement.)"""
+    statement = _upsert(_dialect(bind), table, tuple(keys), tuple(values), column)
+    return bind.execute(statement, values).first() is not None
+
+
+def insert_or_keep(bind: Connection, table: Any, keys: list[str], **values: Any) -> None:
+    """``INSERT … ON CONFLICT (keys) DO NOTHING``: a row with these keys is kept as it is."""
+    bind.execute(_insert_or_keep(_dialect(bind), table, tuple(keys), tuple(values)), values)
+
+
+# The statements are built once per shape and reused: building one (its ``excluded`` alias,
+# its column proxies, its cache key) cost more CPU than running it on SQLite.
+
+
+def _dialect(bind: Connection) -> str:
+    return "postgresql" if is_postgresql(bind) else "sqlite"
+
+
+@functools.cache
+def _upsert(
+    dialect: str,
+    table: Any,  # a mapped class (hashable)
+    keys: tuple[str, ...],
+    columns: tuple[str, ...],
+    unless_same: str | None = None,
+) -> Any:
+    statement = _insert(dialect, table)
     changed = {k: statement.excluded[k] for k in columns if k not in keys}
-    return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+    if unless_same is None:
+        return statement.on_conflict_do_update(index_elements=keys, set_=changed)
+    differs = getattr(table, unless_same) != statement.excluded[unless_same]
+    return statement.on_conflict_do_update(
+        index_elements=keys, set_=changed, where=differs
+    ).returning(*(getattr(table, k) for k in keys))
 
 
-def _insert(bind: Connection, table: type[Any]) -> Any:
-    if is_postgresql(bind):
+@functools.cache
+def _insert_or_keep(
+    dialect: str, table: Any, keys: tuple[str, ...], columns: tuple[str, ...]
+) -> Any:
+    return _insert(dialect, table).on_conflict_do_nothing(index_elements=keys)
+
+
+def _insert(dialect: str, table: type[Any]) -> Any:
+    if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert
 
         return pg_insert(table)

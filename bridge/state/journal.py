@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -95,6 +95,12 @@ def _entry(row: JournalRow) -> JournalEntry:
         row.sent_at,
         row.new_reservation_id,
     )
+
+
+# built once: it is read for every feed rendered
+_ALIASES = select(ReservationAliasRow.reservation_id, ReservationAliasRow.uid).where(
+    ReservationAliasRow.account_id == bindparam("account_id")
+)
 
 
 class Journal:
@@ -260,9 +266,5 @@ class Journal:
     def aliases(self, account_id: str) -> dict[int, str]:
         with self._sessions.begin() as s:  # plain rows, no ORM objects: read every cycle
             s.connection(execution_options={READ_ONLY: True})  # no write lock taken
-            rows = s.execute(
-                select(ReservationAliasRow.reservation_id, ReservationAliasRow.uid).where(
-                    ReservationAliasRow.account_id == account_id
-                )
-            )
+            rows = s.execute(_ALIASES, {"account_id": account_id})
             return {reservation_id: uid for reservation_id, uid in rows}

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from datetime import datetime
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete, select
 from sqlalchemy.orm import Session
 
 from bridge.state.db import serialize, upsert
@@ -27,6 +27,12 @@ from bridge.state.vault import NoVault, Vault
 Sessions = Callable[[], AbstractContextManager[Session]]
 KEY_NAME = "account-profiles"
 KEY_PURPOSE = "calbridge account profiles v1"
+
+
+# built once: read for every account whose profile this process does not know
+_PROFILE = select(AccountProfileRow.profile_json, AccountProfileRow.fetched_at).where(
+    AccountProfileRow.digest == bindparam("digest")
+)
 
 
 class ProfileStore:
@@ -67,22 +73,20 @@ class ProfileStore:
         """The stored profile JSON and when it was fetched, if fetched at ``fetched_since``
         or later."""
         with self._reading() as s:
-            row = s.get(AccountProfileRow, digest)
-            if row is None or row.fetched_at < fetched_since:
-                return None
-            return row.profile_json, row.fetched_at
+            row = s.execute(_PROFILE, {"digest": digest}).first()
+        if row is None or row.fetched_at < fetched_since:
+            return None
+        return row.profile_json, row.fetched_at
 
     def put(self, digest: str, profile_json: str, fetched_at: datetime) -> None:
         with self._sessions() as s:
-            s.execute(
-                upsert(
-                    s.connection(),
-                    AccountProfileRow,
-                    ["digest"],
-                    digest=digest,
-                    profile_json=profile_json,
-                    fetched_at=fetched_at,
-                )
+            upsert(
+                s.connection(),
+                AccountProfileRow,
+                ["digest"],
+                digest=digest,
+                profile_json=profile_json,
+                fetched_at=fetched_at,
             )
 
     def forget_older(self, before: datetime) -> int:

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Connection, delete, select, text
+from sqlalchemy import Connection, bindparam, delete, insert, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -21,7 +21,16 @@ from bridge.model.event import EventVersion
 from bridge.model.feed import PublishedFeed
 from bridge.state.caldav_repo import SqlStatusStore
 from bridge.state.cluster import ClusterStore
-from bridge.state.db import READ_ONLY, make_engine, serialize, upgrade, upsert, upsert_many
+from bridge.state.db import (
+    READ_ONLY,
+    insert_or_keep,
+    make_engine,
+    serialize,
+    upgrade,
+    upsert,
+    upsert_if_differs,
+    upsert_many,
+)
 from bridge.state.journal import Journal
 from bridge.state.listen import notify_feed
 from bridge.state.people import PeopleStore
@@ -45,6 +54,19 @@ class AccountStatus:
     last_error_at: datetime | None
     last_error: str | None
     consecutive_failures: int
+
+
+# Built once (building a statement costs more CPU than SQLite takes to run it)
+_INSERT_VERSION = insert(EventVersionRow)  # the rows are the parameters
+_DELETE_VERSIONS = delete(EventVersionRow).where(EventVersionRow.scope == bindparam("scope"))
+_SECRET = select(FeedSecretRow.secret).where(FeedSecretRow.feed_id == bindparam("feed_id"))
+_VERSIONS = select(
+    EventVersionRow.uid,
+    EventVersionRow.content_hash,
+    EventVersionRow.sequence,
+    EventVersionRow.dtstamp,
+    EventVersionRow.last_modified,
+).where(EventVersionRow.scope == bindparam("scope"))
 
 
 def _now() -> datetime:
@@ -142,26 +164,28 @@ class StateStore:
     ) -> bool:
         """A successful poll in one transaction: the account's status, and the snapshot only
         when ``content_hash`` (of what Canvas said, not of when) differs from the stored one.
-        True if the snapshot was written."""
-        with self.session() as s:
-            serialize(s, f"account:{account_id}")
-            status = self._status_row(s, account_id)
-            status.last_success_at, status.consecutive_failures = at, 0
-            row = s.get(AccountSnapshotRow, account_id)
-            if row is None:
-                s.add(
-                    AccountSnapshotRow(
-                        account_id=account_id,
-                        snapshot_json=snapshot_json,
-                        content_hash=content_hash,
-                        fetched_at=at,
-                    )
-                )
-                return True
-            if row.content_hash == content_hash:
-                return False
-            row.snapshot_json, row.content_hash, row.fetched_at = snapshot_json, content_hash, at
-            return True
+        True if the snapshot was written. Two Core statements, no ORM session: a cold cycle
+        runs this for every account."""
+        with self.engine.begin() as conn:
+            serialize(conn, f"account:{account_id}")
+            upsert(
+                conn,
+                AccountStatusRow,
+                ["account_id"],
+                account_id=account_id,
+                last_success_at=at,
+                consecutive_failures=0,
+            )
+            return upsert_if_differs(
+                conn,
+                AccountSnapshotRow,
+                ["account_id"],
+                "content_hash",
+                account_id=account_id,
+                snapshot_json=snapshot_json,
+                content_hash=content_hash,
+                fetched_at=at,
+            )
 
     def load_snapshot(self, account_id: str) -> str | None:
         with self.reading() as s:
@@ -179,15 +203,13 @@ class StateStore:
         """One statement without an ORM session (every account runs this every cycle, changed
         or not): an INSERT that updates the row if there is one, atomic on both backends."""
         with self.engine.begin() as conn:
-            conn.execute(
-                upsert(
-                    conn,
-                    AccountStatusRow,
-                    ["account_id"],
-                    account_id=account_id,
-                    last_success_at=at,
-                    consecutive_failures=0,
-                )
+            upsert(
+                conn,
+                AccountStatusRow,
+                ["account_id"],
+                account_id=account_id,
+                last_success_at=at,
+                consecutive_failures=0,
             )
 
     def record_poll_successes(self, polled: Mapping[str, datetime]) -> None:
@@ -200,7 +222,7 @@ class StateStore:
             for account_id, at in polled.items()
         ]
         with self.engine.begin() as conn:
-            conn.execute(upsert_many(conn, AccountStatusRow, ["account_id"], list(rows[0])), rows)
+            upsert_many(conn, AccountStatusRow, ["account_id"], rows)
 
     def record_poll_failure(self, account_id: str, at: datetime, error: str) -> int:
         with self.session() as s:
@@ -227,19 +249,25 @@ class StateStore:
 
     def feed_secret(self, feed_id: str) -> str:
         """The feed's secret, created (192 random bits) on first use (once, whichever of
-        several processes asks first)."""
-        with self.session() as s:
-            row = s.get(FeedSecretRow, feed_id)
-            if row is not None:
-                return row.secret  # the usual case: no lock needed to read it
-            serialize(s, f"feed-secret:{feed_id}")
-            row = s.get(FeedSecretRow, feed_id)  # another process may have created it meanwhile
-            if row is None:
-                row = FeedSecretRow(
-                    feed_id=feed_id, secret=secrets.token_urlsafe(24), created_at=_now()
-                )
-                s.add(row)
-            return row.secret
+        several processes asks first). Reading it takes no write lock."""
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                found = conn.scalar(_SECRET, {"feed_id": feed_id})
+        if found is not None:
+            return found  # the usual case
+        with self.engine.begin() as conn:
+            serialize(conn, f"feed-secret:{feed_id}")
+            # another process may have created it meanwhile: then its secret stays
+            insert_or_keep(
+                conn,
+                FeedSecretRow,
+                ["feed_id"],
+                feed_id=feed_id,
+                secret=secrets.token_urlsafe(24),
+                created_at=_now(),
+            )
+            return conn.execute(_SECRET, {"feed_id": feed_id}).scalar_one()
 
     def rotate_feed_secret(self, feed_id: str) -> str:
         with self.session() as s:
@@ -254,23 +282,27 @@ class StateStore:
             return secret
 
     def save_feed(self, feed: PublishedFeed, scope_versions: Mapping[str, EventVersion]) -> None:
-        """The rendered feed and its event versions, together: one cannot exist without the other."""
-        with self.session() as s:
-            serialize(s, f"feed:{feed.feed_id}", f"versions:feed:{feed.feed_id}")
-            s.merge(
-                RenderedFeedRow(
-                    feed_id=feed.feed_id,
-                    name=feed.name,
-                    body=feed.body,
-                    etag=feed.etag,
-                    last_modified=feed.last_modified,
-                    refreshed_at=feed.refreshed_at,
-                    event_count=feed.event_count,
-                    includes=",".join(feed.includes),
-                )
+        """The rendered feed and its event versions, together: one cannot exist without the
+        other. Core statements (an upsert, a delete, one insert of every version), no ORM
+        session: a cold cycle runs this for every feed."""
+        scope = f"feed:{feed.feed_id}"
+        with self.engine.begin() as conn:
+            serialize(conn, scope, f"versions:{scope}")
+            upsert(
+                conn,
+                RenderedFeedRow,
+                ["feed_id"],
+                feed_id=feed.feed_id,
+                name=feed.name,
+                body=feed.body,
+                etag=feed.etag,
+                last_modified=feed.last_modified,
+                refreshed_at=feed.refreshed_at,
+                event_count=feed.event_count,
+                includes=",".join(feed.includes),
             )
-            self._replace_versions(s, f"feed:{feed.feed_id}", scope_versions)
-            notify_feed(s, feed.feed_id)  # other replicas serve it too (bridge.state.listen)
+            self._replace_versions(conn, scope, scope_versions)
+            notify_feed(conn, feed.feed_id)  # other replicas serve it too (bridge.state.listen)
 
     def load_feeds(self, feed_ids: Collection[str] | None = None) -> list[PublishedFeed]:
         """The feeds saved by :meth:`save_feed` (all, or those of ``feed_ids``), ready to serve
@@ -296,32 +328,37 @@ class StateStore:
     # --- event versions ----------------------------------------------------------------------
 
     def load_versions(self, scope: str) -> dict[str, EventVersion]:
-        with self.reading() as s:
-            rows = s.scalars(select(EventVersionRow).where(EventVersionRow.scope == scope))
-            return {
-                r.uid: EventVersion(r.uid, r.content_hash, r.sequence, r.dtstamp, r.last_modified)
-                for r in rows
-            }
+        with self.engine.connect() as conn:
+            conn.execution_options(**{READ_ONLY: True})
+            with conn.begin():
+                rows = conn.execute(_VERSIONS, {"scope": scope}).all()
+        return {row[0]: EventVersion(*row) for row in rows}
 
     def save_versions(self, scope: str, versions: Mapping[str, EventVersion]) -> None:
-        with self.session() as s:
-            serialize(s, f"versions:{scope}")
-            self._replace_versions(s, scope, versions)
+        with self.engine.begin() as conn:
+            serialize(conn, f"versions:{scope}")
+            self._replace_versions(conn, scope, versions)
 
     @staticmethod
-    def _replace_versions(s: Session, scope: str, versions: Mapping[str, EventVersion]) -> None:
-        s.execute(delete(EventVersionRow).where(EventVersionRow.scope == scope))
-        s.add_all(
-            EventVersionRow(
-                scope=scope,
-                uid=v.uid,
-                content_hash=v.content_hash,
-                sequence=v.sequence,
-                dtstamp=v.dtstamp,
-                last_modified=v.last_modified,
+    def _replace_versions(
+        conn: Connection, scope: str, versions: Mapping[str, EventVersion]
+    ) -> None:
+        conn.execute(_DELETE_VERSIONS, {"scope": scope})
+        if versions:
+            conn.execute(
+                _INSERT_VERSION,
+                [
+                    {
+                        "scope": scope,
+                        "uid": v.uid,
+                        "content_hash": v.content_hash,
+                        "sequence": v.sequence,
+                        "dtstamp": v.dtstamp,
+                        "last_modified": v.last_modified,
+                    }
+                    for v in versions.values()
+                ],
             )
-            for v in versions.values()
-        )
 
     # --- leases ------------------------------------------------------------------------------
 

@@ -83,6 +83,35 @@ def test_round_trips(state_url: str) -> None:
     assert state.journal.recent(1)[0].new_reservation_id == SHARDED + 1
 
 
+def test_save_poll_writes_the_snapshot_only_when_what_canvas_said_changed(
+    state_url: str,
+) -> None:
+    """One transaction per successful poll: the status always, the snapshot only when its
+    hash moved (an upsert whose update is skipped when the hash is the same, on both backends)."""
+    state = open_state(state_url)
+    assert state.save_poll("alice", '{"a": 1}', "h1", T) is True
+    state.record_poll_failure("alice", T + timedelta(minutes=1), "Canvas answered 503")
+    assert state.save_poll("alice", '{"a": 1}', "h1", T + timedelta(minutes=2)) is False
+    assert state.load_snapshot("alice") == '{"a": 1}'
+    status = state.account_statuses()["alice"]
+    assert status.last_success_at == T + timedelta(minutes=2)
+    assert status.consecutive_failures == 0 and status.last_error == "Canvas answered 503"
+    assert state.save_poll("alice", '{"a": 2}', "h2", T + timedelta(minutes=3)) is True
+    assert state.load_snapshot("alice") == '{"a": 2}'
+    assert state.save_poll("bob", '{"b": 1}', "h1", T) is True  # the same hash, another account
+    assert state.load_snapshot("alice") == '{"a": 2}' and state.load_snapshot("bob") == '{"b": 1}'
+    feed = PublishedFeed.build(
+        "alice", "Alice", b"BEGIN:VCALENDAR", refreshed_at=T, last_modified=T, event_count=2
+    )
+    two = {u: EventVersion(u, "h", 1, T, T) for u in ("u1", "u2")}
+    state.save_feed(feed, two)
+    state.save_feed(feed, {"u3": EventVersion("u3", "h", 1, T, T)})
+    assert set(state.load_versions("feed:alice")) == {"u3"}
+    state.save_feed(feed, {})
+    assert state.load_versions("feed:alice") == {} and len(state.load_feeds()) == 1
+    state.close()
+
+
 def test_journal_is_idempotent_and_counts_the_shared_rate_limit(state_url: str) -> None:
     state = open_state(state_url)
     limits = Limits(per_minute=2, per_day=3)
