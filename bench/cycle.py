@@ -36,7 +36,7 @@ from typing import Any
 import httpx
 from sqlalchemy import event
 
-from bridge.config import settings_from
+from bridge.config import Settings, settings_from
 from bridge.daemon.cycle import CANVAS_POOL, Syncer
 from bridge.state import open_state
 from bridge.web.served import ServedFeeds
@@ -130,23 +130,38 @@ def check(stats: dict[str, Any], requests: list[int], label: str) -> None:
         )
 
 
+def check_feeds(feeds: ServedFeeds, expected: list[int]) -> None:
+    """Every user's feed holds the events the simulator holds for that user."""
+    for n, want in enumerate(expected):
+        feed = feeds.get(f"u{n}")
+        got = -1 if feed is None else feed.body.count(b"BEGIN:VEVENT")
+        if got != want:
+            raise CheckFailed(f"feed u{n} holds {got} events; the simulator holds {want}")
+
+
+def bench_settings(url: str, users: int, tmp: str) -> Settings:
+    """The benchmark's config: one account and one feed of conferences and reservations per
+    user, each account's token in ``BENCH_TOKEN_<n>``, state in SQLite under ``tmp``."""
+    return settings_from(
+        {
+            "state": {"url": f"sqlite:///{Path(tmp) / 'state.sqlite3'}"},
+            "accounts": [
+                {"id": f"u{n}", "canvas_url": url, "token_env": f"BENCH_TOKEN_{n}"}
+                for n in range(users)
+            ],
+            "feeds": [
+                {"id": f"u{n}", "account": f"u{n}", "include": ["conferences", "reservations"]}
+                for n in range(users)
+            ],
+        }
+    )
+
+
 def run(users: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory() as tmp, SimProcess(users, GROUPS, CONFERENCES) as sim:
         for n, token in enumerate(sim.tokens):
             os.environ[f"BENCH_TOKEN_{n}"] = token
-        settings = settings_from(
-            {
-                "state": {"url": f"sqlite:///{Path(tmp) / 'state.sqlite3'}"},
-                "accounts": [
-                    {"id": f"u{n}", "canvas_url": sim.url, "token_env": f"BENCH_TOKEN_{n}"}
-                    for n in range(users)
-                ],
-                "feeds": [
-                    {"id": f"u{n}", "account": f"u{n}", "include": ["conferences", "reservations"]}
-                    for n in range(users)
-                ],
-            }
-        )
+        settings = bench_settings(sim.url, users, tmp)
         state = open_state(settings.state.url or "")
         writes = {"n": 0}
 
@@ -201,11 +216,7 @@ def run(users: int) -> dict[str, float]:
             return first, second, wall1, cpu1, cpu2, writes["n"], floor, sim1
 
         first, second, wall, cpu1, cpu2, second_writes, floor, sim1 = asyncio.run(both())
-        for n, want in enumerate(sim.expected):
-            feed = feeds.get(f"u{n}")
-            got = -1 if feed is None else feed.body.count(b"BEGIN:VEVENT")
-            if got != want:
-                raise CheckFailed(f"feed u{n} holds {got} events; the simulator holds {want}")
+        check_feeds(feeds, sim.expected)
         state.close()
     return {
         "wall": wall,

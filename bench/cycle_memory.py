@@ -24,14 +24,22 @@ import tracemalloc
 from pathlib import Path
 
 from bridge import metrics
-from bridge.config import settings_from
 from bridge.daemon.cycle import Syncer
 from bridge.state import open_state
 from bridge.web.served import ServedFeeds
 
 sys.path.insert(0, str(Path(__file__).parent))
 from canvas_sim import SimProcess
-from cycle import CONFERENCES, GROUPS, CheckFailed, check, cycle, sim_stats
+from cycle import (
+    CONFERENCES,
+    GROUPS,
+    CheckFailed,
+    bench_settings,
+    check,
+    check_feeds,
+    cycle,
+    sim_stats,
+)
 
 TRACE = os.environ.get("BENCH_TRACE") == "1"
 TOP = 25
@@ -89,19 +97,7 @@ def run(users: int) -> None:
     with tempfile.TemporaryDirectory() as tmp, SimProcess(users, GROUPS, CONFERENCES) as sim:
         for n, token in enumerate(sim.tokens):
             os.environ[f"BENCH_TOKEN_{n}"] = token
-        settings = settings_from(
-            {
-                "state": {"url": f"sqlite:///{Path(tmp) / 'state.sqlite3'}"},
-                "accounts": [
-                    {"id": f"u{n}", "canvas_url": sim.url, "token_env": f"BENCH_TOKEN_{n}"}
-                    for n in range(users)
-                ],
-                "feeds": [
-                    {"id": f"u{n}", "account": f"u{n}", "include": ["conferences", "reservations"]}
-                    for n in range(users)
-                ],
-            }
-        )
+        settings = bench_settings(sim.url, users, tmp)
         state = open_state(settings.state.url or "")
         feeds = ServedFeeds()
         syncer = Syncer(settings, state, feeds)
@@ -138,11 +134,7 @@ def run(users: int) -> None:
             await syncer.aclose()
 
         asyncio.run(both())
-        for n, want in enumerate(sim.expected):
-            feed = feeds.get(f"u{n}")
-            got = -1 if feed is None else feed.body.count(b"BEGIN:VEVENT")
-            if got != want:
-                raise CheckFailed(f"feed u{n} holds {got} events; the simulator holds {want}")
+        check_feeds(feeds, sim.expected)
         state.close()
 
 

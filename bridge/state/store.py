@@ -47,6 +47,19 @@ from bridge.state.stops import StopStore
 from bridge.state.vault import NoVault, Vault
 
 
+def _upsert_success(conn: Connection, account_id: str, at: datetime) -> None:
+    """The account's status after a successful poll: one INSERT that updates the row if there
+    is one, atomic on both backends."""
+    upsert(
+        conn,
+        AccountStatusRow,
+        ["account_id"],
+        account_id=account_id,
+        last_success_at=at,
+        consecutive_failures=0,
+    )
+
+
 @dataclass(frozen=True)
 class AccountStatus:
     account_id: str
@@ -168,14 +181,7 @@ class StateStore:
         runs this for every account."""
         with self.engine.begin() as conn:
             serialize(conn, f"account:{account_id}")
-            upsert(
-                conn,
-                AccountStatusRow,
-                ["account_id"],
-                account_id=account_id,
-                last_success_at=at,
-                consecutive_failures=0,
-            )
+            _upsert_success(conn, account_id, at)
             return upsert_if_differs(
                 conn,
                 AccountSnapshotRow,
@@ -203,14 +209,7 @@ class StateStore:
         """One statement without an ORM session (every account runs this every cycle, changed
         or not): an INSERT that updates the row if there is one, atomic on both backends."""
         with self.engine.begin() as conn:
-            upsert(
-                conn,
-                AccountStatusRow,
-                ["account_id"],
-                account_id=account_id,
-                last_success_at=at,
-                consecutive_failures=0,
-            )
+            _upsert_success(conn, account_id, at)
 
     def record_poll_successes(self, polled: Mapping[str, datetime]) -> None:
         """:meth:`record_poll_success` for several accounts in one transaction (one
