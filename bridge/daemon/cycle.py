@@ -468,7 +468,7 @@ class Syncer:
         for feed in self.outputs.feeds.get(account.id, []):
             current = self.feeds.get(feed.id)
             if current is not None:
-                self._refreshed(replace(current, refreshed_at=now), now)
+                self._serve(replace(current, refreshed_at=now), now)
             metrics.RENDERS.labels(feed.id, "false").inc()
             seen = before.get(feed.id)
             result.feeds.append(
@@ -604,7 +604,7 @@ class Syncer:
             # equal body the render cache holds replaces the one loaded from the state store,
             # so the two are not both kept after a restart.
             if feed.id in self.outputs.feed_ids:  # still configured (SIGHUP)
-                self._refreshed(
+                self._serve(
                     replace(
                         current, plain=rendered.ics if current.plain else b"", refreshed_at=now
                     ),
@@ -618,9 +618,10 @@ class Syncer:
             self._feed_versions.pop(feed.id, None)
         return FeedResult(feed.id, len(rendered.events), changed, len(rendered.skipped))
 
-    def _refreshed(self, feed: PublishedFeed, now: datetime) -> None:
-        """Serve ``feed`` (unchanged but for its refresh time) under the secret it is served
-        with (the daemon re-reads rotated secrets on its own)."""
+    def _serve(self, feed: PublishedFeed, now: datetime) -> None:
+        """Serve ``feed`` under the secret it is served with (the daemon re-reads rotated
+        secrets on its own; the state store is asked only for a feed not served yet), and
+        record the render's success."""
         secret = self.feeds.secret_of(feed.feed_id) or self.secret(feed.feed_id)
         self.feeds.publish(feed, secret)
         metrics.LAST_RENDER_SUCCESS.labels(feed.feed_id).set(now.timestamp())
@@ -646,10 +647,6 @@ class Syncer:
         self.state.save_feed(published, rendered.versions)
         if feed.id not in self.outputs.feed_ids:
             return  # dropped from the config (SIGHUP) while this cycle ran: not served again
-        # under the secret it is served with, as _refreshed does (a rotation is picked up
-        # by the daemon's secret refresh); the state store is asked only for a new feed
-        secret = self.feeds.secret_of(feed.id) or self.secret(feed.id)
-        self.feeds.publish(published, secret)
-        metrics.LAST_RENDER_SUCCESS.labels(feed.id).set(now.timestamp())
+        self._serve(published, now)
         metrics.FEED_EVENTS.labels(feed.id).set(len(rendered.events))
         metrics.FEED_BYTES.labels(feed.id).set(len(rendered.ics))
